@@ -1,0 +1,1 @@
+"""Built-in method plugins, one module per method family."""

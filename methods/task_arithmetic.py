@@ -1,0 +1,38 @@
+"""Task Arithmetic, single best (PROTOCOL §4.1; Ilharco et al. 2023, [P T1 †, T2 †]).
+
+1. For each pool member i, run the active λ rule on τ_i alone: (λ_i*, score_i).
+2. i* = argmin_i score_i, ties to the smaller i.
+3. Output τ_{i*} with λ_{i*}*.
+
+Cost: n·|Λ| selection evaluations. The pool is the one every merge uses, streamed: only
+the best τ so far is held. [OURS] The score is the rule's own score ([NM] has no script
+that selects among candidates).
+"""
+from __future__ import annotations
+
+from unlearnbench import Method, Result, hookimpl
+
+
+class TaskArithmetic(Method):
+    name = "task-arithmetic"
+    description = "the single best pool member, negated, with its best lambda (the rule's score)"
+    reference_url = "https://arxiv.org/abs/2212.04089"
+    uses = frozenset({"forget"})
+    needs_pool = True
+
+    def unlearn(self, ctx) -> Result:
+        best = None
+        scores = []
+        for member, tau in ctx.pool():  # step 1, streamed
+            sel = ctx.select(tau)
+            scores.append({"index": member["index"], "lambda": sel.lam, "score": sel.score})
+            if best is None or sel.score < best[1].score:  # step 2: strict, so ties go to the smaller i
+                best = (member, sel, tau)
+        member, sel, tau = best
+        return Result(ctx.apply(tau, sel.lam), lam=sel.lam, selection=sel, merged=tau,  # step 3
+                      info={"best_member": member, "member_scores": scores})
+
+
+@hookimpl
+def register_methods(register):
+    register(TaskArithmetic())

@@ -1,0 +1,1 @@
+"""Built-in scenario plugins, one module per data-set family."""

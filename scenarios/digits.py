@@ -1,0 +1,42 @@
+"""scikit-learn's bundled digits (1,797 8x8 images): the embedded, download-free scenario.
+
+PROTOCOL §1.1: no official split, so test = ⌈0.2·1,797⌉ = 360 and val = ⌈0.125·1,437⌉ = 180,
+both stratified, drawn with split seed 0. Model cnn-s and its recipe: §2.1; pool: §6.3.
+digits is a smoke/CI scenario: |D_f| = 125, so one sample is 0.8 points.
+"""
+from __future__ import annotations
+
+from unlearnbench import ClassifierScenario, Recipe, RawData, hookimpl
+from unlearnbench.recipe import classifier_pool
+from unlearnbench.scenario import fingerprint
+
+
+class Digits(ClassifierScenario):
+    title = "scikit-learn digits, cnn-s; CPU, no download"
+    family = "digits"
+    arch = "cnn-s"
+    in_channels = 1
+    val_frac = 0.125  # ⌈0.125·1,437⌉ = 180 [PROTOCOL §1.1]
+    test_frac = 0.2
+    threads = 1  # PROTOCOL §10.1: digits piloted on 1 thread
+    recipe = Recipe(epochs=60, batch=32, lr=0.05, momentum=0.9, wd=5e-4, schedule="cosine")  # [OURS], [PILOT]
+    pools = {"default": classifier_pool("default", lr=0.01, batch=32, epochs=(20, 30, 40), source="[OURS] §6.3")}
+
+    def load_raw(self, data_root: str | None) -> RawData:
+        import numpy as np
+        import torch
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0  # pixel values 0..16 -> [0, 1]
+        y = torch.tensor(d.target, dtype=torch.long)
+        fp = fingerprint(np.ascontiguousarray(d.images, dtype=np.float64).tobytes(),
+                         np.ascontiguousarray(d.target, dtype=np.int64).tobytes())
+        return RawData(x=x, y=y, train_pool=np.arange(len(y)), test=None, fingerprint=fp, num_classes=10,
+                       source="sklearn.datasets.load_digits")
+
+
+@hookimpl
+def register_scenarios(register):
+    register(Digits("digits-10pct", "random"))
+    register(Digits("digits-class", "class"))

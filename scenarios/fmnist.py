@@ -1,0 +1,142 @@
+"""Fashion-MNIST (70k real 28x28 images): the CPU flagship.
+
+PROTOCOL §1.1: the official 60k train split gives 6,000 val (600 per class) and 54,000
+train; the official 10k test is D_test. Model cnn-bn and its recipe: §2.1; pool: §6.3.
+
+Files are found, in order: ``--data-root`` (or UNLEARNBENCH_DATA), the Debian package
+``dataset-fashion-mnist`` (/usr/share/datasets/fashion-mnist), then torchvision's download
+when online. Each accepts the four IDX files, gzipped or not, directly in the folder or
+in torchvision's ``FashionMNIST/raw`` layout.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+from unlearnbench import ClassifierScenario, DataNotFound, RawData, Recipe, hookimpl
+from unlearnbench.recipe import classifier_pool
+from unlearnbench.scenario import fingerprint
+
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+FILES = {
+    "train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte",
+}
+HOW_TO_GET = (
+    "Fashion-MNIST was not found. Either install the Debian package (`apt-get install dataset-fashion-mnist`, "
+    "files in /usr/share/datasets/fashion-mnist), or put the four IDX files (train-images-idx3-ubyte, "
+    "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, optionally .gz) in a folder and "
+    "pass it with --data-root (or UNLEARNBENCH_DATA); torchvision's FashionMNIST/raw layout works too. "
+    "Looked in: {looked}"
+)
+
+
+def read_idx(path: Path):
+    """Read an IDX file (the MNIST family's native format), gzipped or not."""
+    import numpy as np
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4:
+        raise DataNotFound(f"{path} is not an IDX file (too short)")
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise DataNotFound(f"{path} is not an unsigned-byte IDX file (magic {data[:4].hex()})")
+    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    expected = int(np.prod(dims))
+    if body.size != expected:
+        raise DataNotFound(f"{path} is truncated or corrupt: header says {dims}, found {body.size} bytes")
+    return body.reshape(dims), data
+
+
+def _find(folder: Path) -> dict[str, Path] | None:
+    for base in (folder, folder / "FashionMNIST" / "raw", folder / "fashion-mnist"):
+        found = {}
+        for key, stem in FILES.items():
+            for cand in (base / stem, base / f"{stem}.gz"):
+                if cand.exists():
+                    found[key] = cand
+                    break
+        if len(found) == len(FILES):
+            return found
+    return None
+
+
+def locate(data_root: str | None) -> dict[str, Path]:
+    looked = []
+    roots = [r for r in (data_root, os.environ.get("UNLEARNBENCH_DATA")) if r]
+    for r in roots:
+        looked.append(str(r))
+        hit = _find(Path(r))
+        if hit:
+            return hit
+        if data_root:  # an explicit root that lacks the files is an error, not a reason to look elsewhere
+            raise DataNotFound(HOW_TO_GET.format(looked=", ".join(looked)))
+    looked.append(str(DEBIAN_DIR))
+    hit = _find(DEBIAN_DIR)
+    if hit:
+        return hit
+    try:  # torchvision's download, when online and installed
+        import platformdirs
+        from torchvision.datasets import FashionMNIST
+
+        cache = Path(platformdirs.user_cache_dir("unlearnbench")) / "data"
+        looked.append(f"{cache} (torchvision download)")
+        if os.environ.get("HF_HUB_OFFLINE") != "1":
+            FashionMNIST(str(cache), train=True, download=True)
+            FashionMNIST(str(cache), train=False, download=True)
+            hit = _find(cache)
+            if hit:
+                return hit
+    except Exception as e:  # offline, or torchvision missing: say so in the error below
+        looked.append(f"download failed: {type(e).__name__}")
+    raise DataNotFound(HOW_TO_GET.format(looked=", ".join(looked)))
+
+
+def load(data_root: str | None) -> RawData:
+    import numpy as np
+    import torch
+
+    files = locate(data_root)
+    arrays, raw_bytes = {}, []
+    for key in ("train_x", "train_y", "test_x", "test_y"):
+        arrays[key], b = read_idx(files[key])
+        raw_bytes.append(b)
+    if arrays["train_x"].shape[0] != arrays["train_y"].shape[0] or arrays["test_x"].shape[0] != arrays["test_y"].shape[0]:
+        raise DataNotFound(f"Fashion-MNIST files in {files['train_x'].parent} disagree on the number of samples")
+    x = np.concatenate([arrays["train_x"], arrays["test_x"]])
+    y = np.concatenate([arrays["train_y"], arrays["test_y"]]).astype(np.int64)
+    n_train = arrays["train_x"].shape[0]
+    return RawData(
+        x=torch.from_numpy(x.copy()).unsqueeze(1).float().div_(255.0),
+        y=torch.from_numpy(y),
+        train_pool=np.arange(n_train),
+        test=np.arange(n_train, len(y)),
+        fingerprint=fingerprint(*raw_bytes, y.tobytes()),
+        num_classes=10,
+        source=str(files["train_x"].parent),
+    )
+
+
+class FashionMNIST(ClassifierScenario):
+    title = "Fashion-MNIST, cnn-bn; CPU flagship, ~5 min per model"
+    family = "fmnist"
+    arch = "cnn-bn"
+    in_channels = 1
+    val_frac = 0.1  # 6,000 of 60,000, 600 per class [PROTOCOL §1.1]
+    threads = 2  # PROTOCOL §10.1: fmnist piloted on 2 threads
+    recipe = Recipe(epochs=30, batch=128, lr=0.05, momentum=0.9, wd=5e-4, schedule="cosine")  # [OURS], [PILOT]
+    pools = {"default": classifier_pool("default", lr=0.01, batch=128, epochs=(5, 10, 15), source="[OURS] §6.3")}
+
+    def load_raw(self, data_root: str | None) -> RawData:
+        return load(data_root)
+
+
+@hookimpl
+def register_scenarios(register):
+    register(FashionMNIST("fmnist-10pct", "random"))
+    register(FashionMNIST("fmnist-class", "class"))

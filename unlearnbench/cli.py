@@ -1,0 +1,179 @@
+"""The ``unlearnbench`` command. Thin: it parses, calls the library, prints.
+
+Library errors (``UnlearnbenchError``) become one message and a non-zero exit, no traceback.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import progress
+from .errors import UnlearnbenchError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UnlearnbenchError as e:
+            click.echo(f"Error: {e}", err=True)
+            sys.exit(2)
+
+
+def _host():
+    from .plugins import get_host
+
+    return get_host()
+
+
+def _resolve(method, scenario, config_file, overrides):
+    from .config import load_file, resolve
+
+    file_layer = load_file(config_file) if config_file else None
+    return resolve(_host(), method=method, scenario=scenario, file_layer=file_layer, overrides=list(overrides))
+
+
+def _seeds(text: str | None):
+    if text is None:
+        return None
+    try:
+        return [int(s) for s in text.split(",") if s.strip() != ""]
+    except ValueError:
+        raise click.BadParameter(f"--seeds takes comma-separated integers, e.g. 0,1,2, not {text!r}")
+
+
+common = [
+    click.option("--method", "-m", help="method name (`unlearnbench list methods`); default negmerge"),
+    click.option("--scenario", "-s", help="scenario name (`unlearnbench list scenarios`); default digits-10pct"),
+    click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file"),
+    click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
+                 help="config override, e.g. -o pool.size=9 -o selection=oracle_avg_gap"),
+]
+
+
+def with_common(fn):
+    for deco in reversed(common):
+        fn = deco(fn)
+    return fn
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="unlearnbench")
+def main():
+    """Compare machine-unlearning methods for image classifiers, fairly and reproducibly."""
+
+
+@main.command()
+@with_common
+@click.option("--seeds", help="comma-separated trials, e.g. 0,1,2 (default: the config's, 0,1,2)")
+@click.option("--store", type=click.Path(file_okay=False), help="artifact store (default: user cache dir; "
+              "or UNLEARNBENCH_STORE)")
+@click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False),
+              help="where run.json records go")
+@click.option("--data-root", type=click.Path(), help="where data sets live (or UNLEARNBENCH_DATA)")
+@click.option("--quiet", "-q", is_flag=True, help="no progress bars")
+@click.option("--json", "as_json", is_flag=True, help="print the run records as JSON")
+def run(method, scenario, config_file, overrides, seeds, store, runs_dir, data_root, quiet, as_json):
+    """Run one method on one scenario for each trial and record run.json per trial."""
+    from .runner import format_table, run_trial, summarise
+    from .store import Store
+
+    if quiet:
+        progress.set_quiet(True)
+    extra = list(overrides)
+    s = _seeds(seeds)
+    if s is not None:
+        extra.append(f"seeds=[{','.join(map(str, s))}]")
+    res = _resolve(method, scenario, config_file, extra)
+    st = Store(store)
+    records = []
+    raw_cache: dict = {}
+    for trial in res.cfg.seeds:
+        progress.say(f"== {res.method.name} on {res.scenario.name}, trial {trial} (config {res.hash[:12]})")
+        records.append(run_trial(res, int(trial), store=st, runs_dir=Path(runs_dir), data_root=data_root,
+                                 raw_cache=raw_cache))
+    if as_json:
+        click.echo(json.dumps([{k: v for k, v in r.items() if k != "_path"} for r in records], indent=1,
+                              default=float))
+        return
+    sel = records[0].get("selection") or {}
+    tag = f", selection {sel.get('rule')}" + (" [ORACLE]" if sel.get("oracle") else "") if sel else ""
+    click.echo(f"\n{res.method.name} on {res.scenario.name}: {len(records)} trial(s) "
+               f"{[r['trial'] for r in records]}, used splits {records[0]['used_splits']}{tag}")
+    click.echo(format_table(summarise(records)))
+    total = sum(r["timings"]["total_s"] for r in records)
+    click.echo(f"wall {total:.1f}s; records in {Path(runs_dir) / res.scenario.name / res.method.name}")
+
+
+@main.command("config")
+@with_common
+def config_cmd(method, scenario, config_file, overrides):
+    """Print the resolved config (YAML) and its hash."""
+    from omegaconf import OmegaConf
+
+    res = _resolve(method, scenario, config_file, overrides)
+    click.echo(OmegaConf.to_yaml(res.cfg).rstrip())
+    click.echo(f"# config hash: {res.hash}")
+
+
+@main.command("list")
+@click.argument("what", type=click.Choice(["methods", "scenarios", "rules"]))
+@click.option("--options", is_flag=True, help="also print each plugin's options (type, default, help, source)")
+def list_cmd(what, options):
+    """List registered methods, scenarios or selection rules."""
+    from .config import options_of
+
+    host = _host()
+    reg = {"methods": host.methods, "scenarios": host.scenarios, "rules": host.rules}[what]
+    for name in reg.names():
+        entry = reg.entries[name]
+        obj = entry.obj
+        extra = ""
+        if what == "methods":
+            extra = f"  [uses: {'+'.join(sorted(obj.uses)) or '-'}]"
+        if what == "rules" and obj.oracle:
+            extra = "  [ORACLE]"
+        click.echo(f"{name:<22} {obj.description}{extra}  ({entry.plugin})")
+        if options:
+            for o in options_of(obj.Config):
+                click.echo(f"    {o['name']}: {o['type']} = {o['default']!r}  {o['help']} {o['source']}".rstrip())
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--hook", help="only plugins implementing this hook")
+def plugins(as_json, hook):
+    """Every plugin: its distribution, version, hooks and status."""
+    host = _host()
+    infos = [i for i in host.infos.values() if hook is None or hook in i.hooks]
+    if as_json:
+        click.echo(json.dumps([i.__dict__ for i in infos], indent=1))
+        return
+    for i in sorted(infos, key=lambda i: (i.dist, i.name)):
+        click.echo(f"{i.name:<18} {i.dist} {i.version:<8} {i.status:<6} {','.join(i.hooks)}  [{i.module}]")
+
+
+@main.command()
+@click.option("--method", "-m", default="negmerge", show_default=True, help="a merge method")
+@click.argument("base", type=click.Path(exists=True, dir_okay=False))
+@click.argument("finetuned", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="output .safetensors")
+@click.option("--lam", type=float, help="write BASE − lam·τ (buffers from BASE) instead of τ")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="merge method option")
+def merge(method, base, finetuned, output, lam, params):
+    """Merge checkpoints you already have: task vectors FTi − BASE, merged by METHOD.
+
+    Writes the merged task vector, or with --lam the edited model BASE − lam·τ. Inputs are
+    safetensors or torch state dicts (loaded with weights_only=True: no code is executed).
+    """
+    from .merge_files import merge_files
+
+    summary = merge_files(_host(), method, base, list(finetuned), output, lam, list(params))
+    click.echo(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,70 @@
+"""The evaluator: metrics by name, each computed on a known split (PROTOCOL §8).
+
+``acc_<split>`` is top-1 accuracy on a manifest split; ``mia`` is MIA-efficacy. Every
+metric declares the data it reads (``metric_splits``), which is what lets selection rules
+and methods be held to the splits they declared.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import ConfigError
+from .metrics import accuracy, confidence, logits, mia_efficacy
+
+if TYPE_CHECKING:
+    import torch
+
+    from .scenario import Task
+
+# Which declared data a manifest split belongs to.
+SPLIT_ROLE = {
+    "forget": {"forget"}, "retain": {"retain"}, "retain_floor": {"retain"}, "val": {"val"},
+    "val_retain": {"val"}, "test": {"test"}, "test_forget_class": {"test"}, "train": {"forget", "retain"},
+    "mia_members": {"retain"}, "mia_nonmembers": {"test"},
+}
+MIA_SPLITS = ("mia_members", "mia_nonmembers", "forget")
+
+
+def metric_splits(name: str) -> frozenset[str]:
+    if name == "mia":
+        return frozenset({"forget", "retain", "test"})
+    if name.startswith("acc_") and name[4:] in SPLIT_ROLE:
+        return frozenset(SPLIT_ROLE[name[4:]])
+    raise ConfigError(f"unknown metric {name!r}")
+
+
+class Evaluator:
+    def __init__(self, task: "Task", device: str = "cpu"):
+        self.task = task
+        self.device = device
+        self._cache: dict[str, tuple] = {}
+
+    def split(self, name: str) -> tuple["torch.Tensor", "torch.Tensor"]:
+        if name not in self._cache:
+            self._cache[name] = self.task.tensors(name)
+        return self._cache[name]
+
+    def measure(self, model: "torch.nn.Module", names: list[str]) -> dict[str, float]:
+        need: list[str] = []
+        for n in names:
+            metric_splits(n)
+            for s in (MIA_SPLITS if n == "mia" else (n[4:],)):
+                if s not in need:
+                    need.append(s)
+        lg = {s: logits(model, self.split(s)[0], self.device) for s in need}
+        out: dict[str, float] = {}
+        for n in names:
+            if n == "mia":
+                conf = {s: confidence(lg[s], self.split(s)[1]) for s in MIA_SPLITS}
+                out[n] = mia_efficacy(conf["mia_members"], conf["mia_nonmembers"], conf["forget"])
+            else:
+                out[n] = accuracy(lg[n[4:]], self.split(n[4:])[1])
+        return out
+
+    def report_names(self) -> list[str]:
+        """What every final evaluation reports: the task's accuracies, MIA, and class-wise extras."""
+        names = [f"acc_{s}" for s in ("retain", "forget", "test", "val")]
+        if self.task.class_wise:
+            names.append("acc_test_forget_class")
+        names.append("mia")
+        return names

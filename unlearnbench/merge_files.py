@@ -1,0 +1,76 @@
+"""Merging checkpoints a user already has, without our scenarios (``unlearnbench merge``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import ConfigError, StoreError
+
+
+def load_state(path: str) -> dict:
+    """A state dict from safetensors, or from a torch file loaded with weights_only=True (no code runs)."""
+    import torch
+
+    p = Path(path)
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(p))
+        except Exception as e:
+            raise StoreError(f"{p} is not a readable safetensors file: {e}") from e
+    try:
+        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise StoreError(f"{p} could not be loaded as a weights-only torch checkpoint (no pickled code is "
+                         f"allowed): {e}") from e
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise StoreError(f"{p} does not hold a state dict of tensors")
+    return obj
+
+
+def merge_keys(base: dict) -> list[str]:
+    """The tensors that form τ: floating-point entries that are not BN statistics (PROTOCOL §3).
+
+    A bare state dict does not say which entries are buffers, so BN running statistics are
+    recognised by name (running_mean / running_var); integer tensors are never merged."""
+    skip = ("running_mean", "running_var", "num_batches_tracked")
+    return [k for k, v in base.items() if v.is_floating_point() and not k.endswith(skip)]
+
+
+def merge_files(host, method: str, base_path: str, ft_paths: list[str], output: str, lam: float | None,
+                params: list[str]) -> dict:
+    from omegaconf import OmegaConf
+    from safetensors.torch import save_file
+
+    from .config import _section_class, parse_overrides
+    from .taskvec import edited_state, task_vector
+
+    meth = host.methods.get(method)
+    if not hasattr(meth, "reducer"):
+        raise ConfigError(f"method {method!r} is not a merge operator; `unlearnbench list methods` shows the "
+                          "merge methods (negmerge, ...)")
+    schema = OmegaConf.structured(_section_class("MergeOptions", [], meth.Config))
+    given = parse_overrides(params) if params else {}
+    unknown_keys = set(given) - set(schema.keys())
+    if unknown_keys:
+        from .errors import unknown
+
+        raise unknown(f"option of {method}", sorted(unknown_keys)[0], schema.keys())
+    cfg = OmegaConf.merge(schema, given)
+    base = load_state(base_path)
+    keys = merge_keys(base)
+    red = meth.reducer(cfg)
+    for p in ft_paths:  # streamed: one checkpoint resident at a time
+        red.update(task_vector(load_state(p), base, keys))
+    tau = red.result()
+    out = edited_state(base, tau, lam) if lam is not None else tau
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in out.items()}, output,
+              metadata={"method": method, "lam": "" if lam is None else str(lam), "n": str(len(ft_paths))})
+    from .metrics import sparsity
+
+    sp = sparsity(tau)
+    return {"method": method, "n": len(ft_paths), "output": output, "wrote": "model" if lam is not None else
+            "task_vector", "lam": lam, "sparsity_u_all": sp["u_all"], "tensors": len(out)}

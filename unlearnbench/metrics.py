@@ -1,0 +1,80 @@
+"""Metrics of PROTOCOL §8: accuracies, MIA-efficacy, Avg. Gap, sparsity."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable, Mapping
+
+if TYPE_CHECKING:
+    import torch
+
+EVAL_BATCH = 2048
+GAP_METRICS = ("acc_retain", "acc_forget", "acc_test", "mia")  # PROTOCOL §8.3
+SVC_C = 3.0  # [SAL] SVC_MIA: SVC(C=3, kernel=rbf, gamma='auto')
+
+
+def logits(model: "torch.nn.Module", x: "torch.Tensor", device: str = "cpu") -> "torch.Tensor":
+    import torch
+
+    model.eval()
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, len(x), EVAL_BATCH):
+            outs.append(model(x[i:i + EVAL_BATCH].to(device)).float().cpu())
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+def accuracy(lg: "torch.Tensor", y: "torch.Tensor") -> float:
+    """Top-1 accuracy in %, over the whole split."""
+    if len(y) == 0:
+        return float("nan")
+    return 100.0 * (lg.argmax(1) == y).double().mean().item()
+
+
+def confidence(lg: "torch.Tensor", y: "torch.Tensor") -> "torch.Tensor":
+    """The MIA feature: softmax(f(x))_y with the true label [PROTOCOL §8.2]."""
+    import torch
+
+    return torch.softmax(lg.double(), dim=1).gather(1, y.view(-1, 1)).squeeze(1)
+
+
+def mia_efficacy(members: "torch.Tensor", nonmembers: "torch.Tensor", forget: "torch.Tensor") -> float:
+    """100 x the share of forget samples an SVC, fit on member (1) vs non-member (0)
+    confidences, predicts to be non-members (PROTOCOL §8.2). Higher = looks more unseen."""
+    import numpy as np
+    from sklearn.svm import SVC
+
+    xm = members.detach().cpu().numpy().reshape(-1, 1)
+    xn = nonmembers.detach().cpu().numpy().reshape(-1, 1)
+    xf = forget.detach().cpu().numpy().reshape(-1, 1)
+    if len(xf) == 0:
+        return float("nan")
+    X = np.concatenate([xm, xn])
+    Y = np.concatenate([np.ones(len(xm)), np.zeros(len(xn))])
+    clf = SVC(C=SVC_C, kernel="rbf", gamma="auto")
+    clf.fit(X, Y)
+    return 100.0 * float((clf.predict(xf) == 0).mean())
+
+
+def avg_gap(m: Mapping[str, float], ref: Mapping[str, float]) -> tuple[float, dict[str, float]]:
+    """¼·Σ|m − m(Retrain)| over Acc D_r, Acc D_f, Acc D_test′, MIA, and each component [§8.3]."""
+    comps = {k: abs(float(m[k]) - float(ref[k])) for k in GAP_METRICS}
+    return sum(comps.values()) / len(comps), comps
+
+
+def sparsity(tau: Mapping[str, "torch.Tensor"], trainable: Iterable[str] | None = None) -> dict:
+    """% exact zeros over U_all (every parameter) and U_train (trainable ones), and per tensor [§8.5]."""
+    keys = list(tau)
+    train = set(keys if trainable is None else trainable)
+    z_all = n_all = z_tr = n_tr = 0
+    per = {}
+    for k in keys:
+        v = tau[k]
+        z = int((v == 0).sum().item())
+        n = v.numel()
+        per[k] = 100.0 * z / max(n, 1)
+        z_all += z
+        n_all += n
+        if k in train:
+            z_tr += z
+            n_tr += n
+    return {"u_all": 100.0 * z_all / max(n_all, 1), "u_train": 100.0 * z_tr / max(n_tr, 1),
+            "n_all": n_all, "n_train": n_tr, "nonzero": n_all - z_all, "per_tensor": per}

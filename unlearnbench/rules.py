@@ -1,0 +1,118 @@
+"""The built-in selection rules (PROTOCOL §5), registered through the plugin hook like any other."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .config import opt
+from .hookspecs import hookimpl
+from .selection import SelectionRule
+
+KAPPA = 0.95  # the same constant as control_threshold: keep 95% of the baseline [P §4.2]
+
+
+def _argmin(curve: list[dict], feasible: list[bool], score: list[float]) -> tuple[int, float]:
+    best = None
+    for i, (ok, s) in enumerate(zip(feasible, score)):
+        if ok and (best is None or s < score[best]):  # strict: ties go to the smaller λ
+            best = i
+    if best is None:  # λ = 0 is measured in the same run, so it is always feasible (§10.2 #21)
+        best = 0
+    return best, score[best]
+
+
+@dataclass
+class ValMatchedConfig:
+    kappa: float = opt(KAPPA, "feasible while Acc(D_val^r) >= kappa x its value at lambda = 0", "[OURS] §5(c)")
+    floor_split: str = opt("val", "split for the feasibility floor: val, or retain (5,000 of D_r)", "[OURS] §5(c)")
+
+
+class ValMatched(SelectionRule):
+    """(c) The classifier default, oracle-free: match Acc D_f to Acc D_val (random forgetting),
+    or minimise Acc D_f (class-wise), while keeping kappa of the val accuracy [PROTOCOL §5(c)]."""
+
+    name = "val_matched"
+    description = "oracle-free: |Acc Df - Acc Dval| (random) or Acc Df (class-wise), Dval floor kappa"
+    Config = ValMatchedConfig
+    reads = frozenset({"forget", "val"})
+
+    def _floor_metric(self, cfg: Any) -> str:
+        if cfg.floor_split == "val":
+            return "acc_val_retain"
+        if cfg.floor_split == "retain":
+            return "acc_retain_floor"
+        raise ValueError(f"selection.floor_split must be val or retain, not {cfg.floor_split!r}")
+
+    def check_config(self, cfg: Any) -> None:
+        from .errors import ConfigError
+
+        if cfg.floor_split not in ("val", "retain"):
+            raise ConfigError(f"selection.floor_split must be 'val' or 'retain', not {cfg.floor_split!r}")
+
+    def reads_for(self, cfg: Any, task: Any) -> frozenset[str]:
+        return self.reads | ({"retain"} if cfg.floor_split == "retain" else set())
+
+    def needs(self, cfg: Any, task: Any) -> list[str]:
+        return ["acc_forget", "acc_val", self._floor_metric(cfg)]
+
+    def choose(self, curve, cfg, task, reference):
+        floor = self._floor_metric(cfg)
+        base = curve[0][floor]  # the grid starts at λ = 0, i.e. θ_0
+        feasible = [c[floor] >= cfg.kappa * base for c in curve]
+        if task.class_wise:
+            score = [c["acc_forget"] for c in curve]
+        else:
+            score = [abs(c["acc_forget"] - c["acc_val"]) for c in curve]
+        return _argmin(curve, feasible, score)
+
+
+@dataclass
+class OracleConfig:
+    pass
+
+
+class OracleAvgGap(SelectionRule):
+    """(b) ORACLE: minimum Avg. Gap to the retrain model, reading D_test. Reproduces the
+    paper's classifier rows only; its outputs are tagged selection=oracle [PROTOCOL §5(b)]."""
+
+    name = "oracle_avg_gap"
+    description = "ORACLE: min Avg. Gap to Retrain over Acc Dr, Df, Dtest, MIA (reads test + retrain)"
+    Config = OracleConfig
+    oracle = True
+    reads = frozenset({"forget", "retain", "val", "test", "retrain"})
+
+    def needs(self, cfg, task):
+        return ["acc_retain", "acc_forget", "acc_test", "mia"]
+
+    def choose(self, curve, cfg, task, reference):
+        from .metrics import avg_gap
+
+        if reference is None:
+            raise ValueError("oracle_avg_gap needs the retrain oracle, which this scenario does not have")
+        score = [avg_gap(c, reference)[0] for c in curve]
+        return _argmin(curve, [True] * len(curve), score)
+
+
+class OracleAvgGapVal(OracleAvgGap):
+    """(b') ORACLE without the test leak: gap over Acc D_r, Acc D_f, Acc D_val [PROTOCOL §5(b)]."""
+
+    name = "oracle_avg_gap_val"
+    description = "ORACLE: min mean |gap| to Retrain over Acc Dr, Df, Dval (reads retrain, not test)"
+    reads = frozenset({"forget", "retain", "val", "retrain"})
+    KEYS = ("acc_retain", "acc_forget", "acc_val")
+
+    def needs(self, cfg, task):
+        return list(self.KEYS)
+
+    def choose(self, curve, cfg, task, reference):
+        if reference is None:
+            raise ValueError("oracle_avg_gap_val needs the retrain oracle, which this scenario does not have")
+        score = [sum(abs(c[k] - reference[k]) for k in self.KEYS) / len(self.KEYS) for c in curve]
+        return _argmin(curve, [True] * len(curve), score)
+
+
+@hookimpl
+def register_selection_rules(register):
+    register(ValMatched())
+    register(OracleAvgGap())
+    register(OracleAvgGapVal())

@@ -1,0 +1,179 @@
+"""One run: resolve, build the task, produce shared stages, call the method, evaluate once,
+record run.json. Each arrow goes one way: the method never reaches around ctx."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from . import progress
+from .config import Resolved
+from .errors import ConfigError, StoreError
+from .metrics import avg_gap, sparsity
+
+RUN_SCHEMA = 1
+
+
+def pick_threads(requested: int, preferred: int) -> int:
+    """Never more torch threads than free cores: oversubscription was measured to slow
+    training by up to 100x on the 2-core box (PROTOCOL §10.1)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(requested or preferred, cores))
+
+
+def run_dir(runs_dir: Path, scenario: str, method: str, trial: int) -> Path:
+    return Path(runs_dir) / scenario / method / f"seed-{trial}"
+
+
+def used_splits(method: Any, rule: Any, rule_cfg: Any, task: Any) -> str:
+    """The union of data the method and its selection rule read (PROTOCOL §1.4)."""
+    used = set(method.uses)
+    if method.selects:
+        used |= set(rule.reads_for(rule_cfg, task)) - {"retrain"}
+    order = ["forget", "retain", "val", "test"]
+    return "+".join(s for s in order if s in used)
+
+
+def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: str | None,
+              raw_cache: dict | None = None) -> dict:
+    import torch
+
+    from .context import Ctx
+    from .provenance import provenance
+    from .stages import Stages
+
+    cfg = res.cfg
+    scen, meth, rule = res.scenario, res.method, res.rule
+    t_start = time.perf_counter()
+    t0 = time.perf_counter()
+    raw = raw_cache.get(scen.name) if raw_cache is not None else None
+    if raw is None and hasattr(scen, "load_raw"):
+        raw = scen.load_raw(data_root)
+        if raw_cache is not None:
+            raw_cache[scen.name] = raw
+    task = scen.build_task(cfg.scenario, trial, data_root, raw=raw) if raw is not None else \
+        scen.build_task(cfg.scenario, trial, data_root)
+    threads = pick_threads(int(cfg.threads), task.threads)
+    torch.set_num_threads(threads)
+    device = str(cfg.device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={device} but no CUDA device is available here; use -o device=cpu")
+    timings: dict[str, float] = {"data_s": time.perf_counter() - t0}
+
+    stages = Stages(task, store, device)
+    stages.original()
+    if task.has_oracle:
+        stages.retrain()
+    orig_m = stages.metrics_of("original")
+    retr_m = stages.metrics_of("retrain") if task.has_oracle else None
+
+    ctx = Ctx(stages, meth, cfg.method, rule, cfg.selection, cfg.pool)
+    t0 = time.perf_counter()
+    result = meth.unlearn(ctx)
+    unlearn_total = time.perf_counter() - t0
+    timings.update(stages.timings)
+    timings.update(ctx.timings)
+    timings["unlearn_s"] = unlearn_total - ctx.timings.get("pool_s", 0.0) - ctx.timings.get("select_s", 0.0) \
+        - ctx.timings.get("retrain_s", 0.0)
+
+    # Evaluate once, on the selected model (test is first read here).
+    t0 = time.perf_counter()
+    model = task.new_model()
+    missing = set(model.state_dict()) ^ set(result.state)
+    if missing:
+        raise StoreError(f"method {meth.name!r} returned a state dict whose keys differ from the model's: "
+                         f"{sorted(missing)[:5]}")
+    model.load_state_dict(result.state)
+    metrics = stages.evaluator.measure(model.to(device), stages.evaluator.report_names())
+    timings["eval_s"] = time.perf_counter() - t0
+    gap = None
+    if retr_m is not None:
+        g, comps = avg_gap(metrics, retr_m)
+        gap = {"avg_gap": g, "components": comps}
+    sel = result.selection
+    rec: dict[str, Any] = {
+        "schema": RUN_SCHEMA,
+        "scenario": scen.name,
+        "method": meth.name,
+        "trial": trial,
+        "config": res.to_dict(),
+        "config_hash": res.hash,
+        "manifest_hash": task.manifest_hash,
+        "used_splits": used_splits(meth, rule, cfg.selection, task),
+        "selection": sel.summary() if sel is not None else None,
+        "selection_rule": (sel.rule if sel is not None else None),
+        "oracle": bool(sel is not None and sel.oracle) or meth.name == "retrain",
+        "lambda": result.lam,
+        "metrics": metrics,
+        "original": orig_m,
+        "retrain": retr_m,
+        "gap": gap,
+        "sparsity": sparsity(result.merged, stages.param_keys) if result.merged is not None else None,
+        "info": {**ctx.info, **result.info},
+        "timings": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in timings.items()},
+        "artifacts": dict(stages.keys),
+        "trained_now": stages.trained,
+        "provenance": provenance(device, threads),
+    }
+    rec["timings"]["total_s"] = round(time.perf_counter() - t_start, 4)
+    out = run_dir(runs_dir, scen.name, meth.name, trial)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "run.json.tmp"
+    tmp.write_text(json.dumps(rec, indent=1, default=float))
+    tmp.replace(out / "run.json")
+    rec["_path"] = str(out / "run.json")
+    progress.say(f"wrote {out / 'run.json'}")
+    return rec
+
+
+# -- summaries -----------------------------------------------------------------------------
+
+COLUMNS = [("acc_retain", "Acc Dr"), ("acc_forget", "Acc Df"), ("acc_test", "Acc Dtest"),
+           ("acc_val", "Acc Dval"), ("mia", "MIA")]
+
+
+def _fmt(values: list[float]) -> str:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return "-"
+    if len(vals) == 1:
+        return f"{vals[0]:.2f}"
+    return f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}"
+
+
+def summarise(records: list[dict]) -> list[dict]:
+    """Rows for Original, Retrain and the method, mean ± std over trials; Avg. Gap from trial
+    means (primary, paper-comparable) and paired per-trial mean ± std (PROTOCOL §8.3)."""
+    if not records:
+        return []
+    rows = []
+    has_oracle = records[0]["retrain"] is not None
+    sources = [("Original", "original"), ("Retrain", "retrain")] if has_oracle else [("Original", "original")]
+    retr_mean = {k: statistics.mean(r["retrain"][k] for r in records) for k, _ in COLUMNS} if has_oracle else None
+    for label, key in sources + [(records[0]["method"], "metrics")]:
+        per = [r[key] for r in records]
+        row = {"": label, **{h: _fmt([p[k] for p in per]) for k, h in COLUMNS}}
+        if has_oracle:
+            means = {k: statistics.mean(p[k] for p in per) for k, _ in COLUMNS}
+            g, _ = avg_gap(means, retr_mean)
+            paired = [avg_gap(p, r["retrain"])[0] for p, r in zip(per, records)]
+            row["Avg. Gap"] = f"{g:.2f}" + (f" ({_fmt(paired)})" if len(records) > 1 else "")
+        row["λ*"] = _fmt([r["lambda"] for r in records]) if key == "metrics" else ""
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    heads = list(rows[0])
+    width = {h: max(len(h), *(len(str(r.get(h, ""))) for r in rows)) for h in heads}
+    line = "  ".join(h.ljust(width[h]) for h in heads)
+    out = [line, "  ".join("-" * width[h] for h in heads)]
+    for r in rows:
+        out.append("  ".join(str(r.get(h, "")).ljust(width[h]) for h in heads))
+    return "\n".join(out)

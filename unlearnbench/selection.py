@@ -1,0 +1,114 @@
+"""λ selection: grids, the sweep, and the base of every selection rule (PROTOCOL §5).
+
+A rule maps a λ-curve of selection metrics to λ* and a score. It declares the splits it
+reads; the harness computes only metrics on those splits, so a rule that does not say it
+is an oracle can never see test data or the retrain model.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import ConfigError, SplitAccessError
+
+GRIDS = {
+    "classifier": [round(0.05 * i, 2) for i in range(41)],  # {0, 0.05, ..., 2.00} [PROTOCOL §5, OURS]
+    "unit": [round(0.05 * i, 2) for i in range(21)],  # {0, ..., 1}: the third parties' grid
+    "clip": [round(0.05 * i, 2) for i in range(21)],  # {0, ..., 1} [NM], [TTA]
+}
+
+ORACLE_READS = frozenset({"test", "retrain"})
+
+
+def grid(name: str) -> list[float]:
+    if name in GRIDS:
+        return list(GRIDS[name])
+    try:  # an explicit grid: "0:1:0.1" (start:stop:step, inclusive)
+        a, b, s = (float(p) for p in name.split(":"))
+        n = int(round((b - a) / s))
+        return [round(a + i * s, 10) for i in range(n + 1)]
+    except ValueError:
+        raise ConfigError(f"unknown lambda grid {name!r}: use classifier, unit, clip or start:stop:step") from None
+
+
+class SelectionRule:
+    """Base of every selection rule plugin."""
+
+    name: str = ""
+    description: str = ""
+    Config: type | None = None
+    oracle: bool = False  # reads the retrain oracle and/or test: tagged wherever it appears
+    reads: frozenset[str] = frozenset()  # splits (and "retrain") the rule's metrics come from
+
+    def reads_for(self, cfg: Any, task: Any) -> frozenset[str]:
+        return self.reads
+
+    def needs(self, cfg: Any, task: Any) -> list[str]:
+        """Metric names evaluated at each λ (see ``Evaluator.metric_splits``)."""
+        raise NotImplementedError
+
+    def choose(self, curve: list[dict], cfg: Any, task: Any, reference: dict | None) -> tuple[int, float]:
+        """Index into ``curve`` of λ*, and its score (lower is better)."""
+        raise NotImplementedError
+
+    def can_stop(self, curve: list[dict], cfg: Any, task: Any) -> bool:
+        """True once no later λ can be chosen (early stop); the default sweeps the whole grid."""
+        return False
+
+    def validate_definition(self) -> None:
+        if not self.reads:
+            raise ValueError("a selection rule must declare the splits it reads")
+        if not self.oracle and self.reads & ORACLE_READS:
+            raise ValueError(f"reads {sorted(self.reads & ORACLE_READS)} but is not declared oracle=True")
+
+
+@dataclass
+class Selection:
+    rule: str
+    oracle: bool
+    lam: float
+    score: float
+    index: int
+    curve: list[dict]
+    evals: int
+    seconds: float
+    grid_edge: bool
+    params: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {"rule": self.rule, "oracle": self.oracle, "lambda": self.lam, "score": self.score,
+                "evals": self.evals, "seconds": self.seconds, "grid_edge": self.grid_edge,
+                "params": self.params, "curve": self.curve}
+
+
+def sweep(
+    set_lambda: Callable[[float], None],
+    measure: Callable[[list[str]], dict],
+    lambdas: list[float],
+    rule: SelectionRule,
+    cfg: Any,
+    task: Any,
+    reference: dict | None,
+    allowed: frozenset[str],
+    metric_splits: Callable[[str], frozenset[str]],
+) -> Selection:
+    """Evaluate each λ on the rule's splits only, in grid order, with weights set in place."""
+    needs = rule.needs(cfg, task)
+    for m in needs:
+        leak = metric_splits(m) - allowed
+        if leak:
+            raise SplitAccessError(
+                f"selection rule {rule.name!r} asks for {m!r}, which reads {sorted(leak)}; it declares only "
+                f"{sorted(allowed)}"
+            )
+    t0 = time.perf_counter()
+    curve: list[dict] = []
+    for lam in lambdas:
+        set_lambda(lam)
+        curve.append({"lambda": lam, **measure(needs)})
+        if rule.can_stop(curve, cfg, task):
+            break
+    idx, score = rule.choose(curve, cfg, task, reference)
+    return Selection(rule.name, rule.oracle, curve[idx]["lambda"], float(score), idx, curve, len(curve),
+                     time.perf_counter() - t0, curve[idx]["lambda"] == max(lambdas), {})

@@ -1,0 +1,168 @@
+"""The shared stages of a trial, each a content-addressed artifact computed once:
+θ_init, the original model, the retrain oracle, every fine-tune pool member, and the
+metrics of the original and retrain models. Every key includes the index manifest's hash,
+and every load checks it (PROTOCOL §1.2)."""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Iterator
+
+from . import progress
+from .errors import ConfigError
+from .evaluate import Evaluator
+from .seeding import stream_seed, torch_gen
+
+if TYPE_CHECKING:
+    import torch
+
+    from .scenario import Task
+    from .store import Store
+
+# Bump when a change to training or evaluation code makes stored artifacts stale.
+ARTIFACT_VERSION = 1
+
+
+class Stages:
+    def __init__(self, task: "Task", store: "Store", device: str = "cpu"):
+        self.task = task
+        self.store = store
+        self.device = device
+        self.evaluator = Evaluator(task, device)
+        self.timings: dict[str, float] = {}
+        self.keys: dict[str, str] = {"manifest": task.manifest_hash}
+        self.trained: list[str] = []  # what this process had to train (the rest came from the store)
+        self._cache: dict[str, dict] = {}
+        self._metrics: dict[str, dict] = {}
+        store.put_json("manifest", task.manifest_hash, task.manifest)
+        self.param_keys = self._param_keys()
+
+    def _param_keys(self) -> list[str]:
+        from .taskvec import param_keys
+
+        return param_keys(self.task.new_model())
+
+    def _spec(self, kind: str, **kw) -> dict:
+        t = self.task
+        return {"kind": kind, "version": ARTIFACT_VERSION, "scenario": t.scenario, "trial": t.trial,
+                "manifest": t.manifest_hash, "arch": t.arch, "num_classes": t.num_classes, **kw}
+
+    def _get(self, kind: str, spec: dict, compute, label: str) -> dict:
+        if kind in self._cache and self.keys.get(kind) == self.store.key(spec):
+            return self._cache[kind]
+        t0 = time.perf_counter()
+        tensors, key, computed = self.store.get_or_compute(kind, spec, compute, self.task.manifest_hash)
+        if computed:
+            self.trained.append(kind)
+            self.timings[f"{label}_s"] = time.perf_counter() - t0
+        self.keys[kind] = key
+        self._cache[kind] = tensors
+        return tensors
+
+    # -- θ_init, original, retrain ----------------------------------------------------------
+    def init_weights(self) -> dict:
+        seed = stream_seed(self.task.trial, "init")
+
+        def compute():
+            import torch
+
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return self.task.new_model().state_dict()
+
+        return self._get("init", self._spec("init", seed=seed), compute, "init")
+
+    def _train_on(self, split: str, kind: str) -> dict:
+        init = self.init_weights()
+        recipe = self.task.recipe
+        spec = self._spec(kind, init=self.keys["init"], recipe=recipe.spec(), data=split,
+                          order_seed=stream_seed(self.task.trial, "order", kind))
+
+        def compute():
+            from .training import train
+
+            model = self.task.new_model()
+            model.load_state_dict(init)  # original and Retrain start from the same θ_init, bit for bit
+            x, y = self.task.tensors(split)
+            train(model, x, y, recipe, torch_gen(self.task.trial, "order", kind), device=self.device,
+                  desc=f"{kind} (trial {self.task.trial})")
+            return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+        return self._get(kind, spec, compute, kind)
+
+    def original(self) -> dict:
+        return self._train_on("train", "original")
+
+    def retrain(self) -> dict:
+        if not self.task.has_oracle:
+            raise ConfigError(f"scenario {self.task.scenario!r} has no retrain oracle")
+        return self._train_on("retain", "retrain")
+
+    # -- the pool --------------------------------------------------------------------------
+    def pool_grid(self, name: str):
+        try:
+            return self.task.pools[name]
+        except KeyError:
+            from .errors import unknown
+
+            raise unknown(f"pool of scenario {self.task.scenario!r}", name, self.task.pools) from None
+
+    def pool_stream(self, name: str, size: int, timings: dict) -> Iterator[tuple[dict, dict]]:
+        from .taskvec import task_vector
+
+        grid = self.pool_grid(name)
+        members = grid.members()
+        if size:
+            if size > len(members):
+                raise ConfigError(f"pool.size={size} but pool {name!r} has {len(members)} members")
+            members = members[:size]
+        theta0 = self.original()
+        okey = self.keys["original"]
+        fx, fy = self.task.tensors("forget")
+        timings.setdefault("pool_s", 0.0)
+        timings.setdefault("pool_trained", 0)
+        timings["pool_n"] = len(members)
+        with progress.bar(len(members), f"pool {name} (trial {self.task.trial})", unit="model") as pbar:
+            for i, recipe in enumerate(members):
+                seed = stream_seed(self.task.trial, "pool", recipe.spec())  # [OURS] keyed by config, not position
+                spec = self._spec("pool-member", original=okey, recipe=recipe.spec(), data="forget", seed=seed)
+
+                def compute(recipe=recipe, seed=seed):
+                    import torch
+
+                    from .training import train
+
+                    model = self.task.new_model()
+                    model.load_state_dict(theta0)
+                    g = torch.Generator()
+                    g.manual_seed(seed)
+                    train(model, fx, fy, recipe, g, device=self.device, desc=f"member {i}",
+                          show_progress=False)  # BN in train mode (§3)
+                    return {k: v.detach().cpu() for k, v in model.state_dict().items() if k in self.param_keys}
+
+                t0 = time.perf_counter()
+                theta, key, computed = self.store.get_or_compute("pool", spec, compute, self.task.manifest_hash)
+                if computed:
+                    timings["pool_s"] += time.perf_counter() - t0
+                    timings["pool_trained"] += 1
+                pbar.update(1)
+                yield {"index": i, "key": key, "recipe": recipe.spec()}, task_vector(theta, theta0, self.param_keys)
+
+    # -- cached metrics ----------------------------------------------------------------------
+    def metrics_of(self, kind: str) -> dict:
+        """Full evaluation of the original or retrain model, cached in the store by model key."""
+        if kind in self._metrics:
+            return self._metrics[kind]
+        state = self.original() if kind == "original" else self.retrain()
+        key = self.store.key({"metrics": self.keys[kind], "names": self.evaluator.report_names(),
+                              "version": ARTIFACT_VERSION})
+        doc = self.store.get_json("metrics", key)
+        if doc is None:
+            model = self.task.new_model()
+            model.load_state_dict(state)
+            doc = self.evaluator.measure(model.to(self.device), self.evaluator.report_names())
+            self.store.put_json("metrics", key, doc)
+        self._metrics[kind] = doc
+        return doc
+
+    def retrain_metrics(self) -> dict:
+        return self.metrics_of("retrain")

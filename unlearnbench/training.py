@@ -1,0 +1,82 @@
+"""The one training loop every stage and training-based method shares.
+
+It owns epochs, data order (from the trial's ``order`` stream), the optimiser and its
+schedule, BN mode, the device and the progress bar. A caller supplies only what differs:
+the loss (``loss_fn``), per-batch labels, a hook after each step (a SalUn mask), or which
+parameters to update.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Callable, Iterable
+
+from . import progress
+from .recipe import Recipe
+
+if TYPE_CHECKING:
+    import torch
+
+
+def lr_at(recipe: Recipe, step: int, total: int, steps_per_epoch: int) -> float:
+    if recipe.schedule == "constant":
+        return recipe.lr
+    if recipe.schedule == "cosine":  # to 0, stepped per batch [PROTOCOL §2.1, CPU recipes]
+        return recipe.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
+    if recipe.schedule == "multistep":  # x0.1 at each milestone epoch [SAL]
+        epoch = step // steps_per_epoch
+        return recipe.lr * (0.1 ** sum(epoch >= m for m in recipe.milestones))
+    raise ValueError(f"unknown lr schedule {recipe.schedule!r} (cosine, constant, multistep)")
+
+
+def train(
+    model: "torch.nn.Module",
+    x: "torch.Tensor",
+    y: "torch.Tensor",
+    recipe: Recipe,
+    gen: "torch.Generator",
+    *,
+    device: str = "cpu",
+    desc: str = "train",
+    loss_fn: Callable | None = None,
+    after_step: Callable[[], None] | None = None,
+    params: Iterable | None = None,
+    augment: Callable | None = None,
+    show_progress: bool = True,
+) -> "torch.nn.Module":
+    """Train ``model`` in place on (x, y) with ``recipe``; returns the model (last iterate)."""
+    import torch
+    import torch.nn.functional as F
+
+    if recipe.optimizer != "sgd":
+        raise ValueError(f"optimizer {recipe.optimizer!r} is not supported yet (sgd)")
+    model.to(device).train()
+    opt = torch.optim.SGD(list(params) if params is not None else model.parameters(), lr=recipe.lr,
+                          momentum=recipe.momentum, weight_decay=recipe.wd)
+    n = len(x)
+    spe = math.ceil(n / recipe.batch)
+    total = recipe.epochs * spe
+    if loss_fn is None:
+        def loss_fn(m, xb, yb):
+            return F.cross_entropy(m(xb), yb, label_smoothing=recipe.label_smoothing)
+    step = 0
+    with progress.bar(total if show_progress else 0, desc, unit="step") as pbar:
+        for _ in range(recipe.epochs):
+            order = torch.randperm(n, generator=gen)
+            for b in range(spe):
+                idx = order[b * recipe.batch:(b + 1) * recipe.batch]
+                xb, yb = x[idx], y[idx]
+                if augment is not None:
+                    xb = augment(xb, gen)
+                xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(recipe, step, total, spe)
+                loss = loss_fn(model, xb, yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if after_step is not None:
+                    after_step()
+                step += 1
+                pbar.update(1)
+    model.eval()
+    return model
