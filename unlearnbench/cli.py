@@ -156,6 +156,31 @@ def plugins(as_json, hook):
         click.echo(f"{i.name:<18} {i.dist} {i.version:<8} {i.status:<6} {','.join(i.hooks)}  [{i.module}]")
 
 
+@main.command("check-recipe")
+@click.option("--scenario", "-s", default="digits-10pct", show_default=True)
+@click.option("--trial", default=0, show_default=True)
+@click.option("--store", type=click.Path(file_okay=False))
+@click.option("--data-root", type=click.Path())
+@click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE")
+@click.option("--quiet", "-q", is_flag=True)
+def check_recipe_cmd(scenario, trial, store, data_root, overrides, quiet):
+    """PROTOCOL §2.1's recipe character check: train original and Retrain, test the four conditions."""
+    from .character import check_recipe
+    from .store import Store
+
+    if quiet:
+        progress.set_quiet(True)
+    res = _resolve("retrain", scenario, None, overrides)
+    out = check_recipe(res.scenario, res.cfg.scenario, trial, Store(store), data_root, str(res.cfg.device),
+                       int(res.cfg.threads))
+    for name, c in out["checks"].items():
+        click.echo(f"{'ok  ' if c['ok'] else 'FAIL'} {name}: {c['value']}")
+    click.echo(json.dumps({k: out[k] for k in ("scenario", "trial", "original", "retrain", "timings", "wall_s")},
+                          default=float))
+    if not out["ok"]:
+        sys.exit(1)
+
+
 @main.command()
 @click.option("--method", "-m", default="negmerge", show_default=True, help="a merge method")
 @click.argument("base", type=click.Path(exists=True, dir_okay=False))

@@ -100,16 +100,27 @@ def load_file(path: str) -> dict:
         raise ConfigError(f"config file {path!r} could not be read: {e}") from e
 
 
+def _deep_merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def parse_overrides(items: list[str]) -> dict:
+    """``-o`` items, one at a time and in order, so ``selection=X`` then ``selection.k=v`` keeps both."""
     from omegaconf import OmegaConf
 
+    out: dict = {}
     for it in items:
         if "=" not in it:
             raise ConfigError(f"override {it!r} is not of the form key=value (e.g. -o pool.size=9)")
-    try:
-        return OmegaConf.to_container(OmegaConf.from_dotlist(list(items)), resolve=True)  # type: ignore[return-value]
-    except Exception as e:
-        raise ConfigError(f"could not parse overrides {items}: {e}") from e
+        try:
+            one = OmegaConf.to_container(OmegaConf.from_dotlist([it]), resolve=True)
+        except Exception as e:
+            raise ConfigError(f"could not parse override {it!r}: {e}") from e
+        out = _deep_merge(out, _normalise(one))  # type: ignore[arg-type]
+    return out
 
 
 @dataclass

@@ -42,10 +42,12 @@ def task_vector(theta: State, theta0: State, keys: Iterable[str]) -> dict[str, "
 
 def edited_state(theta0: State, tau: State, lam: float) -> dict[str, "torch.Tensor"]:
     """θ_0 − λτ on P; every other entry (buffers) is θ_0's, untouched."""
+    import torch
+
     out = {}
     for k, v in theta0.items():
-        if k in tau:
-            out[k] = (v.float() - lam * tau[k]).to(v.dtype)
+        if k in tau:  # the same op as InPlaceEditor, so the selected model is bitwise the swept one
+            out[k] = torch.add(v.float(), tau[k], alpha=-lam).to(v.dtype)
         else:
             out[k] = v.clone()
     return out
@@ -70,4 +72,4 @@ class InPlaceEditor:
 
         with torch.no_grad():
             for p, base, t in self.targets:
-                torch.add(base, t, alpha=-lam, out=p.data) if p.dtype == torch.float32 else p.copy_(base - lam * t)
+                p.copy_(torch.add(base, t, alpha=-lam))

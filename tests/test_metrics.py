@@ -1,0 +1,43 @@
+"""MIA-efficacy on constructed member / non-member inputs, Avg. Gap, sparsity (PROTOCOL §8)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from unlearnbench.metrics import accuracy, avg_gap, confidence, mia_efficacy, sparsity
+
+
+def test_mia_forget_like_members_scores_zero_like_nonmembers_scores_100():
+    g = torch.Generator().manual_seed(0)
+    members = 0.95 + 0.05 * torch.rand(400, generator=g)  # training samples: confident
+    nonmembers = 0.2 + 0.3 * torch.rand(400, generator=g)  # unseen samples: unsure
+    assert mia_efficacy(members, nonmembers, 0.95 + 0.05 * torch.rand(100, generator=g)) == 0.0
+    assert mia_efficacy(members, nonmembers, 0.2 + 0.3 * torch.rand(100, generator=g)) == 100.0
+    half = torch.cat([0.97 * torch.ones(30), 0.3 * torch.ones(70)])
+    assert mia_efficacy(members, nonmembers, half) == pytest.approx(70.0)
+
+
+def test_confidence_uses_true_label():
+    lg = torch.tensor([[10.0, 0.0], [0.0, 10.0]])
+    c = confidence(lg, torch.tensor([0, 0]))
+    assert c[0] > 0.99 and c[1] < 0.01
+
+
+def test_accuracy_percent():
+    lg = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    assert accuracy(lg, torch.tensor([0, 1, 1, 1])) == 50.0
+
+
+def test_avg_gap_reproduces_paper_t2_negmerge():
+    """PROTOCOL §8.3: NegMerge in [P T2] has (0.85 + 1.87 + 1.55 + 0.01)/4 = 1.07."""
+    retrain = {"acc_retain": 100.00, "acc_forget": 94.76, "acc_test": 94.26, "mia": 12.88}
+    negm = {"acc_retain": 99.15, "acc_forget": 96.63, "acc_test": 92.71, "mia": 12.87}
+    g, comps = avg_gap(negm, retrain)
+    assert round(g, 2) == 1.07
+    assert comps["acc_forget"] == pytest.approx(1.87)
+
+
+def test_sparsity_both_denominators():
+    tau = {"a": torch.tensor([0.0, 1.0, 0.0, 2.0]), "frozen": torch.zeros(4)}
+    s = sparsity(tau, trainable=["a"])
+    assert s["u_all"] == 75.0 and s["u_train"] == 50.0 and s["nonzero"] == 2

@@ -1,0 +1,153 @@
+"""End to end on digits: run records, store reuse across methods, interruption, split enforcement,
+oracle tagging, and the recipe character check (PROTOCOL §2.1)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from unlearnbench.config import resolve
+from unlearnbench.errors import SplitAccessError
+from unlearnbench.runner import run_trial
+
+POOL6 = "pool.size=6"  # the first 6 members in canonical order: keeps the suite fast
+
+
+def run(host, store, tmp_path, method="negmerge", scenario="digits-10pct", over=(), trial=0):
+    res = resolve(host, method=method, scenario=scenario, overrides=[POOL6, *over])
+    return run_trial(res, trial, store=store, runs_dir=tmp_path / "runs", data_root=None)
+
+
+def test_negmerge_record(host, session_store, tmp_path):
+    rec = run(host, session_store, tmp_path)
+    on_disk = json.loads((tmp_path / "runs" / "digits-10pct" / "negmerge" / "seed-0" / "run.json").read_text())
+    assert on_disk["config_hash"] == rec["config_hash"] and on_disk["manifest_hash"]
+    assert on_disk["config"]["method"]["name"] == "negmerge"
+    for k in ("acc_retain", "acc_forget", "acc_test", "acc_val", "mia"):
+        assert 0.0 <= on_disk["metrics"][k] <= 100.0
+    assert on_disk["used_splits"] == "forget+val"
+    sel = on_disk["selection"]
+    assert sel["rule"] == "val_matched" and not sel["oracle"] and len(sel["curve"]) == 41
+    assert on_disk["lambda"] == sel["lambda"] and 0.0 <= on_disk["lambda"] <= 2.0
+    assert set(sel["curve"][0]) == {"lambda", "acc_forget", "acc_val", "acc_val_retain"}  # no test in selection
+    assert 0.0 <= on_disk["sparsity"]["u_all"] <= 100.0
+    assert on_disk["gap"]["avg_gap"] >= 0 and set(on_disk["gap"]["components"]) == {
+        "acc_retain", "acc_forget", "acc_test", "mia"}
+    prov = on_disk["provenance"]
+    assert prov["torch"] and prov["device"] == "cpu" and prov["threads"] >= 1
+    for k in ("original", "retrain", "pool_n", "unlearn_s", "eval_s", "select_s"):
+        assert k in on_disk["timings"] or k in on_disk["artifacts"], k
+    assert on_disk["artifacts"]["original"] and on_disk["artifacts"]["retrain"]
+
+
+def test_second_method_trains_nothing(host, session_store, tmp_path):
+    run(host, session_store, tmp_path)  # negmerge: the pool and models exist now
+    rec = run(host, session_store, tmp_path, method="task-arithmetic")
+    assert rec["trained_now"] == [] and rec["timings"]["pool_trained"] == 0
+    assert rec["timings"]["select_evals"] == 6 * 41  # n·|Λ| (§4.1)
+    assert rec["info"]["best_member"]["index"] in range(6)
+
+
+def test_retrain_row_is_the_oracle(host, session_store, tmp_path):
+    rec = run(host, session_store, tmp_path, method="retrain")
+    assert rec["gap"]["avg_gap"] == 0.0 and rec["used_splits"] == "retain"
+    assert rec["metrics"] == rec["retrain"]
+
+
+def test_oracle_rule_is_tagged(host, session_store, tmp_path):
+    rec = run(host, session_store, tmp_path, over=["selection=oracle_avg_gap"])
+    assert rec["selection"]["oracle"] and rec["oracle"] and rec["selection_rule"] == "oracle_avg_gap"
+    assert "mia" in rec["selection"]["curve"][0]
+
+
+def test_pool_interruption_keeps_finished_members(host, tmp_path, monkeypatch):
+    from unlearnbench.store import Store
+
+    store = Store(tmp_path / "store")
+    import unlearnbench.training as training
+
+    orig = training.train
+    count = {"pool": 0}
+
+    def flaky(model, x, y, recipe, gen, **kw):
+        if kw.get("desc", "").startswith("member"):
+            count["pool"] += 1
+            if count["pool"] == 4:
+                raise KeyboardInterrupt  # Ctrl-C during the 4th member
+        return orig(model, x, y, recipe, gen, **kw)
+
+    monkeypatch.setattr(training, "train", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run(host, store, tmp_path)
+    assert len(list((tmp_path / "store" / "pool").rglob("*.json"))) == 3  # three finished members kept
+    monkeypatch.setattr(training, "train", orig)
+    rec = run(host, store, tmp_path)
+    assert rec["timings"]["pool_trained"] == 3  # only the 3 missing of 6 are trained
+
+
+def _peeker(split):
+    """A method that reaches for data it did not declare."""
+    from unlearnbench import Method
+
+    class Peeker(Method):
+        name = "peeker"
+        uses = frozenset({"forget"})
+        selects = False
+
+        def unlearn(self, ctx):
+            return ctx.data(split)
+
+    return Peeker()
+
+
+@pytest.mark.parametrize("split", ["retain", "test", "val"])
+def test_ctx_enforces_declared_splits(host, session_store, split):
+    from unlearnbench.context import Ctx
+    from unlearnbench.stages import Stages
+
+    res = resolve(host, overrides=[POOL6])
+    task = res.scenario.build_task(res.cfg.scenario, 0, None)
+    method = _peeker(split)
+    ctx = Ctx(Stages(task, session_store), method, res.cfg.method, res.rule, res.cfg.selection, res.cfg.pool)
+    with pytest.raises(SplitAccessError, match=split):
+        method.unlearn(ctx)
+    with pytest.raises(SplitAccessError):
+        ctx.retrain()
+    assert ctx.data("forget")[0].shape[0] == 125  # the declared split is handed out
+
+
+def test_rule_cannot_read_undeclared_splits(host, session_store):
+    from unlearnbench.rules import ValMatched
+
+    class Sneaky(ValMatched):
+        name = "sneaky"
+
+        def needs(self, cfg, task):
+            return ["acc_forget", "acc_test"]  # test, while declaring forget+val
+
+    from unlearnbench.context import Ctx
+    from unlearnbench.methods.negmerge import NegMerge
+    from unlearnbench.stages import Stages
+
+    res = resolve(host, overrides=[POOL6])
+    task = res.scenario.build_task(res.cfg.scenario, 0, None)
+    ctx = Ctx(Stages(task, session_store), NegMerge(), res.cfg.method, Sneaky(), res.cfg.selection, res.cfg.pool)
+    tau = {k: v * 0 for k, v in ctx.original().items() if k in ctx.param_keys()}
+    with pytest.raises(SplitAccessError, match="sneaky.*test"):
+        ctx.select(tau)
+
+
+def test_class_wise_run(host, session_store, tmp_path):
+    rec = run(host, session_store, tmp_path, scenario="digits-class")
+    assert rec["retrain"]["acc_forget"] == 0.0  # a model that never saw class 0 never predicts it
+    assert "acc_test_forget_class" in rec["metrics"]
+    assert rec["metrics"]["acc_forget"] < rec["original"]["acc_forget"]
+
+
+def test_digits_recipe_character(host, session_store):
+    """PROTOCOL §2.1 character requirement on trial 0 (Fashion-MNIST: benchmarks/character_check.sh)."""
+    from unlearnbench.character import check_recipe
+
+    res = resolve(host, scenario="digits-10pct", method="retrain")
+    out = check_recipe(res.scenario, res.cfg.scenario, 0, session_store, None)
+    assert out["ok"], out["checks"]

@@ -1,0 +1,123 @@
+"""Splits and manifests (PROTOCOL §1), the digits and Fashion-MNIST loaders on native-format files."""
+from __future__ import annotations
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from unlearnbench.errors import ConfigError, DataNotFound
+from unlearnbench.seeding import sha256_hex
+
+
+def scen_cfg(host, name, **over):
+    from unlearnbench.config import resolve
+
+    res = resolve(host, scenario=name, method="retrain", overrides=[f"scenario.{k}={v}" for k, v in over.items()])
+    return res.scenario, res.cfg.scenario
+
+
+def test_digits_sizes_and_disjointness(host):
+    scen, cfg = scen_cfg(host, "digits-10pct")
+    t = scen.build_task(cfg, 0, None)
+    s = t.manifest["sizes"]
+    assert (s["train"], s["val"], s["test"]) == (1257, 180, 360)  # PROTOCOL §1.1
+    assert s["forget"] == 125 and s["retain"] == 1132  # ⌊0.1·1257⌋
+    assert s["mia_members"] == 360  # |D_test'| members from D_r (§8.2)
+    sp = {k: set(v) for k, v in t.manifest["splits"].items()}
+    assert not sp["train"] & sp["val"] and not sp["train"] & sp["test"] and not sp["val"] & sp["test"]
+    assert sp["forget"] | sp["retain"] == sp["train"] and not sp["forget"] & sp["retain"]
+    assert sp["mia_members"] <= sp["retain"]
+    y = t.data.y.numpy()
+    counts = np.bincount(y[t.manifest["splits"]["val"]], minlength=10)
+    assert counts.max() - counts.min() <= 1  # stratified
+
+
+def test_split_determinism_and_streams(host):
+    scen, cfg = scen_cfg(host, "digits-10pct")
+    a0, b0, a1 = scen.build_task(cfg, 0, None), scen.build_task(cfg, 0, None), scen.build_task(cfg, 1, None)
+    assert a0.manifest_hash == b0.manifest_hash == sha256_hex(a0.manifest)
+    assert a0.manifest["splits"]["test"] == a1.manifest["splits"]["test"]  # base partition fixed across trials
+    assert a0.manifest["splits"]["forget"] != a1.manifest["splits"]["forget"]  # the forget stream depends on s
+    assert a0.manifest_hash != a1.manifest_hash
+
+
+def test_class_wise(host):
+    scen, cfg = scen_cfg(host, "digits-class")
+    t = scen.build_task(cfg, 0, None)
+    y = t.data.y.numpy()
+    sp = t.manifest["splits"]
+    assert t.manifest["forget_class"] == 0 and set(y[sp["forget"]]) == {0}
+    assert 0 not in set(y[sp["retain"]]) and 0 not in set(y[sp["test"]]) and 0 not in set(y[sp["val_retain"]])
+    assert set(y[sp["test_forget_class"]]) == {0}
+    scen, cfg = scen_cfg(host, "digits-class", forget_class="cycle")
+    assert scen.build_task(cfg, 2, None).manifest["forget_class"] == 2
+    scen, cfg = scen_cfg(host, "digits-class", forget_class=12)
+    with pytest.raises(ConfigError, match="outside"):
+        scen.build_task(cfg, 0, None)
+
+
+# -- Fashion-MNIST, on small files written in the native IDX format ----------------------------
+
+def write_idx(path, arr, gz):
+    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    data = header + arr.astype(np.uint8).tobytes()
+    if gz:
+        with gzip.open(str(path) + ".gz", "wb") as f:
+            f.write(data)
+    else:
+        path.write_bytes(data)
+
+
+def make_fmnist(root, n_train=200, n_test=50, gz=True, layout="flat"):
+    rng = np.random.default_rng(0)
+    d = root / "FashionMNIST" / "raw" if layout == "torchvision" else root
+    d.mkdir(parents=True, exist_ok=True)
+    write_idx(d / "train-images-idx3-ubyte", rng.integers(0, 256, (n_train, 28, 28)), gz)
+    write_idx(d / "train-labels-idx1-ubyte", np.arange(n_train) % 10, gz)
+    write_idx(d / "t10k-images-idx3-ubyte", rng.integers(0, 256, (n_test, 28, 28)), gz)
+    write_idx(d / "t10k-labels-idx1-ubyte", np.arange(n_test) % 10, gz)
+    return d
+
+
+@pytest.mark.parametrize("gz,layout", [(True, "flat"), (False, "torchvision")])
+def test_fmnist_loader_native_files(host, tmp_path, gz, layout):
+    make_fmnist(tmp_path, gz=gz, layout=layout)
+    scen, cfg = scen_cfg(host, "fmnist-10pct")
+    t = scen.build_task(cfg, 0, str(tmp_path))
+    assert t.data.x.shape == (250, 1, 28, 28) and 0.0 <= float(t.data.x.min()) and float(t.data.x.max()) <= 1.0
+    s = t.manifest["sizes"]
+    assert (s["train"], s["val"], s["test"]) == (180, 20, 50)  # 10% of train as val; official test
+    assert min(t.manifest["splits"]["test"]) == 200  # test indices are the official test files
+    m = t.new_model()
+    assert m(t.data.x[:2]).shape == (2, 10)
+
+
+def test_fmnist_missing_says_where(host, tmp_path):
+    scen, cfg = scen_cfg(host, "fmnist-10pct")
+    with pytest.raises(DataNotFound, match="dataset-fashion-mnist.*--data-root"):
+        scen.build_task(cfg, 0, str(tmp_path))
+
+
+def test_fmnist_corrupt_file_detected(host, tmp_path):
+    d = make_fmnist(tmp_path, gz=False)
+    p = d / "train-images-idx3-ubyte"
+    p.write_bytes(p.read_bytes()[:-100])  # truncated
+    scen, cfg = scen_cfg(host, "fmnist-10pct")
+    with pytest.raises(DataNotFound, match="truncated"):
+        scen.build_task(cfg, 0, str(tmp_path))
+
+
+def test_fmnist_debian_package_real_sizes(host):
+    """The real data set, when the Debian package is installed (.ci/run installs it)."""
+    from unlearnbench.scenarios.fmnist import DEBIAN_DIR
+
+    if not DEBIAN_DIR.exists():
+        pytest.skip("dataset-fashion-mnist is not installed")
+    scen, cfg = scen_cfg(host, "fmnist-10pct")
+    t = scen.build_task(cfg, 0, None)
+    s = t.manifest["sizes"]
+    assert (s["train"], s["val"], s["test"], s["forget"]) == (54000, 6000, 10000, 5400)
+    y = t.data.y.numpy()
+    assert (np.bincount(y[t.manifest["splits"]["val"]]) == 600).all()  # 600 per class (§1.1)

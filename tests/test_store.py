@@ -1,0 +1,74 @@
+"""The content-addressed store: reuse, atomicity, corruption, manifest checks (DESIGN: store)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from unlearnbench.errors import ManifestMismatch, StoreError
+from unlearnbench.store import Store
+
+
+def test_roundtrip_and_reuse(tmp_path):
+    st = Store(tmp_path)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"w": torch.arange(6.0).view(2, 3)}
+
+    a, key, new = st.get_or_compute("original", {"x": 1}, compute, "M1")
+    b, key2, new2 = st.get_or_compute("original", {"x": 1}, compute, "M1")
+    assert new and not new2 and key == key2 and len(calls) == 1
+    assert torch.equal(a["w"], b["w"])
+    assert st.get_or_compute("original", {"x": 2}, compute, "M1")[2]  # another spec, another key
+    assert len(calls) == 2
+
+
+def test_corrupt_artifact_reported_and_recomputed(tmp_path, capsys):
+    st = Store(tmp_path)
+    _, key, _ = st.get_or_compute("pool", {"m": 0}, lambda: {"w": torch.ones(100)}, "M")
+    data, _ = st._paths("pool", key)
+    raw = bytearray(data.read_bytes())
+    raw[-5] ^= 0xFF  # flip bits inside the tensor payload
+    data.write_bytes(bytes(raw))
+    with pytest.raises(StoreError, match="corrupt"):
+        st.get("pool", key, "M")
+    out, _, recomputed = st.get_or_compute("pool", {"m": 0}, lambda: {"w": torch.full((100,), 2.0)}, "M")
+    assert recomputed and torch.equal(out["w"], torch.full((100,), 2.0))
+    assert "corrupt" in capsys.readouterr().err and st.stats["corrupt"] == 1
+
+
+def test_interrupted_write_is_absent(tmp_path):
+    st = Store(tmp_path)
+    _, key, _ = st.get_or_compute("pool", {"m": 1}, lambda: {"w": torch.ones(3)}, "M")
+    _, side = st._paths("pool", key)
+    side.unlink()  # the sidecar is written last: without it the artifact never finished
+    assert not st.has("pool", key)
+
+
+def test_manifest_mismatch_fails(tmp_path):
+    st = Store(tmp_path)
+    _, key, _ = st.get_or_compute("original", {"x": 1}, lambda: {"w": torch.ones(2)}, "MANIFEST-A")
+    with pytest.raises(ManifestMismatch, match="PROTOCOL"):
+        st.get("original", key, "MANIFEST-B")
+    with pytest.raises(ManifestMismatch):
+        st.get_or_compute("original", {"x": 1}, lambda: {"w": torch.ones(2)}, "MANIFEST-B")
+
+
+def test_non_finite_refused(tmp_path):
+    with pytest.raises(StoreError, match="non-finite"):
+        Store(tmp_path).put("pool", "k" * 64, {"w": torch.tensor([float("inf")])}, {}, "M")
+
+
+def test_json_documents_checked(tmp_path, capsys):
+    st = Store(tmp_path)
+    st.put_json("metrics", "ab" * 32, {"acc": 1.0})
+    assert st.get_json("metrics", "ab" * 32) == {"acc": 1.0}
+    p = st._json_path("metrics", "ab" * 32)
+    doc = json.loads(p.read_text())
+    doc["doc"]["acc"] = 99.0  # tampered
+    p.write_text(json.dumps(doc))
+    assert st.get_json("metrics", "ab" * 32) is None
+    assert "corrupt" in capsys.readouterr().err
