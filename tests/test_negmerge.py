@@ -124,3 +124,41 @@ def test_mismatched_keys_rejected():
     red.update({"a": torch.ones(2)})
     with pytest.raises(KeyError):
         red.update({"a": torch.ones(2), "b": torch.ones(1)})
+
+
+def test_method_consumes_pool_as_a_stream():
+    """NegMerge holds O(1) task vectors whatever n: count the pool's vectors alive at once."""
+    import gc
+    import weakref
+
+    from unlearnbench.methods.negmerge import NegMerge
+    from unlearnbench.selection import Selection
+
+    alive = {"now": 0, "max": 0}
+
+    def gone():
+        alive["now"] -= 1
+
+    class FakeCtx:
+        cfg = None
+        timings: dict = {}
+
+        def pool(self):
+            for i in range(40):
+                t = torch.full((1000,), float(i % 3) + 1.0)
+                alive["now"] += 1
+                alive["max"] = max(alive["max"], alive["now"])
+                weakref.finalize(t, gone)
+                yield {"index": i}, {"w": t}
+                del t
+                gc.collect()
+
+        def select(self, tau):
+            return Selection("fixed", False, 1.0, 0.0, 0, [], 0, 0.0, False)
+
+        def apply(self, tau, lam):
+            return {"w": -lam * tau["w"]}
+
+    res = NegMerge().unlearn(FakeCtx())
+    assert alive["max"] <= 2, alive  # the one being merged (and at most the next)
+    assert torch.allclose(res.merged["w"], torch.full((1000,), 79.0 / 40))  # (14·1 + 13·2 + 13·3) / 40

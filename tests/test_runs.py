@@ -151,3 +151,24 @@ def test_digits_recipe_character(host, session_store):
     res = resolve(host, scenario="digits-10pct", method="retrain")
     out = check_recipe(res.scenario, res.cfg.scenario, 0, session_store, None)
     assert out["ok"], out["checks"]
+
+
+def test_original_and_retrain_start_from_the_same_stored_init(host, session_store, tmp_path):
+    """PROTOCOL §2.1: θ_init is drawn once per trial, stored, and loaded by both models."""
+    rec = run(host, session_store, tmp_path, method="retrain")
+    specs = {}
+    for kind in ("original", "retrain"):
+        side = session_store._paths(kind, rec["artifacts"][kind])[1]
+        specs[kind] = json.loads(side.read_text())["spec"]
+    assert specs["original"]["init"] == specs["retrain"]["init"] == rec["artifacts"]["init"]
+    assert specs["original"]["recipe"] == specs["retrain"]["recipe"]  # Retrain uses the original's recipe
+    assert (specs["original"]["data"], specs["retrain"]["data"]) == ("train", "retain")
+    init, _ = session_store.get("init", rec["artifacts"]["init"], rec["manifest_hash"])
+    import torch
+
+    from unlearnbench.models import build_model
+    from unlearnbench.seeding import stream_seed
+
+    torch.manual_seed(stream_seed(0, "init"))
+    fresh = build_model("cnn-s", 10).state_dict()
+    assert all(torch.equal(init[k], fresh[k]) for k in fresh)  # the `init` stream, bit for bit

@@ -102,13 +102,17 @@ def sweep(
                 f"selection rule {rule.name!r} asks for {m!r}, which reads {sorted(leak)}; it declares only "
                 f"{sorted(allowed)}"
             )
+    from . import progress
+
     t0 = time.perf_counter()
     curve: list[dict] = []
-    for lam in lambdas:
-        set_lambda(lam)
-        curve.append({"lambda": lam, **measure(needs)})
-        if rule.can_stop(curve, cfg, task):
-            break
+    with progress.bar(len(lambdas), f"select λ ({rule.name})", unit="λ") as pbar:
+        for lam in lambdas:
+            set_lambda(lam)
+            curve.append({"lambda": lam, **measure(needs)})
+            pbar.update(1)
+            if rule.can_stop(curve, cfg, task):
+                break
     idx, score = rule.choose(curve, cfg, task, reference)
     return Selection(rule.name, rule.oracle, curve[idx]["lambda"], float(score), idx, curve, len(curve),
                      time.perf_counter() - t0, curve[idx]["lambda"] == max(lambdas), {})
