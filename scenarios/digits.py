@@ -20,6 +20,7 @@ class Digits(ClassifierScenario):
     test_frac = 0.2
     threads = 1  # PROTOCOL §10.1: digits piloted on 1 thread
     recipe = Recipe(epochs=60, batch=32, lr=0.05, momentum=0.9, wd=5e-4, schedule="cosine")  # [OURS], [PILOT]
+    search_baseline_lr = True  # reference lrs were tuned for ResNet-18/CIFAR-10 [PROTOCOL §7.3]
     pools = {"default": classifier_pool("default", lr=0.01, batch=32, epochs=(20, 30, 40), source="[OURS] §6.3")}
 
     def load_raw(self, data_root: str | None) -> RawData:

@@ -130,6 +130,7 @@ class FashionMNIST(ClassifierScenario):
     val_frac = 0.1  # 6,000 of 60,000, 600 per class [PROTOCOL §1.1]
     threads = 2  # PROTOCOL §10.1: fmnist piloted on 2 threads
     recipe = Recipe(epochs=30, batch=128, lr=0.05, momentum=0.9, wd=5e-4, schedule="cosine")  # [OURS], [PILOT]
+    search_baseline_lr = True  # reference lrs were tuned for ResNet-18/CIFAR-10 [PROTOCOL §7.3]
     pools = {"default": classifier_pool("default", lr=0.01, batch=128, epochs=(5, 10, 15), source="[OURS] §6.3")}
 
     def load_raw(self, data_root: str | None) -> RawData:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .errors import SplitAccessError
 from .selection import Selection, grid, sweep
@@ -118,6 +118,41 @@ class Ctx:
         self.timings["select_s"] = self.timings.get("select_s", 0.0) + sel.seconds
         self.timings["select_evals"] = self.timings.get("select_evals", 0) + sel.evals
         return sel
+
+    def search(self, candidates: list[dict], build: Callable[[dict], dict]) -> tuple[dict, Selection]:
+        """Choose a hyperparameter setting with the run's selection rule (PROTOCOL §7.3).
+
+        ``build(candidate)`` returns the unlearned state dict for one setting (it trains);
+        each is measured on the rule's splits only, against θ_0 as the baseline. The grid,
+        every candidate's metrics and the choice are recorded in the run."""
+        from .evaluate import metric_splits
+
+        rule, rcfg = self._rule, self._rule_cfg
+        allowed = frozenset(rule.reads_for(rcfg, self.task))
+        needs = rule.needs(rcfg, self.task)
+        for m in needs:
+            if metric_splits(m) - allowed:
+                raise SplitAccessError(f"selection rule {rule.name!r} asks for {m!r} beyond {sorted(allowed)}")
+        reference = self._stages.retrain_metrics() if "retrain" in allowed else None
+        t0 = time.perf_counter()
+        model = self.new_model(self._stages.original())
+        baseline = self._stages.evaluator.measure(model, needs)
+        curve, states = [], []
+        for cand in candidates:
+            state = build(dict(cand))
+            model.load_state_dict(state)
+            curve.append({**cand, **self._stages.evaluator.measure(model, needs)})
+            states.append(state)
+        idx, score = rule.choose(curve, rcfg, self.task, reference, baseline)
+        feasible = rule.feasible(curve, rcfg, self.task, baseline)
+        sel = Selection(rule.name, rule.oracle, float("nan"), float(score), idx, curve, len(curve),
+                        time.perf_counter() - t0, False,
+                        {"grid": candidates, "chosen": candidates[idx], "baseline": baseline,
+                         "feasible": feasible, "none_feasible": not any(feasible)})
+        sel.grid_edge = len(candidates) > 1 and idx in (0, len(candidates) - 1)
+        self.timings["search_s"] = self.timings.get("search_s", 0.0) + sel.seconds
+        self.timings["search_evals"] = self.timings.get("search_evals", 0) + len(curve)
+        return states[idx], sel
 
     # -- bookkeeping ----------------------------------------------------------------------
     @contextmanager

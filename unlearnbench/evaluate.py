@@ -21,6 +21,9 @@ SPLIT_ROLE = {
     "forget": {"forget"}, "retain": {"retain"}, "retain_floor": {"retain"}, "val": {"val"},
     "val_retain": {"val"}, "test": {"test"}, "test_forget_class": {"test"}, "train": {"forget", "retain"},
     "mia_members": {"retain"}, "mia_nonmembers": {"test"},
+    # CLIP dataset negation (PROTOCOL §1.3): D_f^train / D_f^val / D_f^test, control val / test
+    "forget_train": {"forget"}, "forget_val": {"val"}, "forget_test": {"test"},
+    "control_val": {"val"}, "control_test": {"test"},
 }
 MIA_SPLITS = ("mia_members", "mia_nonmembers", "forget")
 
@@ -63,8 +66,9 @@ class Evaluator:
 
     def report_names(self) -> list[str]:
         """What every final evaluation reports: the task's accuracies, MIA, and class-wise extras."""
-        names = [f"acc_{s}" for s in ("retain", "forget", "test", "val")]
+        names = [f"acc_{s}" for s in self.task.report]
         if self.task.class_wise:
             names.append("acc_test_forget_class")
-        names.append("mia")
+        if self.task.mia:
+            names.append("mia")
         return names

@@ -16,8 +16,8 @@ def _argmin(curve: list[dict], feasible: list[bool], score: list[float]) -> tupl
     for i, (ok, s) in enumerate(zip(feasible, score)):
         if ok and (best is None or s < score[best]):  # strict: ties go to the smaller λ
             best = i
-    if best is None:  # λ = 0 is measured in the same run, so it is always feasible (§10.2 #21)
-        best = 0
+    if best is None:  # λ = 0 is always feasible (§10.2 #21); in a hyperparameter search nothing may be:
+        best = min(range(len(score)), key=lambda i: (score[i], i))  # then the best score (recorded as such)
     return best, score[best]
 
 
@@ -55,10 +55,13 @@ class ValMatched(SelectionRule):
     def needs(self, cfg: Any, task: Any) -> list[str]:
         return ["acc_forget", "acc_val", self._floor_metric(cfg)]
 
-    def choose(self, curve, cfg, task, reference):
+    def feasible(self, curve, cfg, task, baseline=None):
         floor = self._floor_metric(cfg)
-        base = curve[0][floor]  # the grid starts at λ = 0, i.e. θ_0
-        feasible = [c[floor] >= cfg.kappa * base for c in curve]
+        base = (baseline or curve[0])[floor]  # θ_0: λ = 0 opens every classifier grid
+        return [c[floor] >= cfg.kappa * base for c in curve]
+
+    def choose(self, curve, cfg, task, reference, baseline=None):
+        feasible = self.feasible(curve, cfg, task, baseline)
         if task.class_wise:
             score = [c["acc_forget"] for c in curve]
         else:
@@ -84,7 +87,7 @@ class OracleAvgGap(SelectionRule):
     def needs(self, cfg, task):
         return ["acc_retain", "acc_forget", "acc_test", "mia"]
 
-    def choose(self, curve, cfg, task, reference):
+    def choose(self, curve, cfg, task, reference, baseline=None):
         from .metrics import avg_gap
 
         if reference is None:
@@ -104,7 +107,7 @@ class OracleAvgGapVal(OracleAvgGap):
     def needs(self, cfg, task):
         return list(self.KEYS)
 
-    def choose(self, curve, cfg, task, reference):
+    def choose(self, curve, cfg, task, reference, baseline=None):
         if reference is None:
             raise ValueError("oracle_avg_gap_val needs the retrain oracle, which this scenario does not have")
         score = [sum(abs(c[k] - reference[k]) for k in self.KEYS) / len(self.KEYS) for c in curve]

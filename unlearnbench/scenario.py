@@ -8,10 +8,12 @@ CIFAR-10/CUB/Tiny ImageNet) trains its own original model and has a retrain orac
 dataset-negation scenarios (PROTOCOL §1.3) will subclass ``Scenario`` directly: their
 ``original`` is a pretrained zero-shot encoder (``Task.original_source = "pretrained"``),
 ``Task.has_oracle`` is False (no Retrain, so no Avg. Gap), the manifest carries named splits
-(``forget_train``, ``forget_val``, ``forget_test``, ``control_val``, ``control_test``),
-``Task.report`` maps reported metrics to splits (Acc D_f on ``forget_test``, Acc D_r on
-``control_test``), ``Task.selection_splits`` feeds ``control_threshold``, and
-``Task.frozen`` names the parameters that stay in τ as exact zeros.
+(``forget_train``, ``forget_val``, ``forget_test``, ``control_val``, ``control_test``, whose
+access roles are in ``unlearnbench.evaluate.SPLIT_ROLE``), ``Task.report`` lists the splits
+whose accuracy is reported (``forget_test`` = Acc D_f, ``control_test`` = Acc D_r, §8.4),
+``Task.mia`` is False, a ``control_threshold`` rule reads ``acc_forget_val`` and
+``acc_control_val``, the pool trains on ``forget_train``, and ``Task.frozen`` names the
+parameters that stay in τ as exact zeros (attention, text leftovers).
 """
 from __future__ import annotations
 
@@ -57,8 +59,10 @@ class Task:
     kind: str = "classifier"
     has_oracle: bool = True
     original_source: str = "train"  # "train" (from θ_init on D_train) or "pretrained" (CLIP)
-    report: dict[str, str] = field(default_factory=dict)  # metric -> split it is computed on
+    report: tuple[str, ...] = ("retain", "forget", "test", "val")  # splits whose accuracy every run reports
+    mia: bool = True  # MIA-efficacy is reported (classifiers); CLIP reports accuracies only (§8.4)
     frozen: tuple[str, ...] = ()  # parameter names that stay 0 in τ (CLIP attention)
+    search_baseline_lr: bool = False  # PROTOCOL §7.3: CPU scenarios select baseline lrs by rule (c)
 
     @property
     def num_classes(self) -> int:
@@ -163,6 +167,7 @@ class ClassifierScenario(Scenario):
     test_frac: float | None = None  # carve a test split when the data set has none
     threads: int = 1
     forget: str = "random"  # "random" or "class"
+    search_baseline_lr: bool = False  # PROTOCOL §7.3: True on the CPU scenarios
     suite_defaults = {"selection": {"name": "val_matched", "grid": "classifier"}}
 
     def load_raw(self, data_root: str | None) -> RawData:  # pragma: no cover
@@ -247,8 +252,7 @@ class ClassifierScenario(Scenario):
         return Task(
             scenario=self.name, trial=trial, data=raw, manifest=manifest, manifest_hash=sha256_hex(manifest),
             arch=self.arch, in_channels=self.in_channels, recipe=self.recipe, pools=dict(self.pools),
-            threads=self.threads,
-            report={"acc_retain": "retain", "acc_forget": "forget", "acc_test": "test", "acc_val": "val"},
+            threads=self.threads, search_baseline_lr=self.search_baseline_lr,
         )
 
 

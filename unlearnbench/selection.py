@@ -48,9 +48,17 @@ class SelectionRule:
         """Metric names evaluated at each λ (see ``Evaluator.metric_splits``)."""
         raise NotImplementedError
 
-    def choose(self, curve: list[dict], cfg: Any, task: Any, reference: dict | None) -> tuple[int, float]:
-        """Index into ``curve`` of λ*, and its score (lower is better)."""
+    def choose(self, curve: list[dict], cfg: Any, task: Any, reference: dict | None,
+               baseline: dict | None = None) -> tuple[int, float]:
+        """Index into ``curve`` of the chosen point, and its score (lower is better).
+
+        ``baseline`` holds the metrics of θ_0 (no unlearning); for a λ sweep it is ``curve[0]``
+        (λ = 0), for a hyperparameter search it is measured separately."""
         raise NotImplementedError
+
+    def feasible(self, curve: list[dict], cfg: Any, task: Any, baseline: dict | None = None) -> list[bool]:
+        """Which points satisfy the rule's constraint (default: all)."""
+        return [True] * len(curve)
 
     def can_stop(self, curve: list[dict], cfg: Any, task: Any) -> bool:
         """True once no later λ can be chosen (early stop); the default sweeps the whole grid."""

@@ -41,9 +41,17 @@ def train(
     after_step: Callable[[], None] | None = None,
     params: Iterable | None = None,
     augment: Callable | None = None,
+    on_epoch: Callable[[int], None] | None = None,
     show_progress: bool = True,
 ) -> "torch.nn.Module":
-    """Train ``model`` in place on (x, y) with ``recipe``; returns the model (last iterate)."""
+    """Train ``model`` in place on (x, y) with ``recipe``; returns the model (last iterate).
+
+    :param loss_fn: ``loss_fn(model, xb, yb) -> loss``; default cross-entropy with the recipe's
+        label smoothing. Gradient ascent returns the negated loss, l1-sparse adds its penalty.
+    :param after_step: called after every optimiser step (SalUn's hard mask restores θ_0 there).
+    :param params: the parameters to optimise (default: all).
+    :param on_epoch: called with the epoch index before each epoch.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -60,7 +68,9 @@ def train(
             return F.cross_entropy(m(xb), yb, label_smoothing=recipe.label_smoothing)
     step = 0
     with progress.bar(total if show_progress else 0, desc, unit="step") as pbar:
-        for _ in range(recipe.epochs):
+        for epoch in range(recipe.epochs):
+            if on_epoch is not None:  # e.g. redraw random labels (RL) or decay a penalty (l1-sparse)
+                on_epoch(epoch)
             order = torch.randperm(n, generator=gen)
             for b in range(spe):
                 idx = order[b * recipe.batch:(b + 1) * recipe.batch]
