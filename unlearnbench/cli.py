@@ -108,6 +108,34 @@ def run(method, scenario, config_file, overrides, seeds, store, runs_dir, data_r
     click.echo(f"wall {total:.1f}s; records in {Path(runs_dir) / res.scenario.name / res.method.name}")
 
 
+@main.command()
+@click.option("--methods", required=True, help="comma-separated method names")
+@click.option("--scenarios", default="digits-10pct", show_default=True, help="comma-separated scenario names")
+@click.option("--seeds", default="0,1,2", show_default=True)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False))
+@click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE")
+@click.option("--store", type=click.Path(file_okay=False))
+@click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--data-root", type=click.Path())
+@click.option("--quiet", "-q", is_flag=True)
+def sweep(methods, scenarios, seeds, config_file, overrides, store, runs_dir, data_root, quiet):
+    """Run the grid methods x scenarios x seeds, skipping runs already recorded with the same
+    config hash; interrupted, it resumes where it stopped (finished runs and stored models are kept)."""
+    from .runner import sweep_grid
+    from .store import Store
+
+    if quiet:
+        progress.set_quiet(True)
+    grid = [(m.strip(), s.strip()) for s in scenarios.split(",") if s.strip() for m in methods.split(",") if m.strip()]
+    resolved = [_resolve(m, s, config_file, overrides) for m, s in grid]  # every config checked before any run
+    done = sweep_grid(resolved, _seeds(seeds), store=Store(store), runs_dir=Path(runs_dir), data_root=data_root,
+                      echo=click.echo)
+    click.echo(f"sweep: {done['ran']} run(s) now, {done['skipped']} already recorded, "
+               f"{done['failed']} failed; records in {runs_dir}")
+    if done["failed"]:
+        sys.exit(1)
+
+
 @main.command("config")
 @with_common
 def config_cmd(method, scenario, config_file, overrides):

@@ -130,6 +130,47 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
     return rec
 
 
+def recorded(runs_dir: Path, res: Resolved, trial: int) -> bool:
+    """A run of this exact config (hash) and trial is already on disk."""
+    p = run_dir(runs_dir, res.scenario.name, res.method.name, trial) / "run.json"
+    if not p.exists():
+        return False
+    try:
+        rec = json.loads(p.read_text())
+    except ValueError:
+        return False  # a torn file is not a result: run again
+    return rec.get("config_hash") == res.hash and rec.get("trial") == trial
+
+
+def sweep_grid(resolved: list[Resolved], seeds: list[int] | None, *, store, runs_dir: Path,
+               data_root: str | None, echo=print) -> dict:
+    """Every (config, trial); already recorded ones are skipped, so an interrupted sweep resumes.
+    Scenarios are the outer loop so each data set is loaded once."""
+    from .errors import UnlearnbenchError
+
+    counts = {"ran": 0, "skipped": 0, "failed": 0}
+    raw_cache: dict = {}
+    order = sorted(range(len(resolved)), key=lambda i: resolved[i].scenario.name)
+    for i in order:
+        res = resolved[i]
+        for trial in (seeds if seeds is not None else list(res.cfg.seeds)):
+            tag = f"{res.scenario.name} / {res.method.name} / seed {trial}"
+            if recorded(runs_dir, res, trial):
+                counts["skipped"] += 1
+                continue
+            try:
+                rec = run_trial(res, int(trial), store=store, runs_dir=runs_dir, data_root=data_root,
+                                raw_cache=raw_cache)
+            except UnlearnbenchError as e:  # one bad cell must not sink the grid; it is reported
+                counts["failed"] += 1
+                echo(f"FAILED {tag}: {e}")
+                continue
+            counts["ran"] += 1
+            gap = rec["gap"]["avg_gap"] if rec.get("gap") else float("nan")
+            echo(f"done {tag}: Avg. Gap {gap:.2f}, {rec['timings']['total_s']:.1f}s")
+    return counts
+
+
 # -- summaries -----------------------------------------------------------------------------
 
 COLUMNS = [("acc_retain", "Acc Dr"), ("acc_forget", "Acc Df"), ("acc_test", "Acc Dtest"),
