@@ -1,4 +1,4 @@
-"""NegMerge: sign-consensual merging of task vectors (Kim, Han, Choe, ICML 2025; PROTOCOL §4.6).
+"""NegMerge: sign-consensual merging of task vectors (Kim, Han, Choe, ICML 2025; PROTOCOL §4.6, §4.7).
 
     m_j = 1[ |C_j| = n ]          C_j = Σ_i sign(v_ij), sign(0) = 0
     τ_NM[j] = m_j · S_j / n       S_j = Σ_i v_ij
@@ -6,54 +6,191 @@
 Streaming (normative): one pass in canonical pool order keeps S (fp32) and C (int8 for
 n ≤ 127, else int16); after any prefix of k members, 1[|C| = k]·S/k is the merge of those k.
 Memory is O(|θ|) whatever n. Reference code: naver-ai/negmerge d67b3e7 [NM].
+
+Variants (§4.7) are options of this one family, and each PROTOCOL name is also a preset
+(a registered method whose defaults differ), so ``--method negmerge-min`` and
+``--method negmerge -o method.value=min`` compute the same merge:
+
+    negmerge      value=avg  mask=consensus  kept where |C_j| = n: S_j / n               [P Eq. 1]
+    negmerge-min  value=min  mask=consensus  kept where |C_j| = n: σ_j · min_i |v_ij|   [P T C1]
+    negmerge-max  value=max  mask=consensus  kept where |C_j| = n: σ_j · max_i |v_ij|
+    conflict      value=avg  mask=conflict   kept where |C_j| < n: S_j / n               [P T3, B6]
+    all           value=avg  mask=all        everywhere: S_j / n, i.e. Uniform           [P T3]
+
+``by=value`` takes the literal element-wise min_i v_ij / max_i v_ij instead (not odd) [OURS].
+``consensus_q=q`` (EXTENSION, [P footnote 1]) keeps j where max(P_j, N_j) ≥ q, q > n/2, with
+the majority-sign entries' mean (avg) or extreme (min/max); q = n is ``negmerge`` exactly.
+Every variant streams: the extra state is S⁺, S⁻, P, N (partial consensus) and the running
+extreme of the positive and of the negative entries (min/max), each O(|θ|).
+[OURS] value=min/max and consensus_q are defined only with mask=consensus; other
+combinations are refused by ``check_config`` (PROTOCOL defines conflict/all with S_j/n only).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from unlearnbench import MergeMethod, hookimpl
+from unlearnbench import ConfigError, MergeMethod, hookimpl, opt
 
 if TYPE_CHECKING:
     import torch
 
+VALUES = ("avg", "min", "max")
+BYS = ("magnitude", "value")
+MASKS = ("consensus", "conflict", "all")
+
+
+@dataclass
+class NegMergeConfig:
+    value: str = opt("avg", "value where kept: avg (S_j/n) | min | max (min/max_i |v_ij| with the common sign)",
+                     "[P Eq. 1]; min [P T C1]; §4.7")
+    by: str = opt("magnitude", "min/max by magnitude with the common sign kept (odd) | value: the literal "
+                  "element-wise min/max of v_ij", "[OURS] §4.7")
+    mask: str = opt("consensus", "kept where: consensus (all n signs agree) | conflict (|C_j| < n) | all",
+                    "[P Eq. 1]; conflict [P T3, B6]; all [P T3]")
+    consensus_q: int = opt(0, "EXTENSION partial consensus: keep where max(P_j, N_j) >= q, n/2 < q <= n; "
+                           "0 = n (full consensus, the paper's rule)", "[P footnote 1] EXTENSION §4.7")
+
+
+def check_options(value: str, by: str, mask: str, consensus_q: int) -> None:
+    """Raise ConfigError for an option value or a combination PROTOCOL §4.7 does not define."""
+    for key, v, choices in (("value", value, VALUES), ("by", by, BYS), ("mask", mask, MASKS)):
+        if v not in choices:
+            raise ConfigError(f"method.{key} must be one of {', '.join(map(repr, choices))}, not {v!r} "
+                              f"(PROTOCOL §4.7; `unlearnbench list methods --options`)")
+    if not isinstance(consensus_q, int) or consensus_q < 0:
+        raise ConfigError(f"method.consensus_q must be an integer >= 0 (0 = n, full consensus), not {consensus_q!r}")
+    if mask != "consensus" and (value != "avg" or consensus_q):
+        raise ConfigError(f"method.mask={mask} takes S_j/n where kept (PROTOCOL §4.7); value=min/max and "
+                          f"consensus_q apply only to mask=consensus (got value={value}, consensus_q={consensus_q})")
+    if value == "avg" and by != "magnitude":
+        raise ConfigError("method.by applies only to value=min or value=max (PROTOCOL §4.7)")
+
+
+# (value, by) -> the running op over the positive entries and over the negative entries:
+# by magnitude, min|v| of negatives is the negative entry nearest 0, i.e. their max.
+EXTREME_OPS = {("min", "magnitude"): ("min", "max"), ("min", "value"): ("min", "min"),
+               ("max", "magnitude"): ("max", "min"), ("max", "value"): ("max", "max")}
+
+
+def _count_dtype(n: int) -> "torch.dtype":
+    """The narrowest integer type that counts to n (int8 for n ≤ 127, §4.6)."""
+    import torch
+
+    return torch.int8 if n <= 127 else torch.int16 if n <= 32767 else torch.int32
+
 
 class NegMergeReducer:
-    """Running sum S and sign count C; ``result()`` is τ_NM of everything seen so far."""
+    """Streaming NegMerge and its §4.7 variants; ``result()`` is the merge of everything seen so far.
 
-    def __init__(self) -> None:
+    State (each a dict name -> tensor of that parameter's shape; only what the options need):
+    S = Σ v and C = Σ sign(v) (full consensus, conflict, all); P, N, S⁺, S⁻ (partial consensus);
+    E⁺, E⁻ = running extreme of the positive / negative entries (value=min|max).
+    """
+
+    def __init__(self, value: str = "avg", by: str = "magnitude", mask: str = "consensus",
+                 consensus_q: int = 0) -> None:
+        check_options(value, by, mask, consensus_q)
+        self.value, self.by, self.mask, self.q = value, by, mask, consensus_q
         self.n = 0
+        self.keys: list[str] = []  # parameter names, in the first task vector's order
+        self.partial = consensus_q > 0
         self.S: dict[str, "torch.Tensor"] = {}
         self.C: dict[str, "torch.Tensor"] = {}
+        self.P: dict[str, "torch.Tensor"] = {}
+        self.N: dict[str, "torch.Tensor"] = {}
+        self.Sp: dict[str, "torch.Tensor"] = {}
+        self.Sm: dict[str, "torch.Tensor"] = {}
+        self.Ep: dict[str, "torch.Tensor"] = {}
+        self.Em: dict[str, "torch.Tensor"] = {}
+        self._need_S = value == "avg" and not self.partial
+        self._need_C = mask != "all" and not self.partial
+        self._ops = EXTREME_OPS.get((value, by))
 
     def update(self, tau: dict[str, "torch.Tensor"]) -> None:
         import torch
 
-        if self.n == 127:  # int8 would overflow at the 128th member: widen once
-            self.C = {k: c.to(torch.int16) for k, c in self.C.items()}
-        if self.n == 32767:
-            self.C = {k: c.to(torch.int32) for k, c in self.C.items()}
-        for k, v in tau.items():
-            v = v.float()
-            if k not in self.S:
-                if self.n:
-                    raise KeyError(f"task vector {self.n + 1} has a parameter {k!r} the first one lacked")
-                self.S[k] = v.clone()
-                self.C[k] = torch.sign(v).to(torch.int8)
-            else:
-                self.S[k].add_(v)
-                self.C[k].add_(torch.sign(v).to(self.C[k].dtype))
-        if self.n and set(tau) != set(self.S):
-            raise KeyError(f"task vector {self.n + 1} lacks parameters {sorted(set(self.S) - set(tau))[:3]}")
+        if not self.n:
+            self.keys = list(tau)
+        elif set(tau) != set(self.keys):
+            raise KeyError(f"task vector {self.n + 1} has parameters {sorted(set(tau) ^ set(self.keys))[:3]} "
+                           "that the first one lacked, or lacks some of the first one's")
+        if _count_dtype(self.n + 1) != _count_dtype(self.n):  # widen once, before the count overflows
+            dt = _count_dtype(self.n + 1)
+            for counts in (self.C, self.P, self.N):
+                for k in counts:
+                    counts[k] = counts[k].to(dt)
+        first = self.n == 0
+        cdt = _count_dtype(self.n + 1)
+        for k in self.keys:
+            v = tau[k].float()
+            if self._need_S:
+                _add(self.S, k, v, first)
+            if self._need_C:
+                _add(self.C, k, torch.sign(v).to(cdt), first)
+            if self.partial:
+                pos, neg = v > 0, v < 0
+                _add(self.P, k, pos.to(cdt), first)
+                _add(self.N, k, neg.to(cdt), first)
+                if self.value == "avg":
+                    zero = torch.zeros((), dtype=v.dtype)
+                    _add(self.Sp, k, torch.where(pos, v, zero), first)
+                    _add(self.Sm, k, torch.where(neg, v, zero), first)
+            if self._ops is not None:
+                _extreme(self.Ep, k, v, v > 0, self._ops[0], first)
+                _extreme(self.Em, k, v, v < 0, self._ops[1], first)
         self.n += 1
 
     def result(self) -> dict[str, "torch.Tensor"]:
-        if self.n == 0:
+        import torch
+
+        n = self.n
+        if n == 0:
             raise ValueError("NegMerge needs at least one task vector")
+        if self.partial and not (n / 2 < self.q <= n):
+            raise ConfigError(f"method.consensus_q={self.q} needs n/2 < q <= n (a strict majority), "
+                              f"but the pool has n={n} members")
         out = {}
-        for k, s in self.S.items():
-            agree = self.C[k].abs() == self.n  # all n signs equal and non-zero
-            out[k] = torch_where(agree, s / self.n)
+        for k in self.keys:
+            if self.mask == "all":
+                out[k] = self.S[k] / n
+            elif self.mask == "conflict":
+                out[k] = torch_where(self.C[k].abs() < n, self.S[k] / n)
+            elif self.partial:
+                P, N = self.P[k], self.N[k]
+                M = torch.maximum(P, N)  # the majority's size; the majority is strict where kept (q > n/2)
+                pos = P > N
+                if self._ops is None:
+                    val = torch.where(pos, self.Sp[k], self.Sm[k]) / M.clamp(min=1).float()
+                else:
+                    val = torch.where(pos, self.Ep[k], self.Em[k])
+                out[k] = torch_where(M >= self.q, val)
+            else:
+                agree = self.C[k].abs() == n  # all n signs equal and non-zero
+                val = self.S[k] / n if self._ops is None else torch.where(self.C[k] > 0, self.Ep[k], self.Em[k])
+                out[k] = torch_where(agree, val)
         return out
+
+
+def _add(acc: dict, k: str, x: "torch.Tensor", first: bool) -> None:
+    if first:
+        acc[k] = x.clone()
+    else:
+        acc[k].add_(x)
+
+
+def _extreme(acc: dict, k: str, v: "torch.Tensor", sel: "torch.Tensor", op: str, first: bool) -> None:
+    """Running min/max of the entries where ``sel``; ±inf (the op's identity) where none yet."""
+    import torch
+
+    fill = torch.tensor(float("inf") if op == "min" else float("-inf"), dtype=v.dtype)
+    x = torch.where(sel, v, fill)
+    if first:
+        acc[k] = x
+    else:
+        acc[k] = (torch.minimum if op == "min" else torch.maximum)(acc[k], x)
 
 
 def torch_where(mask, values):
@@ -62,9 +199,9 @@ def torch_where(mask, values):
     return torch.where(mask, values, torch.zeros((), dtype=values.dtype))
 
 
-def negmerge(taus) -> dict[str, "torch.Tensor"]:
-    """τ_NM of an iterable of task vectors (a list or a stream)."""
-    red = NegMergeReducer()
+def negmerge(taus, **options: Any) -> dict[str, "torch.Tensor"]:
+    """τ_NM (or a §4.7 variant, by keyword options) of an iterable of task vectors (a list or a stream)."""
+    red = NegMergeReducer(**options)
     for t in taus:
         red.update(t)
     return red.result()
@@ -74,11 +211,49 @@ class NegMerge(MergeMethod):
     name = "negmerge"
     description = "keep task-vector elements whose sign all pool members agree on, average, negate"
     reference_url = "https://arxiv.org/abs/2410.05583"
+    Config: type = NegMergeConfig
 
-    def reducer(self, cfg) -> NegMergeReducer:
-        return NegMergeReducer()
+    def __init__(self, name: str | None = None, description: str | None = None, **defaults: Any) -> None:
+        """The family; with ``name`` and option defaults, a named preset of it (§4.7)."""
+        if name is not None:
+            self.name = name
+        if description is not None:
+            self.description = description
+        if defaults:
+            self.Config = _preset_config(defaults)
+
+    def check_config(self, cfg: Any) -> None:
+        check_options(str(cfg.value), str(cfg.by), str(cfg.mask), int(cfg.consensus_q))
+
+    def reducer(self, cfg: Any) -> NegMergeReducer:
+        if cfg is None:
+            cfg = self.Config()
+        self.check_config(cfg)  # `unlearnbench merge` builds its options without the resolver
+        return NegMergeReducer(str(cfg.value), str(cfg.by), str(cfg.mask), int(cfg.consensus_q))
+
+
+def _preset_config(defaults: dict) -> type:
+    """NegMergeConfig with other defaults: a variant is a named config, not a new class (DESIGN)."""
+    hints = typing.get_type_hints(NegMergeConfig)
+    fields = []
+    for f in dataclasses.fields(NegMergeConfig):
+        fields.append((f.name, hints[f.name],
+                       dataclasses.field(default=defaults.pop(f.name, f.default), metadata=f.metadata)))
+    if defaults:
+        raise TypeError(f"unknown NegMerge options {sorted(defaults)}")
+    return dataclasses.make_dataclass("NegMergePresetConfig", fields)
+
+
+PRESETS = {  # PROTOCOL §4.7's table: name -> (option defaults, description)
+    "negmerge-min": ({"value": "min"}, "NegMerge mask, the smallest agreeing magnitude with the common sign [P T C1]"),
+    "negmerge-max": ({"value": "max"}, "NegMerge mask, the largest agreeing magnitude with the common sign"),
+    "conflict": ({"mask": "conflict"}, "average only where the pool's signs disagree [P T3, B6]"),
+    "all": ({"mask": "all"}, "average everywhere (= Uniform), as the NegMerge family's 'All' [P T3]"),
+}
 
 
 @hookimpl
 def register_methods(register):
     register(NegMerge())
+    for name, (defaults, description) in PRESETS.items():
+        register(NegMerge(name, description, **defaults))
