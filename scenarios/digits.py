@@ -7,7 +7,7 @@ digits is a smoke/CI scenario: |D_f| = 125, so one sample is 0.8 points.
 from __future__ import annotations
 
 from unlearnbench import ClassifierScenario, Recipe, RawData, hookimpl
-from unlearnbench.recipe import classifier_pool
+from unlearnbench.pools import CLASSIFIER_POOLS
 from unlearnbench.scenario import fingerprint
 
 
@@ -21,7 +21,7 @@ class Digits(ClassifierScenario):
     threads = 1  # PROTOCOL §10.1: digits piloted on 1 thread
     recipe = Recipe(epochs=60, batch=32, lr=0.05, momentum=0.9, wd=5e-4, schedule="cosine")  # [OURS], [PILOT]
     search_baseline_lr = True  # reference lrs were tuned for ResNet-18/CIFAR-10 [PROTOCOL §7.3]
-    pools = {"default": classifier_pool("default", lr=0.01, batch=32, epochs=(20, 30, 40), source="[OURS] §6.3")}
+    pools = {"default": CLASSIFIER_POOLS["digits/cnn-s"]}  # PROTOCOL §6.3
 
     def load_raw(self, data_root: str | None) -> RawData:
         import numpy as np

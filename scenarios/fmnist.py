@@ -16,7 +16,7 @@ import struct
 from pathlib import Path
 
 from unlearnbench import ClassifierScenario, DataNotFound, RawData, Recipe, hookimpl
-from unlearnbench.recipe import classifier_pool
+from unlearnbench.pools import CLASSIFIER_POOLS
 from unlearnbench.scenario import fingerprint
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -131,7 +131,7 @@ class FashionMNIST(ClassifierScenario):
     threads = 2  # PROTOCOL §10.1: fmnist piloted on 2 threads
     recipe = Recipe(epochs=30, batch=128, lr=0.05, momentum=0.9, wd=5e-4, schedule="cosine")  # [OURS], [PILOT]
     search_baseline_lr = True  # reference lrs were tuned for ResNet-18/CIFAR-10 [PROTOCOL §7.3]
-    pools = {"default": classifier_pool("default", lr=0.01, batch=128, epochs=(5, 10, 15), source="[OURS] §6.3")}
+    pools = {"default": CLASSIFIER_POOLS["fmnist/cnn-bn"]}  # PROTOCOL §6.3
 
     def load_raw(self, data_root: str | None) -> RawData:
         return load(data_root)

@@ -31,6 +31,10 @@ def test_negmerge_record(host, session_store, tmp_path):
     assert on_disk["lambda"] == sel["lambda"] and 0.0 <= on_disk["lambda"] <= 2.0
     assert set(sel["curve"][0]) == {"lambda", "acc_forget", "acc_val", "acc_val_retain"}  # no test in selection
     assert 0.0 <= on_disk["sparsity"]["u_all"] <= 100.0
+    assert set(on_disk["sparsity"]["by_component"]) == {"conv", "fc"} and on_disk["sparsity"]["by_depth"]
+    cost = on_disk["info"]["merge_cost"]  # PROTOCOL §8.6
+    assert cost["n"] == 6 and cost["merge_compute_s"] > 0 and cost["resident_models"] < 6  # streamed
+    assert on_disk["timings"]["merge_wall_s"] >= 0
     assert on_disk["gap"]["avg_gap"] >= 0 and set(on_disk["gap"]["components"]) == {
         "acc_retain", "acc_forget", "acc_test", "mia"}
     prov = on_disk["provenance"]

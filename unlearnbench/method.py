@@ -74,5 +74,63 @@ class MergeMethod(Method):
         merged = red.result()
         # merge wall time includes loading members, not training the ones missing from the store
         ctx.timings["merge_wall_s"] = time.perf_counter() - t0 - (ctx.timings.get("pool_s", 0.0) - pool0)
+        ctx.info["merge_cost"] = merge_cost(self, ctx, red, merged)
         sel = ctx.select(merged)
         return Result(ctx.apply(merged, sel.lam), lam=sel.lam, selection=sel, merged=merged)
+
+
+COMPUTE_BUDGET_BYTES = 1 << 30  # merge_compute_s holds all n τ resident: measured only below 1 GiB
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of every tensor held in ``obj``'s attributes (dicts and lists of tensors included)."""
+    import torch
+
+    seen: set[int] = set()
+
+    def walk(x: Any) -> int:
+        if isinstance(x, torch.Tensor):
+            if id(x) in seen:
+                return 0
+            seen.add(id(x))
+            return x.numel() * x.element_size()
+        if isinstance(x, dict):
+            return sum(walk(v) for v in x.values())
+        if isinstance(x, (list, tuple)):
+            return sum(walk(v) for v in x)
+        return 0
+
+    return sum(walk(v) for v in vars(obj).values()) if hasattr(obj, "__dict__") else walk(obj)
+
+
+def merge_cost(method: "MergeMethod", ctx: "Ctx", reducer: Any, merged: dict) -> dict:
+    """PROTOCOL §8.6 cost figures of a streamed merge.
+
+    ``state_bytes`` is what the reducer holds after the pass (its accumulators);
+    ``resident_models`` counts, in model sizes, accumulators + θ_0 + the one candidate in
+    flight. ``merge_compute_s`` is the operator alone on resident inputs, mean ± std over 3
+    repeats, measured only when the n task vectors fit COMPUTE_BUDGET_BYTES."""
+    import statistics
+    import time
+
+    model_bytes = sum(v.numel() * 4 for v in merged.values())
+    state = tensor_bytes(reducer)
+    n = ctx.pool_size()
+    out: dict = {"n": n, "state_bytes": state, "model_bytes": model_bytes,
+                 "resident_models": round((state + 2 * model_bytes) / model_bytes, 2)}
+    if n * model_bytes > COMPUTE_BUDGET_BYTES:
+        out["merge_compute_s"] = None
+        out["merge_compute_note"] = f"n·|θ| = {n * model_bytes} B exceeds {COMPUTE_BUDGET_BYTES} B; not measured"
+        return out
+    taus = [tau for _, tau in ctx.pool()]
+    times = []
+    for _ in range(3):
+        red = method.reducer(ctx.cfg)
+        t0 = time.perf_counter()
+        for tau in taus:
+            red.update(tau)
+        red.result()
+        times.append(time.perf_counter() - t0)
+    out["merge_compute_s"] = statistics.mean(times)
+    out["merge_compute_std_s"] = statistics.stdev(times)
+    return out

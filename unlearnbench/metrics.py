@@ -78,3 +78,62 @@ def sparsity(tau: Mapping[str, "torch.Tensor"], trainable: Iterable[str] | None 
             n_tr += n
     return {"u_all": 100.0 * z_all / max(n_all, 1), "u_train": 100.0 * z_tr / max(n_tr, 1),
             "n_all": n_all, "n_train": n_tr, "nonzero": n_all - z_all, "per_tensor": per}
+
+
+def _component(module: "torch.nn.Module") -> str:
+    from torch import nn
+
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return "conv"
+    if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)):
+        return "bn_affine"
+    if isinstance(module, nn.LayerNorm):
+        return "layernorm"
+    if isinstance(module, nn.Linear):
+        return "fc"
+    if isinstance(module, nn.MultiheadAttention):
+        return "attention"
+    return type(module).__name__.lower()
+
+
+def _depth_group(name: str, n_blocks: int | None) -> str:
+    """Transformer blocks in three equal contiguous groups [P T6]; otherwise the top-level module
+    (stem, layer1 … layer4, fc for a ResNet; the Sequential index for the CPU CNNs) [§8.5]."""
+    import re
+
+    m = re.search(r"(?:^|\.)(?:blocks|resblocks|layers)\.(\d+)\.", name)
+    if m and n_blocks:
+        third = int(m.group(1)) * 3 // n_blocks
+        return ("early", "middle", "late")[third]
+    return name.split(".")[0]
+
+
+def sparsity_breakdown(tau: Mapping[str, "torch.Tensor"], model: "torch.nn.Module") -> dict:
+    """Sparsity of τ by depth group and by component (each with the std across its layers) [§8.5]."""
+    import re
+    import statistics
+
+    modules = dict(model.named_modules())
+    blocks = {int(m.group(1)) for k in tau for m in [re.search(r"(?:blocks|resblocks|layers)\.(\d+)\.", k)] if m}
+    n_blocks = max(blocks) + 1 if blocks else None
+    depth: dict[str, list[int]] = {}
+    comp: dict[str, dict[str, list[int]]] = {}
+    for k, v in tau.items():
+        z, n = int((v == 0).sum().item()), v.numel()
+        d = depth.setdefault(_depth_group(k, n_blocks), [0, 0])
+        d[0] += z
+        d[1] += n
+        owner = k.rsplit(".", 1)[0]
+        c = comp.setdefault(_component(modules[owner]) if owner in modules else "other", {})
+        layer = c.setdefault(owner, [0, 0])
+        layer[0] += z
+        layer[1] += n
+    by_comp = {}
+    for name, layers in comp.items():
+        z = sum(a for a, _ in layers.values())
+        n = sum(b for _, b in layers.values())
+        per = [100.0 * a / b for a, b in layers.values()]
+        by_comp[name] = {"sparsity": 100.0 * z / n, "n": n, "layers": len(per),
+                         "std_across_layers": statistics.stdev(per) if len(per) > 1 else 0.0}
+    return {"by_depth": {g: {"sparsity": 100.0 * z / n, "n": n} for g, (z, n) in depth.items()},
+            "by_component": by_comp}

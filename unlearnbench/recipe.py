@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
+
+
+LATE_FIELDS = ("randaug_n", "randaug_m", "warmup_steps", "grad_clip")
 
 
 @dataclass(frozen=True)
@@ -18,9 +21,19 @@ class Recipe:
     label_smoothing: float = 0.0
     optimizer: str = "sgd"
     augment: str = "none"  # name of a train-time augmentation the scenario knows
+    randaug_n: int = 0  # RandAugment ops per image (0 = off) [PROTOCOL §6.1]
+    randaug_m: int = 0  # RandAugment magnitude
+    warmup_steps: int = 0  # linear warmup before the schedule (CLIP: 500) [PROTOCOL §2.2]
+    grad_clip: float = 0.0  # gradient-norm clip (CLIP: 1.0); 0 = off
 
     def spec(self) -> dict:
-        return asdict(self)
+        """The recipe as a store key part. Fields added later are keyed only when they differ
+        from their default, so adding a field never invalidates artifacts already stored."""
+        d = asdict(self)
+        for f in fields(self):
+            if f.name in LATE_FIELDS and d[f.name] == f.default:
+                del d[f.name]
+        return d
 
     def with_(self, **kw: Any) -> "Recipe":
         return replace(self, **kw)
@@ -35,12 +48,25 @@ class PoolGrid:
     base: Recipe
     columns: tuple[tuple[str, tuple[Any, ...]], ...]
     source: str = ""
+    draw: int = 0  # > 0: use this many configs drawn without replacement from the `pool` stream (pool7)
 
-    def members(self) -> list[Recipe]:
+    def grid(self) -> list[Recipe]:
         names = [c for c, _ in self.columns]
         return [self.base.with_(**dict(zip(names, vals))) for vals in itertools.product(*(v for _, v in self.columns))]
 
+    def members(self, trial: int = 0) -> list[Recipe]:
+        """The pool in canonical order (for a drawn pool: the drawn configs, in grid order)."""
+        full = self.grid()
+        if not self.draw:
+            return full
+        from .seeding import numpy_rng
+
+        picked = numpy_rng(trial, "pool", "draw", self.name).choice(len(full), size=self.draw, replace=False)
+        return [full[i] for i in sorted(picked)]
+
     def __len__(self) -> int:
+        if self.draw:
+            return self.draw
         n = 1
         for _, v in self.columns:
             n *= len(v)
@@ -48,7 +74,7 @@ class PoolGrid:
 
     def describe(self) -> dict:
         return {"name": self.name, "base": self.base.spec(), "columns": [[c, list(v)] for c, v in self.columns],
-                "n": len(self), "source": self.source}
+                "n": len(self), "draw": self.draw, "source": self.source}
 
 
 SGD_POOL_COLUMNS = ("epochs", "wd", "label_smoothing")

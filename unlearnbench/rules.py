@@ -70,6 +70,46 @@ class ValMatched(SelectionRule):
 
 
 @dataclass
+class ControlThresholdConfig:
+    kappa: float = opt(KAPPA, "feasible while control val accuracy >= kappa x its value at lambda = 0",
+                       "[TTA], [NM], [P §4.2] §5(a)")
+    early_stop: bool = opt(True, "stop the sweep at the first infeasible lambda", "[OURS] issue 3")
+
+
+class ControlThreshold(SelectionRule):
+    """(a) The CLIP default: minimise forget val accuracy while the control val accuracy keeps
+    kappa of its λ = 0 value [PROTOCOL §5(a)]. On a classifier scenario the control split is
+    D_val^r and the forget split D_f (the "option for classifiers"; not recommended for random
+    forgetting, where minimising Acc D_f over-forgets compared with Retrain)."""
+
+    name = "control_threshold"
+    description = "min forget val acc while control val acc >= kappa x baseline (CLIP default)"
+    Config = ControlThresholdConfig
+    reads = frozenset({"forget", "val"})
+
+    def _metrics(self, task: Any) -> tuple[str, str]:
+        if task.kind == "clip":
+            return "acc_forget_val", "acc_control_val"
+        return "acc_forget", "acc_val_retain"
+
+    def needs(self, cfg, task):
+        return list(self._metrics(task))
+
+    def feasible(self, curve, cfg, task, baseline=None):
+        _, control = self._metrics(task)
+        base = (baseline or curve[0])[control]  # measured at λ = 0 in the same run (§10.2 #21)
+        return [c[control] >= cfg.kappa * base for c in curve]
+
+    def choose(self, curve, cfg, task, reference, baseline=None):
+        forget, _ = self._metrics(task)
+        return _argmin(curve, self.feasible(curve, cfg, task, baseline), [c[forget] for c in curve])
+
+    def can_stop(self, curve, cfg, task):
+        # No λ past the first violation is evaluated: accuracy on the control split falls as λ grows.
+        return bool(cfg.early_stop) and len(curve) > 1 and not self.feasible(curve, cfg, task)[-1]
+
+
+@dataclass
 class OracleConfig:
     pass
 
@@ -117,5 +157,6 @@ class OracleAvgGapVal(OracleAvgGap):
 @hookimpl
 def register_selection_rules(register):
     register(ValMatched())
+    register(ControlThreshold())
     register(OracleAvgGap())
     register(OracleAvgGapVal())

@@ -13,7 +13,7 @@ from typing import Any
 from . import progress
 from .config import Resolved
 from .errors import ConfigError, StoreError
-from .metrics import avg_gap, sparsity
+from .metrics import avg_gap, sparsity, sparsity_breakdown
 
 RUN_SCHEMA = 1
 
@@ -112,7 +112,8 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
         "original": orig_m,
         "retrain": retr_m,
         "gap": gap,
-        "sparsity": sparsity(result.merged, stages.param_keys) if result.merged is not None else None,
+        "sparsity": ({**sparsity(result.merged, [k for k in stages.param_keys if k not in task.frozen]),
+                      **sparsity_breakdown(result.merged, task.new_model())} if result.merged is not None else None),
         "info": {**ctx.info, **result.info},
         "timings": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in timings.items()},
         "artifacts": dict(stages.keys),

@@ -110,7 +110,7 @@ class Stages:
         from .taskvec import task_vector
 
         grid = self.pool_grid(name)
-        members = grid.members()
+        members = grid.members(self.task.trial)
         if size:
             if size > len(members):
                 raise ConfigError(f"pool.size={size} but pool {name!r} has {len(members)} members")
