@@ -265,6 +265,7 @@ def check_ties(density: float, trim_scope: str) -> None:
 
 class Uniform(MergeMethod):
     name = "uniform"
+    elementwise = True
     description = "the mean of the pool's task vectors (Model Soups uniform; 'All' in the paper), negated"
     reference_url = "https://arxiv.org/abs/2203.05482"
 
@@ -288,6 +289,7 @@ class Ties(MergeMethod):
 
 class MagMax(MergeMethod):
     name = "magmax"
+    elementwise = True
     description = "per element, the pool member's value of largest magnitude (first wins ties), negated"
     reference_url = "https://arxiv.org/abs/2407.06322"
 

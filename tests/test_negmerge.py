@@ -142,6 +142,7 @@ def test_method_consumes_pool_as_a_stream():
     class FakeCtx:
         cfg = None
         timings: dict = {}
+        info: dict = {}
 
         def pool(self):
             for i in range(40):
@@ -155,6 +156,9 @@ def test_method_consumes_pool_as_a_stream():
 
         def select(self, tau):
             return Selection("fixed", False, 1.0, 0.0, 0, [], 0, 0.0, False)
+
+        def pool_size(self):
+            return 40
 
         def apply(self, tau, lam):
             return {"w": -lam * tau["w"]}

@@ -136,6 +136,18 @@ def sweep(methods, scenarios, seeds, config_file, overrides, store, runs_dir, da
         sys.exit(1)
 
 
+@main.command()
+@click.argument("runs_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False))
+def leaderboard(runs_dir, out_dir):
+    """Write Markdown + CSV tables per scenario, plots and a sortable HTML page from RUNS_DIR."""
+    from .leaderboard import build
+
+    done = build(runs_dir, out_dir, _host())
+    click.echo(f"{done['records']} run records, scenarios {', '.join(done['scenarios'])}; wrote "
+               f"{len(done['written'])} files in {out_dir}")
+
+
 @main.command("config")
 @with_common
 def config_cmd(method, scenario, config_file, overrides):
@@ -216,7 +228,9 @@ def check_recipe_cmd(scenario, trial, store, data_root, overrides, quiet):
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="output .safetensors")
 @click.option("--lam", type=float, help="write BASE − lam·τ (buffers from BASE) instead of τ")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="merge method option")
-def merge(method, base, finetuned, output, lam, params):
+@click.option("--engine", default="auto", show_default=True, type=click.Choice(["auto", "chunked", "per-file"]),
+              help="chunked: read every file chunk by chunk (safetensors, elementwise methods); auto picks it")
+def merge(method, base, finetuned, output, lam, params, engine):
     """Merge checkpoints you already have: task vectors FTi − BASE, merged by METHOD.
 
     Writes the merged task vector, or with --lam the edited model BASE − lam·τ. Inputs are
@@ -224,7 +238,7 @@ def merge(method, base, finetuned, output, lam, params):
     """
     from .merge_files import merge_files
 
-    summary = merge_files(_host(), method, base, list(finetuned), output, lam, list(params))
+    summary = merge_files(_host(), method, base, list(finetuned), output, lam, list(params), engine)
     click.echo(json.dumps(summary, indent=1))
 
 

@@ -10,7 +10,7 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .errors import SplitAccessError
+from .errors import SplitAccessError, StoreError
 from .selection import Selection, grid, sweep
 
 if TYPE_CHECKING:
@@ -137,14 +137,27 @@ class Ctx:
         t0 = time.perf_counter()
         model = self.new_model(self._stages.original())
         baseline = self._stages.evaluator.measure(model, needs)
-        curve, states = [], []
+        import torch
+
+        curve, states, valid = [], [], []
         for cand in candidates:
             state = build(dict(cand))
-            model.load_state_dict(state)
-            curve.append({**cand, **self._stages.evaluator.measure(model, needs)})
+            if all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+                model.load_state_dict(state)
+                curve.append({**cand, **self._stages.evaluator.measure(model, needs)})
+                valid.append(len(states))
+            else:  # a diverged setting is rejected, never scored (as a non-finite pool member, §3)
+                curve.append({**cand, "non_finite": True})
             states.append(state)
-        idx, score = rule.choose(curve, rcfg, self.task, reference, baseline)
-        feasible = rule.feasible(curve, rcfg, self.task, baseline)
+        if not valid:
+            raise StoreError(f"every setting of the search diverged (non-finite weights): {candidates}")
+        scored = [curve[i] for i in valid]
+        j, score = rule.choose(scored, rcfg, self.task, reference, baseline)
+        idx = valid[j]
+        ok = rule.feasible(scored, rcfg, self.task, baseline)
+        feasible = [False] * len(curve)
+        for i, f in zip(valid, ok):
+            feasible[i] = f
         sel = Selection(rule.name, rule.oracle, float("nan"), float(score), idx, curve, len(curve),
                         time.perf_counter() - t0, False,
                         {"grid": candidates, "chosen": candidates[idx], "baseline": baseline,

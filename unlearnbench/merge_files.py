@@ -39,8 +39,11 @@ def merge_keys(base: dict) -> list[str]:
     return [k for k, v in base.items() if v.is_floating_point() and not k.endswith(skip)]
 
 
+ENGINES = ("auto", "chunked", "per-file")
+
+
 def merge_files(host, method: str, base_path: str, ft_paths: list[str], output: str, lam: float | None,
-                params: list[str]) -> dict:
+                params: list[str], engine: str = "auto") -> dict:
     from omegaconf import OmegaConf
     from safetensors.torch import save_file
 
@@ -59,12 +62,27 @@ def merge_files(host, method: str, base_path: str, ft_paths: list[str], output: 
 
         raise unknown(f"option of {method}", sorted(unknown_keys)[0], schema.keys())
     cfg = OmegaConf.merge(schema, given)
+    check = getattr(meth, "check_config", None)
+    if check is not None:
+        check(cfg)
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    all_st = all(p.endswith(".safetensors") for p in [base_path, *ft_paths])
+    chunked = engine == "chunked" or (engine == "auto" and all_st and getattr(meth, "elementwise", False))
+    if chunked and not (all_st and getattr(meth, "elementwise", False)):
+        raise ConfigError(f"--engine chunked needs safetensors inputs and an elementwise method "
+                          f"({method} is {'not ' if not getattr(meth, 'elementwise', False) else ''}elementwise)")
     base = load_state(base_path)
     keys = merge_keys(base)
-    red = meth.reducer(cfg)
-    for p in ft_paths:  # streamed: one checkpoint resident at a time
-        red.update(task_vector(load_state(p), base, keys))
-    tau = red.result()
+    if chunked:  # every file byte read once, accumulators in cache (unlearnbench.fastmerge)
+        from .fastmerge import merge_safetensors
+
+        tau = merge_safetensors(lambda: meth.reducer(cfg), ft_paths, base=base_path, keys=keys)
+    else:
+        red = meth.reducer(cfg)
+        for p in ft_paths:  # streamed: one checkpoint resident at a time
+            red.update(task_vector(load_state(p), base, keys))
+        tau = red.result()
     out = edited_state(base, tau, lam) if lam is not None else tau
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in out.items()}, output,
@@ -73,4 +91,5 @@ def merge_files(host, method: str, base_path: str, ft_paths: list[str], output: 
 
     sp = sparsity(tau)
     return {"method": method, "n": len(ft_paths), "output": output, "wrote": "model" if lam is not None else
-            "task_vector", "lam": lam, "sparsity_u_all": sp["u_all"], "tensors": len(out)}
+            "task_vector", "lam": lam, "sparsity_u_all": sp["u_all"], "tensors": len(out),
+            "engine": "chunked" if chunked else "per-file"}

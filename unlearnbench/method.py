@@ -60,6 +60,9 @@ class MergeMethod(Method):
 
     uses = frozenset({"forget"})
     needs_pool = True
+    # True when element j of the merge depends only on element j of the inputs: such merges
+    # run chunk by chunk over files (unlearnbench.fastmerge), near the I/O floor.
+    elementwise = False
 
     def reducer(self, cfg: Any) -> Any:  # pragma: no cover
         raise NotImplementedError
@@ -67,19 +70,30 @@ class MergeMethod(Method):
     def unlearn(self, ctx: "Ctx") -> Result:
         import time
 
-        red = self.reducer(ctx.cfg)
         t0, pool0 = time.perf_counter(), ctx.timings.get("pool_s", 0.0)
-        for _, tau in ctx.pool():
-            red.update(tau)
-        merged = red.result()
+        merged, op_s, red = self._stream(ctx)
         # merge wall time includes loading members, not training the ones missing from the store
         ctx.timings["merge_wall_s"] = time.perf_counter() - t0 - (ctx.timings.get("pool_s", 0.0) - pool0)
-        ctx.info["merge_cost"] = merge_cost(self, ctx, red, merged)
+        ctx.info["merge_cost"] = merge_cost(self, ctx, red, merged, op_s)
         sel = ctx.select(merged)
         return Result(ctx.apply(merged, sel.lam), lam=sel.lam, selection=sel, merged=merged)
 
+    def _stream(self, ctx: "Ctx") -> tuple[dict, float, Any]:
+        """One pass over the pool; returns τ, the seconds spent in the operator alone, the reducer."""
+        import time
 
-COMPUTE_BUDGET_BYTES = 1 << 30  # merge_compute_s holds all n τ resident: measured only below 1 GiB
+        red = self.reducer(ctx.cfg)
+        op = 0.0
+        for _, tau in ctx.pool():
+            t = time.perf_counter()
+            red.update(tau)
+            op += time.perf_counter() - t
+        t = time.perf_counter()
+        merged = red.result()
+        return merged, op + time.perf_counter() - t, red
+
+
+REPEAT_BUDGET_BYTES = 1 << 30  # two extra passes over the pool for the compute std, below 1 GiB of reads
 
 
 def tensor_bytes(obj: Any) -> int:
@@ -103,25 +117,25 @@ def tensor_bytes(obj: Any) -> int:
     return sum(walk(v) for v in vars(obj).values()) if hasattr(obj, "__dict__") else walk(obj)
 
 
-def merge_cost(method: "MergeMethod", ctx: "Ctx", reducer: Any, merged: dict) -> dict:
+def merge_cost(method: "MergeMethod", ctx: "Ctx", reducer: Any, merged: dict, op_s: float) -> dict:
     """PROTOCOL §8.6 cost figures of a streamed merge.
 
     ``state_bytes`` is what the reducer holds after the pass (its accumulators);
     ``resident_models`` counts, in model sizes, accumulators + θ_0 + the one candidate in
-    flight. ``merge_compute_s`` is the operator alone on resident inputs, mean ± std over 3
-    repeats, measured only when the n task vectors fit COMPUTE_BUDGET_BYTES."""
+    flight. ``merge_compute_s`` is the operator alone (the time inside update/result, each
+    candidate resident), mean ± std over 3 passes when the pool is small enough to re-read."""
     import statistics
-    import time
 
     model_bytes = sum(v.numel() * 4 for v in merged.values())
     state = tensor_bytes(reducer)
     n = ctx.pool_size()
-    out: dict = {"n": n, "state_bytes": state, "model_bytes": model_bytes,
-                 "resident_models": round((state + 2 * model_bytes) / model_bytes, 2)}
-    if n * model_bytes > COMPUTE_BUDGET_BYTES:
-        out["merge_compute_s"] = None
-        out["merge_compute_note"] = f"n·|θ| = {n * model_bytes} B exceeds {COMPUTE_BUDGET_BYTES} B; not measured"
-        return out
+    times = [op_s]
+    if n * model_bytes <= REPEAT_BUDGET_BYTES:
+        times += [method._stream(ctx)[1] for _ in range(2)]
+    return {"n": n, "state_bytes": state, "model_bytes": model_bytes,
+            "resident_models": round((state + 2 * model_bytes) / model_bytes, 2),
+            "merge_compute_s": statistics.mean(times),
+            "merge_compute_std_s": statistics.stdev(times) if len(times) > 1 else None, "repeats": len(times)}
     taus = [tau for _, tau in ctx.pool()]
     times = []
     for _ in range(3):

@@ -29,10 +29,11 @@ def run_dir(runs_dir: Path, scenario: str, method: str, trial: int) -> Path:
     return Path(runs_dir) / scenario / method / f"seed-{trial}"
 
 
-def used_splits(method: Any, rule: Any, rule_cfg: Any, task: Any) -> str:
-    """The union of data the method and its selection rule read (PROTOCOL §1.4)."""
+def used_splits(method: Any, rule: Any, rule_cfg: Any, task: Any, selected: bool = True) -> str:
+    """The union of data the method and its selection rule read (PROTOCOL §1.4); the rule's
+    splits count only when a selection actually ran."""
     used = set(method.uses)
-    if method.selects:
+    if method.selects and selected:
         used |= set(rule.reads_for(rule_cfg, task)) - {"retrain"}
     order = ["forget", "retain", "val", "test"]
     return "+".join(s for s in order if s in used)
@@ -103,7 +104,7 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
         "config": res.to_dict(),
         "config_hash": res.hash,
         "manifest_hash": task.manifest_hash,
-        "used_splits": used_splits(meth, rule, cfg.selection, task),
+        "used_splits": used_splits(meth, rule, cfg.selection, task, result.selection is not None),
         "selection": sel.summary() if sel is not None else None,
         "selection_rule": (sel.rule if sel is not None else None),
         "oracle": bool(sel is not None and sel.oracle) or meth.name == "retrain",
@@ -196,7 +197,9 @@ def summarise(records: list[dict]) -> list[dict]:
     has_oracle = records[0]["retrain"] is not None
     sources = [("Original", "original"), ("Retrain", "retrain")] if has_oracle else [("Original", "original")]
     retr_mean = {k: statistics.mean(r["retrain"][k] for r in records) for k, _ in COLUMNS} if has_oracle else None
-    for label, key in sources + [(records[0]["method"], "metrics")]:
+    variant = (records[0].get("info") or {}).get("variant")
+    name = records[0]["method"] + (f" ({variant})" if variant and variant != "default" else "")
+    for label, key in sources + [(name, "metrics")]:
         per = [r[key] for r in records]
         row = {"": label, **{h: _fmt([p[k] for p in per]) for k, h in COLUMNS}}
         if has_oracle:

@@ -1,0 +1,297 @@
+"""The training-based baselines of PROTOCOL §7: each runs end to end on digits, and each has
+a test of what makes it that method (§7.1 mask, §7.2 recursion, BS/BE notes, RL notes)."""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pytest
+
+from unlearnbench import ConfigError
+from unlearnbench.config import resolve
+from unlearnbench.runner import run_trial
+
+MODULES = ("finetune", "relabel", "gradient_ascent", "influence", "boundary")
+METHODS = ("finetune", "l1-sparse", "random-label", "random-label-forget", "salun", "salun-forget",
+           "gradient-ascent", "influence", "boundary-shrink", "boundary-expanding")
+OFF = "method.lr_search=off"
+
+
+@pytest.fixture(scope="module")
+def bhost():
+    """The installed plugins plus the baseline modules (their entry points are added to pyproject
+    separately), registered exactly as an entry point would be."""
+
+    from unlearnbench.plugins import PluginHost
+
+    h = PluginHost()
+    h.load_entry_points()
+    for name in MODULES:  # registered through pyproject's entry points, like a third party
+        assert f"unlearnbench.methods.{name}" in {i.module for i in h.infos.values()}, name
+    return h
+
+
+def run(host, store, tmp_path, method, scenario="digits-10pct", over=()):
+    res = resolve(host, method=method, scenario=scenario, overrides=list(over))
+    return run_trial(res, 0, store=store, runs_dir=tmp_path / "runs", data_root=None)
+
+
+def make_ctx(host, store, method, over=(), scenario="digits-10pct"):
+    from unlearnbench.context import Ctx
+    from unlearnbench.stages import Stages
+
+    res = resolve(host, method=method, scenario=scenario, overrides=[OFF, *over])
+    task = res.scenario.build_task(res.cfg.scenario, 0, None)
+    return Ctx(Stages(task, store), res.method, res.cfg.method, res.rule, res.cfg.selection, res.cfg.pool)
+
+
+def flat(state, keys):
+    import torch
+
+    return torch.cat([state[k].flatten().float() for k in keys])
+
+
+# -- every method, end to end -------------------------------------------------------------
+
+@pytest.mark.parametrize("scenario", ["digits-10pct", "digits-class"])
+@pytest.mark.parametrize("method", METHODS)
+def test_runs_end_to_end(bhost, session_store, tmp_path, method, scenario):
+    rec = run(bhost, session_store, tmp_path, method, scenario, [OFF])
+    for k in ("acc_retain", "acc_forget", "acc_test", "acc_val", "mia"):
+        assert 0.0 <= rec["metrics"][k] <= 100.0
+    assert rec["info"]["variant"] and rec["selection"] is None
+    assert rec["config"]["method"]["lr_search"] == "off"  # the YAML boolean is recorded as the word
+    m = bhost.methods.get(method)
+    assert set(m.uses) <= set(rec["used_splits"].split("+"))
+    if "label" in method or "salun" in method:
+        assert rec["info"]["labels_equal_true"] == 0  # y' != y under the default not_true
+
+
+def test_lr_search_on_cpu_scenarios(bhost, session_store, tmp_path):
+    """PROTOCOL §7.3: auto on digits selects the lr by rule (c) from {b/10, b/3, b, 3b, 10b}."""
+    rec = run(bhost, session_store, tmp_path, "gradient-ascent")
+    sel = rec["selection"]
+    assert sel["rule"] == "val_matched" and not sel["oracle"] and sel["evals"] == 5
+    assert [c["lr"] for c in sel["params"]["grid"]] == [1e-5, 3.33333e-5, 1e-4, 3e-4, 1e-3]
+    assert [c["lr"] for c in sel["curve"]] == [c["lr"] for c in sel["params"]["grid"]]
+    assert rec["info"]["lr"] == sel["params"]["chosen"]["lr"] and "acc_test" not in sel["curve"][0]
+    assert rec["used_splits"] == "forget+val"
+
+
+def test_config_options_are_checked(bhost):
+    with pytest.raises(ConfigError, match="label_sampling"):
+        resolve(bhost, method="random-label", overrides=["method.label_sampling=uniform"])
+    with pytest.raises(ConfigError, match="lr_search"):
+        resolve(bhost, method="finetune", overrides=["method.lr_search=maybe"])
+    with pytest.raises(ConfigError, match="mask_mode"):
+        resolve(bhost, method="salun", overrides=["method.mask_mode=soft"])
+    assert resolve(bhost, method="salun").cfg.method.lr == 0.013
+
+
+def test_modules_do_not_import_torch():
+    code = ("import sys\nfor m in " + repr(MODULES) + ": __import__('unlearnbench.methods.' + m)\n"
+            "assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-W", "error", "-c", code], check=True)
+
+
+# -- SalUn (§7.1) ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["hard", "leaky"])
+def test_salun_mask(bhost, session_store, mode):
+    import torch
+
+    from unlearnbench.methods.relabel import saliency_mask
+
+    ctx = make_ctx(bhost, session_store, "salun", [f"method.mask_mode={mode}"])
+    theta0 = ctx.original()
+    out = ctx.method.unlearn(ctx).state
+    model = ctx.new_model(theta0)
+    mask = saliency_mask(model, *ctx.task.tensors("forget"), 0.5)
+    names = [n for n, _ in model.named_parameters()]
+    d = sum(mask[n].numel() for n in names)
+    m = torch.cat([mask[n].flatten() for n in names])
+    assert int(m.sum()) == math.floor(0.5 * d) == ctx.info["mask"]["kept"]
+    moved = flat(out, names) != flat(theta0, names)
+    if mode == "hard":
+        assert not moved[~m].any()  # masked weights stay exactly θ_0 (wd and momentum included)
+    else:
+        assert moved[~m].float().mean() > 0.5  # leaky: weight decay and momentum move them
+    assert moved[m].float().mean() > 0.5
+    # buffers are not masked, and the keys are θ_0's
+    assert set(out) == set(theta0)
+
+
+def test_salun_mask_ties_go_to_the_lower_index():
+    import torch
+    from torch import nn
+
+    from unlearnbench.methods.relabel import saliency_mask
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    with torch.no_grad():
+        model[0].weight.zero_()  # dead first layer: many |g| = 0 ties
+        model[0].bias.zero_()
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    mask = saliency_mask(model, x, y, 0.5)
+    model.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    g = torch.cat([p.grad.abs().flatten() for p in model.parameters()])
+    m = torch.cat([mask[n].flatten() for n, _ in model.named_parameters()])
+    k = len(g) // 2
+    tau = g.sort(descending=True).values[k - 1]
+    assert m.sum() == k and m[g > tau].all() and not m[g < tau].any()
+    tied = (g == tau).nonzero().flatten()
+    kept = m[tied]
+    assert kept.sum() >= 1 and not (kept[1:].int() > kept[:-1].int()).any()  # kept ties form a prefix
+
+
+# -- Random labels -----------------------------------------------------------------------------
+
+def test_random_labels():
+    import torch
+
+    from unlearnbench.methods._common import random_labels
+
+    y = torch.arange(10).repeat(2000)
+    g = torch.Generator().manual_seed(0)
+    yn = random_labels(y, 10, g, "not_true")
+    assert not (yn == y).any() and set(yn[y == 3].tolist()) == set(range(10)) - {3}
+    assert (random_labels(y, 10, g, "uniform_all") == y).float().mean() == pytest.approx(0.1, abs=0.02)
+
+
+def test_rl_variants(bhost, session_store):
+    ctx = make_ctx(bhost, session_store, "random-label",
+                   ["method.label_sampling=uniform_all", "method.schedule=sequential", "method.epochs=2"])
+    out = ctx.method.unlearn(ctx).state
+    assert ctx.info["variant"] == "label_sampling=uniform_all, schedule=sequential"
+    assert ctx.info["labels_equal_true"] > 0  # the code's rule may draw the true label
+    assert set(out) == set(ctx.original())
+
+
+def test_sequential_schedule_order():
+    """HEAD's order: every epoch all forget batches, then all retain batches, each shuffled."""
+    import torch
+
+    from unlearnbench.methods.relabel import _SequentialFeed
+
+    xf, xr = torch.arange(5).float(), 100 + torch.arange(7).float()
+    feed = _SequentialFeed([(xf, xf.long()), (xr, xr.long())], 2, torch.Generator().manual_seed(0))
+    assert len(feed.x) // 2 == feed.steps == 3 + 4
+    for _ in range(2):
+        feed.new_epoch()
+        xs = [feed.x[None] for _ in range(feed.steps)]
+        ys = [feed.y[None] for _ in range(feed.steps)]
+        assert all(torch.equal(a.long(), b) for a, b in zip(xs, ys))
+        assert all((b < 100).all() for b in xs[:3]) and all((b >= 100).all() for b in xs[3:])
+        assert sorted(torch.cat(xs).tolist()) == sorted(torch.cat([xf, xr]).tolist())
+
+
+# -- Gradient Ascent, l1-sparse ------------------------------------------------------------------
+
+def forget_loss(model, x, y):
+    import torch
+    import torch.nn.functional as F
+
+    with torch.no_grad():
+        return float(F.cross_entropy(model.eval()(x), y))
+
+
+def test_gradient_ascent_raises_the_forget_loss(bhost, session_store):
+    ctx = make_ctx(bhost, session_store, "gradient-ascent")
+    x, y = ctx.task.tensors("forget")
+    before = forget_loss(ctx.new_model(ctx.original()), x, y)
+    after = forget_loss(ctx.new_model(ctx.method.unlearn(ctx).state), x, y)
+    assert after > before
+
+
+def test_l1_sparse_schedule_and_penalty(bhost, session_store):
+    from unlearnbench.methods.finetune import l1_alpha
+
+    over = ["method.epochs=2", "method.lr=0.01"]
+    ctx = make_ctx(bhost, session_store, "l1-sparse", [*over, "method.alpha=0.01"])
+    l1_state = ctx.method.unlearn(ctx).state
+    assert ctx.info["alpha_schedule"] == [0.01, 0.005]  # α(1 − t/T), t = 0, 1: ends at α/T, never 0
+    assert [l1_alpha(1e-4, t, 10) for t in (0, 9)] == [1e-4, pytest.approx(1e-5)]
+    ft = make_ctx(bhost, session_store, "finetune", over)
+    ft_state = ft.method.unlearn(ft).state
+    keys = ctx.param_keys()
+    assert flat(l1_state, keys).abs().sum() < 0.9 * flat(ft_state, keys).abs().sum()
+
+
+# -- Influence (§7.2) ----------------------------------------------------------------------------
+
+def test_influence_faithful_is_v_minus_c_g0(bhost, session_store):
+    import torch
+
+    from unlearnbench.methods.influence import _grad, faithful_k, influence_v
+
+    ctx = make_ctx(bhost, session_store, "influence")
+    theta0 = ctx.original()
+    out = ctx.method.unlearn(ctx).state
+    model = ctx.new_model(theta0).eval()
+    names = [n for n, _ in model.named_parameters()]
+    (xf, yf), (xr, yr) = ctx.task.tensors("forget"), ctx.task.tensors("retain")
+    k = faithful_k(model, xr, yr, influence_v(model, xf, yf, xr, yr))
+    assert torch.allclose(flat(out, names), flat(theta0, names) + 0.2 * k, rtol=0, atol=1e-6)  # θ_0 + α·k
+    assert all(torch.equal(out[b], theta0[b]) for b in set(theta0) - set(names))  # buffers untouched
+    # the documented degeneracy, in float64 so that c·g_0 stands out of rounding: k − v ∥ g_0
+    model = model.double()
+    xf, xr = xf.double(), xr.double()
+    v = influence_v(model, xf, yf, xr, yr)
+    r = faithful_k(model, xr, yr, v) - v
+    g0 = _grad(model, xr[:1], yr[:1])
+    cos = float(r @ g0 / (r.norm() * g0.norm()))  # by hand: F.cosine_similarity clamps norms below 1e-8
+    assert r.norm() > 1e-7 * v.norm() and abs(cos) > 1 - 1e-9
+
+
+def test_influence_fisher_extension(bhost, session_store):
+    ctx = make_ctx(bhost, session_store, "influence", ["method.variant=iu_fisher"])
+    out = ctx.method.unlearn(ctx).state
+    assert ctx.info["variant"].startswith("iu_fisher") and set(out) == set(ctx.original())
+    assert ctx.info["cg"]["0.1"]["residual"] <= 1e-5
+
+
+# -- Boundary Shrink and Expanding ------------------------------------------------------------------
+
+def test_boundary_shrink_neighbour_labels(bhost, session_store):
+    import torch
+
+    from unlearnbench.methods.boundary import fgsm, frozen_copy, neighbour_labels
+
+    ctx = make_ctx(bhost, session_store, "boundary-shrink", ["method.eps=0.25"])
+    frozen = frozen_copy(ctx)
+    x, y = ctx.task.tensors("forget")
+    x_adv = fgsm(frozen, x, y, 0.25)
+    assert torch.equal(x_adv * 255, (x_adv * 255).round()) and 0 <= x_adv.min() and x_adv.max() <= 1
+    assert (x_adv - x).abs().max() <= 0.25 + 1 / 510 + 1e-6  # ε, then rounding to 1/255
+    y_nb = neighbour_labels(frozen, x, y, 0.25)
+    success = frozen(x_adv).argmax(1) != y
+    assert success.any() and torch.equal(y_nb != y, success)  # y_nb = y exactly where the attack fails
+    out = ctx.method.unlearn(ctx).state
+    assert ctx.info["attack_success"] == pytest.approx(float(success.float().mean()))
+    assert set(out) == set(ctx.original())
+
+
+@pytest.mark.parametrize("variant", ["pruned", "salun_port"])
+def test_boundary_expanding_returns_a_c_way_model(bhost, session_store, variant):
+    import torch
+
+    from unlearnbench.methods._common import last_linear
+    from unlearnbench.methods.boundary import widen
+
+    ctx = make_ctx(bhost, session_store, "boundary-expanding", [f"method.variant={variant}", "method.lr=0.01"])
+    theta0 = ctx.original()
+    out = ctx.method.unlearn(ctx).state
+    assert {k: v.shape for k, v in out.items()} == {k: v.shape for k, v in theta0.items()}
+    head, lin = last_linear(ctx.new_model(out))
+    assert lin.out_features == ctx.num_classes == 10
+    assert not torch.equal(out[f"{head}.weight"], theta0[f"{head}.weight"])  # it trained
+    wide = ctx.new_model(theta0)
+    c, name = widen(wide, torch.Generator().manual_seed(0), variant)
+    w = last_linear(wide)[1]
+    assert (c, name, w.out_features) == (10, head, 11) and torch.equal(w.weight[:c], theta0[f"{head}.weight"])
+    assert (float(w.bias[c].detach()) == 0.0) == (variant == "pruned")
+    if variant == "salun_port":
+        assert "C+1" in ctx.info["evaluated"] and ctx.info["c_plus_1_by_lr"]["0.01"]["shadow_share_forget"] > 50

@@ -1,0 +1,366 @@
+"""Leaderboards generated from run records: Markdown + CSV per scenario, plots, one HTML page.
+
+Everything here is derived from ``run.json`` files; nothing is typed in. Rows are grouped by
+(method, config hash) and aggregated over trials: mean ± std, the number of seeds, Avg. Gap
+from the trial means (paper-comparable) and paired per trial (PROTOCOL §8.3). Rows chosen by
+an oracle selection rule go to their own table, never into the default ranking (§1.4). The
+best Avg. Gap is marked only when it is separated from the runner-up by more than seed noise.
+"""
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .metrics import GAP_METRICS
+from .reference import PAPER
+
+METRICS = [("acc_retain", "Acc Dr"), ("acc_forget", "Acc Df"), ("acc_test", "Acc Dtest"), ("mia", "MIA")]
+NOISE_Z = 2.0  # a win needs mean difference > 2 standard errors of the difference (~95%)
+SCENARIO_ORDER = ("digits-10pct", "digits-class", "fmnist-10pct", "fmnist-class")
+
+
+def load_runs(runs_dir: str | Path) -> list[dict]:
+    out = []
+    for p in sorted(Path(runs_dir).rglob("run.json")):
+        rec = json.loads(p.read_text())
+        rec["_file"] = str(p.relative_to(runs_dir))
+        out.append(rec)
+    return out
+
+
+def _flat(d: Any, prefix: str = "") -> dict:
+    if isinstance(d, dict):
+        out = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def variant_label(rec: dict, host: Any | None) -> str:
+    """The method name plus every option that differs from its defaults on this scenario."""
+    name = rec["method"]
+    if host is None:
+        return name
+    try:
+        from .config import resolve
+
+        default = resolve(host, method=name, scenario=rec["scenario"]).to_dict()
+    except Exception:  # the plugin is not installed here: show the config hash instead
+        return f"{name} [config {rec['config_hash'][:8]}]"
+    a, b = _flat(default), _flat(rec["config"])
+    diff = [f"{k}={b[k]}" for k in sorted(b) if k not in ("seeds", "threads") and a.get(k) != b[k]]
+    diff = [d.replace("selection.name=", "selection=") for d in diff]
+    return f"{name} [{', '.join(diff)}]" if diff else name
+
+
+def _mean_std(vals: list[float]) -> tuple[float, float | None]:
+    vals = [v for v in vals if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return float("nan"), None
+    return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else None)
+
+
+@dataclass
+class Row:
+    label: str
+    method: str
+    kind: str  # measured | reference (Original/Retrain) | paper
+    used_splits: str = ""
+    selection: str = ""
+    oracle: bool = False
+    trials: list[int] = field(default_factory=list)
+    cells: dict = field(default_factory=dict)  # col -> {"mean", "std", ...}
+    gap: float | None = None
+    gap_paired: tuple[float, float | None] | None = None
+    paired: list[float] = field(default_factory=list)
+    wall_s: float | None = None
+    mark: str = ""  # "best", "tie" (within noise of the best), or ""
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Row]]:
+    from .metrics import avg_gap
+
+    by_scen: dict[str, dict[tuple, list[dict]]] = {}
+    for r in records:
+        by_scen.setdefault(r["scenario"], {}).setdefault((r["method"], r["config_hash"]), []).append(r)
+    out: dict[str, list[Row]] = {}
+    for scen, groups in by_scen.items():
+        rows: list[Row] = []
+        all_recs = [r for g in groups.values() for r in g]
+        has_oracle = all(r.get("retrain") for r in all_recs)
+        # Original and Retrain: one per trial, shared by every method (dedup by trial).
+        per_trial = {r["trial"]: r for r in sorted(all_recs, key=lambda r: r["_file"])}
+        trials = sorted(per_trial)
+        for label, key in (("Original (no unlearning)", "original"), ("Retrain (oracle)", "retrain")):
+            if key == "retrain" and not has_oracle:
+                continue
+            rows.append(_row_from(label, key, [per_trial[t][key] for t in trials],
+                                  [per_trial[t].get("retrain") for t in trials], trials, "reference"))
+        for (method, _), recs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+            recs = sorted(recs, key=lambda r: r["trial"])
+            if method == "retrain":
+                continue  # the Retrain row above is this model
+            row = _row_from(variant_label(recs[0], host), "metrics", [r["metrics"] for r in recs],
+                            [r.get("retrain") for r in recs], [r["trial"] for r in recs], "measured")
+            row.method = method
+            row.used_splits = recs[0]["used_splits"]
+            sel = recs[0].get("selection") or {}
+            row.selection = sel.get("rule", "") or ""
+            row.oracle = bool(sel.get("oracle"))
+            row.wall_s = statistics.mean(r["timings"]["total_s"] for r in recs)
+            row.extra = {"lambda": _mean_std([r.get("lambda") for r in recs]),
+                         "sparsity": _mean_std([(r.get("sparsity") or {}).get("u_all") for r in recs]),
+                         "records": [r["_file"] for r in recs]}
+            rows.append(row)
+        _mark_best([r for r in rows if r.kind == "measured" and not r.oracle])
+        for paper in PAPER.get(scen, {}).get("rows", []):
+            rows.append(Row(label=f"paper: {paper['label']}", method=paper["method"], kind="paper",
+                            used_splits=paper["used_splits"], cells={k: v for k, v in paper["cells"].items()
+                                                                      if k != "avg_gap"},
+                            gap=(paper["cells"]["avg_gap"] or {}).get("mean"), source=PAPER[scen]["table"]))
+        out[scen] = rows
+    return out
+
+
+def _row_from(label: str, key: str, metrics: list[dict], retrains: list[dict | None], trials: list[int],
+              kind: str) -> Row:
+    from .metrics import avg_gap
+
+    cells = {}
+    for col, _ in METRICS:
+        m, s = _mean_std([x.get(col) for x in metrics])
+        cells[col] = {"mean": m, "std": s}
+    row = Row(label=label, method=key, kind=kind, trials=trials, cells=cells)
+    if all(r is not None for r in retrains) and retrains:
+        means = {c: cells[c]["mean"] for c, _ in METRICS}
+        ref = {c: statistics.mean(r[c] for r in retrains) for c in GAP_METRICS}
+        row.gap = avg_gap(means, ref)[0]
+        row.paired = [avg_gap(m, r)[0] for m, r in zip(metrics, retrains)]
+        row.gap_paired = _mean_std(row.paired)
+    return row
+
+
+def _mark_best(rows: list[Row]) -> None:
+    """Bold the lowest Avg. Gap only if every other row is worse by more than seed noise
+    (NOISE_Z standard errors of the paired per-trial gaps); rows within noise are ties."""
+    rows = [r for r in rows if r.gap is not None and not math.isnan(r.gap)]
+    if not rows:
+        return
+    best = min(rows, key=lambda r: (r.gap, r.label))
+    n_b = len(best.paired)
+    s_b = best.gap_paired[1] if best.gap_paired else None
+    tied = []
+    for r in rows:
+        if r is best:
+            continue
+        s_r = r.gap_paired[1] if r.gap_paired else None
+        if n_b < 2 or len(r.paired) < 2 or s_b is None or s_r is None:
+            tied.append(r)  # one seed: noise unknown, so no win can be claimed
+            continue
+        se = math.sqrt(s_b ** 2 / n_b + s_r ** 2 / len(r.paired))
+        if r.gap - best.gap <= NOISE_Z * se:
+            tied.append(r)
+    if tied:
+        best.mark = "tie"
+        for r in tied:
+            r.mark = "tie"
+    else:
+        best.mark = "best"
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+def _cell(c: dict | None) -> str:
+    if c is None or c.get("mean") is None or (isinstance(c["mean"], float) and math.isnan(c["mean"])):
+        return "–"  # missing stays visibly missing
+    s = f"{c['mean']:.2f}"
+    if c.get("std") is not None:
+        s += f" ± {c['std']:.2f}"
+    if c.get("derived"):
+        s += " (derived)"
+    return s
+
+
+def _gap(row: Row) -> str:
+    if row.gap is None:
+        return "–"
+    s = f"{row.gap:.2f}"
+    return f"**{s}**" if row.mark == "best" else (f"{s} ≈" if row.mark == "tie" else s)
+
+
+def _paired(row: Row) -> str:
+    if not row.gap_paired:
+        return "–"
+    m, s = row.gap_paired
+    return f"{m:.2f}" + (f" ± {s:.2f}" if s is not None else "")
+
+
+HEAD = ["Method", "Used splits", "Selection", "Acc Dr", "Acc Df", "Acc Dtest", "MIA", "Avg. Gap",
+        "Avg. Gap (paired)", "Seeds", "Wall s"]
+
+
+def _cells(row: Row) -> list[str]:
+    sel = row.selection + (" (ORACLE)" if row.oracle else "")
+    return [row.label, row.used_splits or "–", sel or "–", *(_cell(row.cells.get(c)) for c, _ in METRICS),
+            _gap(row), _paired(row), str(len(row.trials)) if row.trials else "–",
+            f"{row.wall_s:.1f}" if row.wall_s is not None else "–"]
+
+
+def _md_table(rows: list[Row]) -> str:
+    lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _sections(rows: list[Row]) -> list[tuple[str, list[Row]]]:
+    ref = [r for r in rows if r.kind == "reference"]
+    measured = sorted([r for r in rows if r.kind == "measured" and not r.oracle],
+                      key=lambda r: (r.gap if r.gap is not None else math.inf, r.label))
+    oracle = [r for r in rows if r.kind == "measured" and r.oracle]
+    paper = [r for r in rows if r.kind == "paper"]
+    out = [("Methods (oracle-free selection)", ref + measured)]
+    if oracle:
+        out.append(("Oracle selection: reads test and the Retrain model, reproduces the paper's tuning; "
+                    "not a usable unlearning procedure (PROTOCOL §5(b))", oracle))
+    if paper:
+        out.append((f"The paper's reported numbers ({paper[0].source}), for orientation; not measured here", paper))
+    return out
+
+
+def render_markdown(scen: str, rows: list[Row], plots: list[str]) -> str:
+    parts = [f"# {scen}", "",
+             "Generated by `unlearnbench leaderboard` from the run records in `runs/`; do not edit by hand.",
+             "Mean ± std over seeds. Avg. Gap: mean |Δ| to Retrain over Acc Dr, Acc Df, Acc Dtest, MIA, from the "
+             "trial means (paper-comparable); paired: per trial, then mean ± std. **Bold** = lowest Avg. Gap, "
+             "separated from every other row by more than seed noise; ≈ = within noise of the lowest.", ""]
+    for title, rs in _sections(rows):
+        parts += [f"## {title}", "", _md_table(rs), ""]
+    if scen not in PAPER:
+        parts += ["The paper reports no numbers for this scenario.", ""]
+    for p in plots:
+        parts += [f"![{p}](plots/{p})", ""]
+    return "\n".join(parts)
+
+
+def render_csv(rows: list[Row]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    cols = [c for c, _ in METRICS]
+    w.writerow(["kind", "method", "label", "used_splits", "selection", "oracle", "seeds",
+                *[f"{c}_{s}" for c in cols for s in ("mean", "std")], "avg_gap", "avg_gap_paired_mean",
+                "avg_gap_paired_std", "mark", "wall_s", "source"])
+
+    def num(x):
+        return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+    for r in [r for _, rs in _sections(rows) for r in rs]:
+        vals = []
+        for c in cols:
+            cell = r.cells.get(c) or {}
+            vals += [num(cell.get("mean")), num(cell.get("std"))]
+        gp = r.gap_paired or (None, None)
+        w.writerow([r.kind, r.method, r.label, r.used_splits, r.selection, int(r.oracle), len(r.trials), *vals,
+                    num(r.gap), num(gp[0]), num(gp[1]), r.mark, num(r.wall_s), r.source])
+    return buf.getvalue()
+
+
+SORT_JS = """
+document.querySelectorAll('table.sortable').forEach(function (table) {
+  table.querySelectorAll('th').forEach(function (th, col) {
+    th.addEventListener('click', function () {
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      var asc = th.getAttribute('data-dir') !== 'asc';
+      table.querySelectorAll('th').forEach(function (h) { h.removeAttribute('data-dir'); });
+      th.setAttribute('data-dir', asc ? 'asc' : 'desc');
+      rows.sort(function (a, b) {
+        var x = a.cells[col].getAttribute('data-sort'), y = b.cells[col].getAttribute('data-sort');
+        var nx = parseFloat(x), ny = parseFloat(y);
+        var c = (isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny;
+        return asc ? c : -c;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+});
+"""
+
+
+def _sort_key(row: Row, i: int) -> str:
+    cols = [None, None, None, *[c for c, _ in METRICS], "gap", "paired", "seeds", "wall"]
+    key = cols[i]
+    if key is None:
+        return _cells(row)[i]
+    if key == "gap":
+        v = row.gap
+    elif key == "paired":
+        v = row.gap_paired[0] if row.gap_paired else None
+    elif key == "seeds":
+        v = len(row.trials)
+    elif key == "wall":
+        v = row.wall_s
+    else:
+        v = (row.cells.get(key) or {}).get("mean")
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.6f}"
+
+
+def render_html(tables: dict[str, list[Row]], plots: dict[str, list[str]]) -> str:
+    e = html.escape
+    body = []
+    for scen, rows in tables.items():
+        body.append(f'<section id="{e(scen)}"><h2>{e(scen)}</h2>')
+        for title, rs in _sections(rows):
+            body.append(f"<h3>{e(title)}</h3><table class=\"sortable\"><thead><tr>"
+                        + "".join(f"<th>{e(h)}</th>" for h in HEAD) + "</tr></thead><tbody>")
+            for r in rs:
+                cls = f' class="{r.mark}"' if r.mark else ""
+                cells = _cells(r)
+                body.append(f"<tr{cls}>" + "".join(
+                    f'<td data-sort="{e(_sort_key(r, i))}">{e(c.replace("**", ""))}</td>'
+                    for i, c in enumerate(cells)) + "</tr>")
+            body.append("</tbody></table>")
+        for p in plots.get(scen, []):
+            body.append(f'<figure><img src="plots/{e(p)}" alt="{e(p)}"><figcaption>{e(p)}</figcaption></figure>')
+        body.append("</section>")
+    nav = " · ".join(f'<a href="#{e(s)}">{e(s)}</a>' for s in tables)
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>unlearnbench leaderboard"
+            "</title><style>body{font-family:sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse;"
+            "margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}td:first-child,"
+            "th:first-child{text-align:left}th{cursor:pointer;background:#f3f3f3}tr.best td{font-weight:bold;"
+            "background:#e8f6e8}tr.tie td:nth-child(8){background:#f6f6e0}img{max-width:48em}</style></head><body>"
+            "<h1>unlearnbench leaderboard</h1><p>Generated by <code>unlearnbench leaderboard</code> from recorded "
+            "runs; mean ± std over seeds; click a column to sort. Bold row: lowest Avg. Gap beyond seed noise; "
+            "≈: within noise of the lowest. Oracle-selected rows are in their own table.</p>"
+            f"<nav>{nav}</nav>" + "".join(body) + f"<script>{SORT_JS}</script></body></html>\n")
+
+
+def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None) -> dict:
+    """Write <scenario>.md/.csv, plots/*.png and index.html under ``out_dir``; returns what was written."""
+    from .plots import make_plots
+
+    runs_dir, out_dir = Path(runs_dir), Path(out_dir)
+    records = load_runs(runs_dir)
+    tables = aggregate(records, host)
+    order = sorted(tables, key=lambda s: (SCENARIO_ORDER.index(s) if s in SCENARIO_ORDER else 99, s))
+    tables = {s: tables[s] for s in order}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "plots").mkdir(exist_ok=True)
+    written, plots = [], {}
+    for scen, rows in tables.items():
+        plots[scen] = make_plots(scen, [r for r in records if r["scenario"] == scen], rows, out_dir / "plots")
+        (out_dir / f"{scen}.md").write_text(render_markdown(scen, rows, plots[scen]))
+        (out_dir / f"{scen}.csv").write_text(render_csv(rows))
+        written += [f"{scen}.md", f"{scen}.csv", *(f"plots/{p}" for p in plots[scen])]
+    (out_dir / "index.html").write_text(render_html(tables, plots))
+    written.append("index.html")
+    return {"records": len(records), "scenarios": list(tables), "written": written}

@@ -1,0 +1,122 @@
+"""The leaderboard's plots (PNG), drawn from run records only (matplotlib, Agg, deterministic).
+
+- ``<scen>-tradeoff.png``: forget vs retain accuracy, every pool member as a point (the paper's
+  Figure 1) and each method as a marker;
+- ``<scen>-nsweep.png``: NegMerge sparsity and Acc D_f against the number of merged models ([P T4]);
+- ``<scen>-depth.png``: sparsity of each merged vector by layer depth ([P T6]).
+"""
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+PNG_META = {"Software": None}  # no version string in the file: regenerated plots compare equal
+
+
+def _fig():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 8, "svg.hashsalt": "unlearnbench"})
+    return plt
+
+
+def make_plots(scen: str, records: list[dict], rows: list, out: Path) -> list[str]:
+    made = []
+    for fn in (_tradeoff, _nsweep, _depth):
+        name = fn(scen, records, rows, out)
+        if name:
+            made.append(name)
+    return made
+
+
+def _tradeoff(scen, records, rows, out):
+    plt = _fig()
+    fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=110)
+    pts = [p for r in records for p in (r.get("pool_points") or [])]
+    if pts:
+        ax.scatter([p["acc_retain"] for p in pts], [p["acc_forget"] for p in pts], s=9, c="0.7",
+                   label="pool members (each at its own λ*)", zorder=1)
+    markers = "os^vD<>phX*P"
+    shown = [r for r in rows if r.kind in ("reference", "measured") and not r.oracle]
+    if not shown:
+        plt.close(fig)
+        return None
+    for i, r in enumerate(shown):
+        x, y = r.cells["acc_retain"]["mean"], r.cells["acc_forget"]["mean"]
+        ax.scatter([x], [y], marker=markers[i % len(markers)], s=40, label=r.label, zorder=2)
+    ax.set_xlabel("Acc D_r (%)")
+    ax.set_ylabel("Acc D_f (%)")
+    ax.set_title(f"{scen}: forget vs retain (mean over seeds)")
+    ax.legend(fontsize=6, loc="best")
+    name = f"{scen}-tradeoff.png"
+    fig.tight_layout()
+    fig.savefig(out / name, metadata=PNG_META)
+    plt.close(fig)
+    return name
+
+
+def _nsweep(scen, records, rows, out):
+    by_n: dict[int, list[dict]] = {}
+    for r in records:
+        if r["method"] != "negmerge" or (r.get("selection") or {}).get("oracle"):
+            continue
+        cfg = r["config"]["method"]
+        if any(cfg.get(k) not in (v, None) for k, v in (("value", "avg"), ("mask", "consensus"), ("consensus_q", 0))):
+            continue
+        n = (r.get("info", {}).get("merge_cost") or {}).get("n")
+        if n:
+            by_n.setdefault(int(n), []).append(r)
+    if len(by_n) < 2:
+        return None
+    ns = sorted(by_n)
+    sp = [statistics.mean(x["sparsity"]["u_all"] for x in by_n[n]) for n in ns]
+    af = [statistics.mean(x["metrics"]["acc_forget"] for x in by_n[n]) for n in ns]
+    plt = _fig()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
+    ax.plot(ns, sp, "o-", label="sparsity U_all (%)")
+    ax.set_xlabel("number of merged models n (first n of the pool)")
+    ax.set_ylabel("sparsity (%)")
+    ax2 = ax.twinx()
+    ax2.plot(ns, af, "s--", color="C1", label="Acc D_f (%)")
+    ax2.set_ylabel("Acc D_f (%)")
+    ax.set_title(f"{scen}: NegMerge vs n (P T4)")
+    fig.legend(loc="lower right", fontsize=6)
+    name = f"{scen}-nsweep.png"
+    fig.tight_layout()
+    fig.savefig(out / name, metadata=PNG_META)
+    plt.close(fig)
+    return name
+
+
+def _depth(scen, records, rows, out):
+    groups: dict[str, dict[str, list[float]]] = {}
+    for r in records:
+        sp = r.get("sparsity") or {}
+        if not sp.get("by_depth") or (r.get("selection") or {}).get("oracle") or r["config"]["pool"]["size"]:
+            continue
+        d = groups.setdefault(r["method"], {})
+        for g, v in sp["by_depth"].items():
+            d.setdefault(g, []).append(v["sparsity"])
+    if not groups:
+        return None
+    layers = list(next(iter(groups.values())))
+    plt = _fig()
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
+    width = 0.8 / len(groups)
+    for i, (method, d) in enumerate(sorted(groups.items())):
+        ax.bar([j + i * width for j in range(len(layers))], [statistics.mean(d.get(g, [0])) for g in layers],
+               width, label=method)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(layers))])
+    ax.set_xticklabels(layers)
+    ax.set_xlabel("layer group (module, in depth order)")
+    ax.set_ylabel("sparsity of τ (%)")
+    ax.set_title(f"{scen}: merged-vector sparsity by depth (P T6)")
+    ax.legend(fontsize=6)
+    name = f"{scen}-depth.png"
+    fig.tight_layout()
+    fig.savefig(out / name, metadata=PNG_META)
+    plt.close(fig)
+    return name
