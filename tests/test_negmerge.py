@@ -166,3 +166,17 @@ def test_method_consumes_pool_as_a_stream():
     res = NegMerge().unlearn(FakeCtx())
     assert alive["max"] <= 2, alive  # the one being merged (and at most the next)
     assert torch.allclose(res.merged["w"], torch.full((1000,), 79.0 / 40))  # (14·1 + 13·2 + 13·3) / 40
+
+
+def test_sign_bounds_reducer_is_bitwise_negmerge():
+    """The chunked engine's NegMerge (running min/max instead of a sign count) changes no bit."""
+    from unlearnbench.methods.negmerge import SignBoundsReducer
+
+    taus = rand_taus(7, seed=3)
+    taus[2]["w"][10:20] = 0.0
+    a, b = NegMergeReducer(), SignBoundsReducer()
+    for t in taus:
+        a.update(t)
+        b.update(t)
+    ra, rb = a.result(), b.result()
+    assert all(torch.equal(ra[k], rb[k]) for k in ra)

@@ -77,7 +77,7 @@ def merge_files(host, method: str, base_path: str, ft_paths: list[str], output: 
     if chunked:  # every file byte read once, accumulators in cache (unlearnbench.fastmerge)
         from .fastmerge import merge_safetensors
 
-        tau = merge_safetensors(lambda: meth.reducer(cfg), ft_paths, base=base_path, keys=keys)
+        tau = merge_safetensors(lambda: meth.chunk_reducer(cfg), ft_paths, base=base_path, keys=keys)
     else:
         red = meth.reducer(cfg)
         for p in ft_paths:  # streamed: one checkpoint resident at a time

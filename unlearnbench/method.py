@@ -67,6 +67,12 @@ class MergeMethod(Method):
     def reducer(self, cfg: Any) -> Any:  # pragma: no cover
         raise NotImplementedError
 
+    def chunk_reducer(self, cfg: Any) -> Any:
+        """The reducer the chunked file engine uses on each chunk (``elementwise`` methods). It
+        may trade memory for speed, since its state is one chunk; its result must be bitwise
+        ``reducer``'s."""
+        return self.reducer(cfg)
+
     def unlearn(self, ctx: "Ctx") -> Result:
         import time
 

@@ -1,0 +1,117 @@
+"""Leaderboards from run records: aggregation, noise-aware marking, paper rows, rendering,
+regeneration of the committed leaderboards/, and the sweep's skip/resume (issue 5)."""
+from __future__ import annotations
+
+
+import filecmp
+import json
+from pathlib import Path
+
+import pytest
+
+from unlearnbench.leaderboard import aggregate, build, render_csv, render_markdown
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def rec(method, trial, metrics, scenario="digits-10pct", rule="val_matched", oracle=False, chash=None):
+    retrain = {"acc_retain": 100.0, "acc_forget": 95.0, "acc_test": 95.0, "acc_val": 95.0, "mia": 10.0}
+    original = {"acc_retain": 100.0, "acc_forget": 100.0, "acc_test": 95.0, "acc_val": 95.0, "mia": 0.0}
+    return {"scenario": scenario, "method": method, "trial": trial, "config_hash": chash or f"h-{method}-{rule}",
+            "config": {"method": {"name": method}, "pool": {"size": 0}, "selection": {"name": rule}},
+            "used_splits": "forget+val", "selection": {"rule": rule, "oracle": oracle}, "lambda": 1.0,
+            "metrics": {"acc_val": 95.0, **metrics}, "retrain": retrain, "original": original,
+            "timings": {"total_s": 1.0}, "_file": f"{scenario}/{method}/seed-{trial}/run.json"}
+
+
+def m(r, f, t, mia):
+    return {"acc_retain": r, "acc_forget": f, "acc_test": t, "mia": mia}
+
+
+def test_best_marked_only_beyond_noise():
+    recs = []
+    for t, jitter in enumerate((0.0, 0.1, -0.1)):
+        recs.append(rec("good", t, m(100, 95 + jitter, 95, 10)))  # gap ≈ 0
+        recs.append(rec("bad", t, m(90, 80 + jitter, 85, 30)))  # gap ≈ 13.75
+    rows = {r.label: r for r in aggregate(recs)["digits-10pct"]}
+    assert rows["good"].mark == "best" and rows["bad"].mark == ""
+    assert rows["good"].gap == pytest.approx(0.0, abs=1e-9) and rows["bad"].gap == pytest.approx(13.75)
+    assert len(rows["good"].trials) == 3
+
+
+def test_noisy_difference_is_a_tie():
+    recs = []
+    for t, (a, b) in enumerate(((95, 97), (99, 92), (91, 96))):
+        recs.append(rec("x", t, m(100, a, 95, 10)))
+        recs.append(rec("y", t, m(100, b, 95, 10)))
+    rows = {r.label: r for r in aggregate(recs)["digits-10pct"]}
+    assert rows["x"].mark == "tie" and rows["y"].mark == "tie"  # no win within seed noise
+
+
+def test_oracle_rows_kept_apart_and_paper_rows_labelled():
+    recs = [rec("negmerge", t, m(99, 96, 93, 12), scenario="cifar10-10pct") for t in range(2)]
+    recs += [rec("negmerge", t, m(99, 95, 93, 12), scenario="cifar10-10pct", rule="oracle_avg_gap", oracle=True)
+             for t in range(2)]
+    rows = aggregate(recs)["cifar10-10pct"]
+    md = render_markdown("cifar10-10pct", rows, [])
+    assert "## Oracle selection" in md and "(ORACLE)" in md
+    assert "paper: NegMerge" in md and "P T2" in md and "1.07" in md  # the paper's own row, labelled
+    oracle_section = md.split("## Oracle selection")[1].split("##")[0]
+    assert "oracle_avg_gap" in oracle_section
+    assert "oracle_avg_gap" not in md.split("## Oracle selection")[0]  # not ranked with the others
+    csv_text = render_csv(rows)
+    assert csv_text.splitlines()[0].startswith("kind,method,label") and "paper" in csv_text
+
+
+def test_missing_cell_stays_missing():
+    r = rec("a", 0, m(100, 95, 95, 10))
+    r["metrics"]["mia"] = float("nan")
+    md = render_markdown("digits-10pct", aggregate([r])["digits-10pct"], [])
+    row = next(line for line in md.splitlines() if line.startswith("| a |"))
+    assert "| – |" in row
+
+
+def test_build_writes_every_artifact(tmp_path):
+    runs = tmp_path / "runs"
+    for r in [rec("good", t, m(100, 95, 95, 10)) for t in range(3)] + [rec("bad", 0, m(90, 80, 85, 30))]:
+        p = runs / r["_file"]
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps({k: v for k, v in r.items() if k != "_file"}))
+    out = build(runs, tmp_path / "lb")
+    assert out["scenarios"] == ["digits-10pct"]
+    for f in ("digits-10pct.md", "digits-10pct.csv", "index.html", "plots/digits-10pct-tradeoff.png"):
+        assert (tmp_path / "lb" / f).stat().st_size > 0, f
+    first = (tmp_path / "lb" / "plots" / "digits-10pct-tradeoff.png").read_bytes()
+    build(runs, tmp_path / "lb2")
+    assert (tmp_path / "lb2" / "plots" / "digits-10pct-tradeoff.png").read_bytes() == first  # deterministic
+
+
+def test_committed_leaderboards_regenerate_identically(tmp_path, host):
+    """leaderboards/ is generated from leaderboards/runs/ by one command, byte for byte."""
+    committed = REPO / "leaderboards"
+    if not (committed / "runs").exists():
+        pytest.skip("no committed run records yet")
+    build(committed / "runs", tmp_path, host)
+    generated = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert generated, "nothing generated"
+    for rel in generated:
+        assert (committed / rel).exists(), f"{rel} is generated but not committed"
+        assert filecmp.cmp(tmp_path / rel, committed / rel, shallow=False), f"{rel} differs from its regeneration"
+
+
+def test_sweep_skips_recorded_and_resumes(host, session_store, tmp_path):
+    from unlearnbench.config import resolve
+    from unlearnbench.runner import sweep_grid
+
+    res = [resolve(host, method=mm, overrides=["pool.size=3"]) for mm in ("negmerge", "uniform")]
+    first = sweep_grid(res, [0, 1], store=session_store, runs_dir=tmp_path, data_root=None, echo=lambda s: None)
+    assert first == {"ran": 4, "skipped": 0, "failed": 0}
+    again = sweep_grid(res, [0, 1], store=session_store, runs_dir=tmp_path, data_root=None, echo=lambda s: None)
+    assert again == {"ran": 0, "skipped": 4, "failed": 0}
+    (tmp_path / "digits-10pct" / "uniform" / "seed-1" / "run.json").unlink()  # as if interrupted there
+    resumed = sweep_grid(res, [0, 1], store=session_store, runs_dir=tmp_path, data_root=None, echo=lambda s: None)
+    assert resumed == {"ran": 1, "skipped": 3, "failed": 0}
+    changed = [resolve(host, method="negmerge", overrides=["pool.size=4"])]  # another config hash: runs again
+    assert sweep_grid(changed, [0], store=session_store, runs_dir=tmp_path, data_root=None,
+                      echo=lambda s: None)["ran"] == 1
+
