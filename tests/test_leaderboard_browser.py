@@ -54,11 +54,18 @@ def test_page_loads_sorts_and_shows_images(browser, tmp_path):
     table = browser.find_element(By.CSS_SELECTOR, "table.sortable")
     names = lambda: [r.find_elements(By.TAG_NAME, "td")[0].text for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
     header = {h.text: h for h in table.find_elements(By.TAG_NAME, "th")}
+    col = list(header).index("Acc Df")
+
+    def values():
+        return [float(r.find_elements(By.TAG_NAME, "td")[col].get_attribute("data-sort"))
+                for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+
     header["Acc Df"].click()  # ascending by forget accuracy
     asc = names()
     assert asc.index("beta") < asc.index("gamma") < asc.index("alpha")
+    assert values() == sorted(values())
     header["Acc Df"].click()  # and descending
-    assert names() == sorted(asc, key=asc.index, reverse=True)
+    assert values() == sorted(values(), reverse=True) and names()[-1] == "beta"
     header["Method"].click()
     assert names() == sorted(names(), key=str.lower)  # localeCompare: case-insensitive
 
