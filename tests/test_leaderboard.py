@@ -115,3 +115,16 @@ def test_sweep_skips_recorded_and_resumes(host, session_store, tmp_path):
     assert sweep_grid(changed, [0], store=session_store, runs_dir=tmp_path, data_root=None,
                       echo=lambda s: None)["ran"] == 1
 
+
+
+def test_single_seed_rows_cannot_take_or_block_a_clear_win():
+    recs = []
+    for t, jitter in enumerate((0.0, 0.1, -0.1)):
+        recs.append(rec("good", t, m(100, 95 + jitter, 95, 10)))
+        recs.append(rec("bad", t, m(90, 80 + jitter, 85, 30)))
+    worse_lone = rec("lone", 0, m(95, 90, 90, 20))
+    rows = {r.label: r for r in aggregate(recs + [worse_lone])["digits-10pct"]}
+    assert rows["good"].mark == "best" and rows["lone"].mark == ""
+    better_lone = rec("lone", 0, m(100, 95, 95, 10))
+    rows = {r.label: r for r in aggregate(recs + [better_lone])["digits-10pct"]}
+    assert rows["good"].mark == "tie"  # an unreplicated row at least as good: no win claimed
