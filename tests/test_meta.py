@@ -26,3 +26,18 @@ def test_no_top_level_methods_package(tmp_path):
     code = ("import importlib.util as u; assert u.find_spec('unlearnbench.methods.negmerge'); "
             "assert u.find_spec('methods') is None and u.find_spec('scenarios') is None")
     subprocess.run([sys.executable, "-I", "-c", code], check=True, cwd=tmp_path)  # -I: not the repo on sys.path
+
+
+def test_readme_tables_are_the_generated_ones():
+    """The README's method and rule tables are `unlearnbench list ... --markdown`, so they cannot drift."""
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from unlearnbench.cli import main
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for what in ("methods", "rules"):
+        table = readme.split(f"<!-- {what}:begin -->\n")[1].split(f"\n<!-- {what}:end -->")[0]
+        out = CliRunner().invoke(main, ["list", what, "--markdown"]).output.strip()
+        assert table == out, f"README's {what} table is stale: run `unlearnbench list {what} --markdown`"

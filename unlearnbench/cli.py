@@ -162,12 +162,16 @@ def config_cmd(method, scenario, config_file, overrides):
 @main.command("list")
 @click.argument("what", type=click.Choice(["methods", "scenarios", "rules"]))
 @click.option("--options", is_flag=True, help="also print each plugin's options (type, default, help, source)")
-def list_cmd(what, options):
+@click.option("--markdown", is_flag=True, help="a Markdown table (the README's method table is this output)")
+def list_cmd(what, options, markdown):
     """List registered methods, scenarios or selection rules."""
     from .config import options_of
 
     host = _host()
     reg = {"methods": host.methods, "scenarios": host.scenarios, "rules": host.rules}[what]
+    if markdown:
+        click.echo(markdown_table(what, reg))
+        return
     for name in reg.names():
         entry = reg.entries[name]
         obj = entry.obj
@@ -180,6 +184,20 @@ def list_cmd(what, options):
         if options:
             for o in options_of(obj.Config):
                 click.echo(f"    {o['name']}: {o['type']} = {o['default']!r}  {o['help']} {o['source']}".rstrip())
+
+
+def markdown_table(what: str, reg) -> str:
+    rows = ["| Name | Used splits | What it does | Plugin |", "|---|---|---|---|"] if what == "methods" else \
+        ["| Name | What it is | Plugin |", "|---|---|---|"]
+    for name in reg.names():
+        e = reg.entries[name]
+        desc = e.obj.description.replace("|", "\\|")
+        if what == "methods":
+            rows.append(f"| `{name}` | {'+'.join(sorted(e.obj.uses))} | {desc} | {e.plugin} |")
+        else:
+            tag = " (ORACLE)" if getattr(e.obj, "oracle", False) else ""
+            rows.append(f"| `{name}` | {desc}{tag} | {e.plugin} |")
+    return "\n".join(rows)
 
 
 @main.command()
