@@ -25,12 +25,13 @@ class TaskArithmetic(Method):
         scores = []
         for member, tau in ctx.pool():  # step 1, streamed
             sel = ctx.select(tau)
-            scores.append({"index": member["index"], "lambda": sel.lam, "score": sel.score})
+            scores.append({"index": member["index"], "key": member["key"], "lambda": sel.lam, "score": sel.score})
             if best is None or sel.score < best[1].score:  # step 2: strict, so ties go to the smaller i
                 best = (member, sel, tau)
         member, sel, tau = best
         return Result(ctx.apply(tau, sel.lam), lam=sel.lam, selection=sel, merged=tau,  # step 3
-                      info={"best_member": member, "member_scores": scores})
+                      info={"best_member": member, "member_scores": scores},
+                      diagnostics=[{"index": s["index"], "key": s["key"], "lambda": s["lambda"]} for s in scores])
 
 
 @hookimpl

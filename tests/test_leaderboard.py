@@ -18,6 +18,7 @@ def rec(method, trial, metrics, scenario="digits-10pct", rule="val_matched", ora
     retrain = {"acc_retain": 100.0, "acc_forget": 95.0, "acc_test": 95.0, "acc_val": 95.0, "mia": 10.0}
     original = {"acc_retain": 100.0, "acc_forget": 100.0, "acc_test": 95.0, "acc_val": 95.0, "mia": 0.0}
     return {"scenario": scenario, "method": method, "trial": trial, "config_hash": chash or f"h-{method}-{rule}",
+            "variant": [] if rule == "val_matched" else [f"selection={rule}"],
             "config": {"method": {"name": method}, "pool": {"size": 0}, "selection": {"name": rule}},
             "used_splits": "forget+val", "selection": {"rule": rule, "oracle": oracle}, "lambda": 1.0,
             "metrics": {"acc_val": 95.0, **metrics}, "retrain": retrain, "original": original,
@@ -108,7 +109,7 @@ def test_sweep_skips_recorded_and_resumes(host, session_store, tmp_path):
     assert first == {"ran": 4, "skipped": 0, "failed": 0}
     again = sweep_grid(res, [0, 1], store=session_store, runs_dir=tmp_path, data_root=None, echo=lambda s: None)
     assert again == {"ran": 0, "skipped": 4, "failed": 0}
-    (tmp_path / "digits-10pct" / "uniform" / "seed-1" / "run.json").unlink()  # as if interrupted there
+    (tmp_path / "digits-10pct" / res[1].run_name / "seed-1" / "run.json").unlink()  # as if interrupted there
     resumed = sweep_grid(res, [0, 1], store=session_store, runs_dir=tmp_path, data_root=None, echo=lambda s: None)
     assert resumed == {"ran": 1, "skipped": 3, "failed": 0}
     changed = [resolve(host, method="negmerge", overrides=["pool.size=4"])]  # another config hash: runs again

@@ -127,3 +127,13 @@ def test_vit_blocks_split_in_thirds():
 
     assert [_depth_group(f"visual.transformer.resblocks.{i}.mlp.c_fc.weight", 12) for i in (0, 3, 4, 8, 11)] == [
         "early", "early", "middle", "late", "late"]
+
+
+def test_nothing_feasible_picks_least_damage_not_a_collapse():
+    """In a learning-rate search nothing may keep the val floor; a collapsed model (Acc Df ≈ Acc Dval
+    ≈ chance) must not win on |Acc Df − Acc Dval| then."""
+    base = {"acc_forget": 100, "acc_val": 95, "acc_val_retain": 95}
+    curve = [{"acc_forget": 60, "acc_val": 80, "acc_val_retain": 80},  # damaged, but far less
+             {"acc_forget": 10, "acc_val": 10, "acc_val_retain": 10}]  # collapsed: |Df - Dval| = 0
+    idx, _ = ValMatched().choose(curve, ValMatched.Config(), _Task(), None, base)
+    assert idx == 0

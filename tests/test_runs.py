@@ -176,3 +176,13 @@ def test_original_and_retrain_start_from_the_same_stored_init(host, session_stor
     torch.manual_seed(stream_seed(0, "init"))
     fresh = build_model("cnn-s", 10).state_dict()
     assert all(torch.equal(init[k], fresh[k]) for k in fresh)  # the `init` stream, bit for bit
+
+
+def test_variants_get_their_own_records(host, session_store, tmp_path):
+    """A run with non-default options never overwrites the default run's record."""
+    a = run(host, session_store, tmp_path)
+    b = run(host, session_store, tmp_path, over=["pool.size=4"])
+    assert a["variant"] == ["pool.size=6"] and b["variant"] == ["pool.size=4"]
+    assert a["_path"] != b["_path"] and "negmerge@" in b["_path"]
+    res = resolve(host, overrides=["device=cpu", "threads=1", "seeds=[0]"])
+    assert res.variant == [] and res.run_name == "negmerge"  # how a run executes is not a variant

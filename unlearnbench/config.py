@@ -129,6 +129,16 @@ class Resolved:
     scenario: Any
     method: Any
     rule: Any
+    variant: list = dataclasses.field(default_factory=list)  # "key=value" options that differ from the
+    # scenario's and method's defaults (what the user chose); empty for the default configuration
+
+    @property
+    def run_name(self) -> str:
+        """The method's folder in runs/: its name, plus a short hash of its variant when options differ,
+        so variants never overwrite each other's records."""
+        from .seeding import sha256_hex
+
+        return self.method.name + (f"@{sha256_hex(self.variant)[:8]}" if self.variant else "")
 
     def to_dict(self) -> dict:
         from omegaconf import OmegaConf
@@ -193,19 +203,41 @@ def resolve(
     OmegaConf.set_struct(base, True)
     schema = OmegaConf.to_container(base)
     cfg = base
-    for where, layer in layers:
+    defaults: dict = {}
+    for i, (where, layer) in enumerate(layers):
+        if i == len(plugin_layers):
+            defaults = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
         _check_keys(layer, schema, where)  # type: ignore[arg-type]
         try:
             cfg = OmegaConf.merge(cfg, layer)
         except OmegaConfBaseException as e:
             msg = str(e).splitlines()[0]
             raise ConfigError(f"bad config value from {where}: {msg}") from None
+    if not defaults:
+        defaults = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     for sec, obj in (("scenario", scen), ("method", meth), ("selection", rule)):
         check = getattr(obj, "check_config", None)
         if check is not None:
             check(cfg[sec])
     OmegaConf.set_readonly(cfg, True)
-    return Resolved(cfg, scen, meth, rule)
+    final = _flat(OmegaConf.to_container(cfg, resolve=True))
+    base_flat = _flat(defaults)
+    variant = [f"{k}={final[k]}" for k in sorted(final)
+               if k.split(".")[0] not in EXECUTION and base_flat.get(k) != final[k]]
+    return Resolved(cfg, scen, meth, rule, [v.replace("selection.name=", "selection=") for v in variant])
+
+
+# How a run executes, not what it computes: never part of a variant's name.
+EXECUTION = ("seeds", "threads", "device")
+
+
+def _flat(d: Any, prefix: str = "") -> dict:
+    if isinstance(d, dict):
+        out: dict = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
 
 
 def options_of(cfg_class: type | None) -> list[dict]:

@@ -35,31 +35,28 @@ def load_runs(runs_dir: str | Path) -> list[dict]:
     return out
 
 
-def _flat(d: Any, prefix: str = "") -> dict:
-    if isinstance(d, dict):
-        out = {}
-        for k, v in d.items():
-            out.update(_flat(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: d}
+def variant_label(rec: dict, host: Any | None = None) -> str:
+    """The method name plus every option that differs from its defaults (recorded by the run)."""
+    variant = rec.get("variant")
+    if variant is None:  # a record from before runs recorded their variant: diff against the defaults
+        variant = _variant_from_defaults(rec, host)
+        if variant is None:
+            return f"{rec['method']} [config {rec['config_hash'][:8]}]"
+    return f"{rec['method']} [{', '.join(variant)}]" if variant else rec["method"]
 
 
-def variant_label(rec: dict, host: Any | None) -> str:
-    """The method name plus every option that differs from its defaults on this scenario."""
-    name = rec["method"]
+def _variant_from_defaults(rec: dict, host: Any | None) -> list[str] | None:
+    from .config import EXECUTION, _flat, resolve
+
     if host is None:
-        return name
+        return None
     try:
-        from .config import resolve
-
-        default = resolve(host, method=name, scenario=rec["scenario"]).to_dict()
-    except Exception:  # the plugin is not installed here: show the config hash instead
-        return f"{name} [config {rec['config_hash'][:8]}]"
+        default = resolve(host, method=rec["method"], scenario=rec["scenario"]).to_dict()
+    except Exception:  # the plugin is not installed here
+        return None
     a, b = _flat(default), _flat(rec["config"])
-    # how a run executed (device, threads, trials) is provenance, not a variant of the method
-    diff = [f"{k}={b[k]}" for k in sorted(b) if k not in ("seeds", "threads", "device") and a.get(k) != b[k]]
-    diff = [d.replace("selection.name=", "selection=") for d in diff]
-    return f"{name} [{', '.join(diff)}]" if diff else name
+    diff = [f"{k}={b[k]}" for k in sorted(b) if k.split(".")[0] not in EXECUTION and a.get(k) != b[k]]
+    return [d.replace("selection.name=", "selection=") for d in diff]
 
 
 def _mean_std(vals: list[float]) -> tuple[float, float | None]:

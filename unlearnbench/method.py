@@ -21,6 +21,9 @@ class Result:
     selection: Any = None  # unlearnbench.selection.Selection, when a rule chose a hyperparameter
     merged: dict[str, "torch.Tensor"] | None = None  # the merged task vector, for sparsity
     info: dict = field(default_factory=dict)  # anything else worth recording in run.json
+    # Pool members ({"key", "lambda", ...}) the harness evaluates after selection is frozen, for the
+    # trade-off plot (each member at its own λ*); the method itself never sees these numbers.
+    diagnostics: list = field(default_factory=list)
 
 
 class Method:

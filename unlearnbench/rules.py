@@ -11,13 +11,17 @@ from .selection import SelectionRule
 KAPPA = 0.95  # the same constant as control_threshold: keep 95% of the baseline [P §4.2]
 
 
-def _argmin(curve: list[dict], feasible: list[bool], score: list[float]) -> tuple[int, float]:
+def _argmin(curve: list[dict], feasible: list[bool], score: list[float],
+            floor: list[float] | None = None) -> tuple[int, float]:
     best = None
     for i, (ok, s) in enumerate(zip(feasible, score)):
         if ok and (best is None or s < score[best]):  # strict: ties go to the smaller λ
             best = i
-    if best is None:  # λ = 0 is always feasible (§10.2 #21); in a hyperparameter search nothing may be:
-        best = min(range(len(score)), key=lambda i: (score[i], i))  # then the best score (recorded as such)
+    if best is None:  # λ = 0 is always feasible (§10.2 #21); in a hyperparameter search nothing may be.
+        # Then the setting that keeps the most of the floor metric, i.e. the least damage (the search
+        # records none_feasible): the best score among infeasible ones would reward a collapsed model.
+        vals = floor if floor is not None else [-s for s in score]
+        best = min(range(len(score)), key=lambda i: (-vals[i], i))
     return best, score[best]
 
 
@@ -66,7 +70,7 @@ class ValMatched(SelectionRule):
             score = [c["acc_forget"] for c in curve]
         else:
             score = [abs(c["acc_forget"] - c["acc_val"]) for c in curve]
-        return _argmin(curve, feasible, score)
+        return _argmin(curve, feasible, score, [c[self._floor_metric(cfg)] for c in curve])
 
 
 @dataclass
@@ -101,8 +105,9 @@ class ControlThreshold(SelectionRule):
         return [c[control] >= cfg.kappa * base for c in curve]
 
     def choose(self, curve, cfg, task, reference, baseline=None):
-        forget, _ = self._metrics(task)
-        return _argmin(curve, self.feasible(curve, cfg, task, baseline), [c[forget] for c in curve])
+        forget, control = self._metrics(task)
+        return _argmin(curve, self.feasible(curve, cfg, task, baseline), [c[forget] for c in curve],
+                       [c[control] for c in curve])
 
     def can_stop(self, curve, cfg, task):
         # No λ past the first violation is evaluated: accuracy on the control split falls as λ grows.

@@ -91,6 +91,7 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
     model.load_state_dict(result.state)
     metrics = stages.evaluator.measure(model.to(device), stages.evaluator.report_names())
     timings["eval_s"] = time.perf_counter() - t0
+    pool_points = stages.member_points(result.diagnostics) if result.diagnostics else None
     gap = None
     if retr_m is not None:
         g, comps = avg_gap(metrics, retr_m)
@@ -100,6 +101,7 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
         "schema": RUN_SCHEMA,
         "scenario": scen.name,
         "method": meth.name,
+        "variant": list(res.variant),
         "trial": trial,
         "config": res.to_dict(),
         "config_hash": res.hash,
@@ -116,13 +118,14 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
         "sparsity": ({**sparsity(result.merged, [k for k in stages.param_keys if k not in task.frozen]),
                       **sparsity_breakdown(result.merged, task.new_model())} if result.merged is not None else None),
         "info": {**ctx.info, **result.info},
+        "pool_points": pool_points,
         "timings": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in timings.items()},
         "artifacts": dict(stages.keys),
         "trained_now": stages.trained,
         "provenance": provenance(device, threads),
     }
     rec["timings"]["total_s"] = round(time.perf_counter() - t_start, 4)
-    out = run_dir(runs_dir, scen.name, meth.name, trial)
+    out = run_dir(runs_dir, scen.name, res.run_name, trial)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "run.json.tmp"
     tmp.write_text(json.dumps(rec, indent=1, default=float))
@@ -134,7 +137,7 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
 
 def recorded(runs_dir: Path, res: Resolved, trial: int) -> bool:
     """A run of this exact config (hash) and trial is already on disk."""
-    p = run_dir(runs_dir, res.scenario.name, res.method.name, trial) / "run.json"
+    p = run_dir(runs_dir, res.scenario.name, res.run_name, trial) / "run.json"
     if not p.exists():
         return False
     try:

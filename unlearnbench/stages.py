@@ -147,6 +147,19 @@ class Stages:
                 pbar.update(1)
                 yield {"index": i, "key": key, "recipe": recipe.spec()}, task_vector(theta, theta0, self.param_keys)
 
+    def member_points(self, members: list[dict]) -> list[dict]:
+        """Acc D_r, D_f, D_test of θ_0 − λ_i·τ_i for stored pool members (evaluation stage only)."""
+        from .taskvec import InPlaceEditor, task_vector
+
+        theta0 = self.original()
+        model = self.task.new_model().to(self.device)
+        out = []
+        for m in members:
+            theta, _ = self.store.get("pool", m["key"], self.task.manifest_hash)
+            InPlaceEditor(model, theta0, task_vector(theta, theta0, self.param_keys)).set(float(m["lambda"]))
+            out.append({**m, **self.evaluator.measure(model, ["acc_retain", "acc_forget", "acc_test"])})
+        return out
+
     # -- cached metrics ----------------------------------------------------------------------
     def metrics_of(self, kind: str) -> dict:
         """Full evaluation of the original or retrain model, cached in the store by model key."""
