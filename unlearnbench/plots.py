@@ -34,13 +34,14 @@ def make_plots(scen: str, records: list[dict], rows: list, out: Path) -> list[st
 
 def _tradeoff(scen, records, rows, out):
     plt = _fig()
-    fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=110)
+    fig, ax = plt.subplots(figsize=(8.5, 4.6), dpi=110)
     pts = [p for r in records for p in (r.get("pool_points") or [])]
     if pts:
         ax.scatter([p["acc_retain"] for p in pts], [p["acc_forget"] for p in pts], s=9, c="0.7",
                    label="pool members (each at its own λ*)", zorder=1)
     markers = "os^vD<>phX*P"
-    shown = [r for r in rows if r.kind in ("reference", "measured") and not r.oracle]
+    # default configurations only: variants (pool.size sweeps, ...) have plots of their own
+    shown = [r for r in rows if r.kind in ("reference", "measured") and not r.oracle and "[" not in r.label]
     if not shown:
         plt.close(fig)
         return None
@@ -50,9 +51,9 @@ def _tradeoff(scen, records, rows, out):
     ax.set_xlabel("Acc D_r (%)")
     ax.set_ylabel("Acc D_f (%)")
     ax.set_title(f"{scen}: forget vs retain (mean over seeds)")
-    ax.legend(fontsize=6, loc="best")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     name = f"{scen}-tradeoff.png"
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1))
     fig.savefig(out / name, metadata=PNG_META)
     plt.close(fig)
     return name
