@@ -8,6 +8,7 @@ import pytest
 
 from unlearnbench.config import resolve
 from unlearnbench.errors import SplitAccessError
+from unlearnbench.seeding import sha256_hex
 from unlearnbench.runner import run_trial
 
 POOL6 = "pool.size=6"  # the first 6 members in canonical order: keeps the suite fast
@@ -20,7 +21,9 @@ def run(host, store, tmp_path, method="negmerge", scenario="digits-10pct", over=
 
 def test_negmerge_record(host, session_store, tmp_path):
     rec = run(host, session_store, tmp_path)
-    on_disk = json.loads((tmp_path / "runs" / "digits-10pct" / "negmerge" / "seed-0" / "run.json").read_text())
+    path = tmp_path / "runs" / "digits-10pct" / f"negmerge@{sha256_hex(['pool.size=6'])[:8]}" / "seed-0" / "run.json"
+    assert rec["_path"] == str(path)  # a variant of the default config has its own folder
+    on_disk = json.loads(path.read_text())
     assert on_disk["config_hash"] == rec["config_hash"] and on_disk["manifest_hash"]
     assert on_disk["config"]["method"]["name"] == "negmerge"
     for k in ("acc_retain", "acc_forget", "acc_test", "acc_val", "mia"):
