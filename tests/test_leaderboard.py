@@ -129,3 +129,10 @@ def test_single_seed_rows_cannot_take_or_block_a_clear_win():
     better_lone = rec("lone", 0, m(100, 95, 95, 10))
     rows = {r.label: r for r in aggregate(recs + [better_lone])["digits-10pct"]}
     assert rows["good"].mark == "tie"  # an unreplicated row at least as good: no win claimed
+
+
+def test_methods_without_records_are_visibly_missing(host):
+    rows = aggregate([rec("negmerge", t, m(99, 96, 93, 12)) for t in range(2)], host)["digits-10pct"]
+    md = render_markdown("digits-10pct", rows, [])
+    line = next(x for x in md.splitlines() if x.startswith("| salun |"))
+    assert "not run yet" in line and line.count("| – |") >= 4  # a row of dashes, not a number

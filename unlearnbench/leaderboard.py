@@ -121,6 +121,13 @@ def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Ro
                          "records": [r["_file"] for r in recs]}
             rows.append(row)
         _mark_best([r for r in rows if r.kind == "measured" and not r.oracle])
+        if host is not None:  # every registered method without a record here: visibly missing, never filled
+            seen = {m for m, _ in groups}
+            for name in host.methods.names():
+                if name not in seen:
+                    rows.append(Row(label=name, method=name, kind="missing",
+                                    used_splits="+".join(sorted(host.methods.get(name).uses)),
+                                    cells={c: None for c, _ in METRICS}))
         for paper in PAPER.get(scen, {}).get("rows", []):
             rows.append(Row(label=f"paper: {paper['label']}", method=paper["method"], kind="paper",
                             used_splits=paper["used_splits"], cells={k: v for k, v in paper["cells"].items()
@@ -214,6 +221,8 @@ HEAD = ["Method", "Used splits", "Selection", "Acc Dr", "Acc Df", "Acc Dtest", "
 
 def _cells(row: Row) -> list[str]:
     sel = row.selection + (" (ORACLE)" if row.oracle else "")
+    if row.kind == "missing":
+        sel = "not run yet"
     return [row.label, row.used_splits or "–", sel or "–", *(_cell(row.cells.get(c)) for c, _ in METRICS),
             _gap(row), _paired(row), str(len(row.trials)) if row.trials else "–",
             f"{row.wall_s:.1f}" if row.wall_s is not None else "–"]
@@ -231,7 +240,8 @@ def _sections(rows: list[Row]) -> list[tuple[str, list[Row]]]:
                       key=lambda r: (r.gap if r.gap is not None else math.inf, r.label))
     oracle = [r for r in rows if r.kind == "measured" and r.oracle]
     paper = [r for r in rows if r.kind == "paper"]
-    out = [("Methods (oracle-free selection)", ref + measured)]
+    missing = sorted([r for r in rows if r.kind == "missing"], key=lambda r: r.label)
+    out = [("Methods (oracle-free selection)", ref + measured + missing)]
     if oracle:
         out.append(("Oracle selection: reads test and the Retrain model, reproduces the paper's tuning; "
                     "not a usable unlearning procedure (PROTOCOL §5(b))", oracle))
