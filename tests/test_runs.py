@@ -33,6 +33,7 @@ def test_negmerge_record(host, session_store, tmp_path):
     assert sel["rule"] == "val_matched" and not sel["oracle"] and len(sel["curve"]) == 41
     assert on_disk["lambda"] == sel["lambda"] and 0.0 <= on_disk["lambda"] <= 2.0
     assert set(sel["curve"][0]) == {"lambda", "acc_forget", "acc_val", "acc_val_retain"}  # no test in selection
+    assert all(c["acc_val"] == c["acc_val_retain"] for c in sel["curve"])  # one split, evaluated once
     assert 0.0 <= on_disk["sparsity"]["u_all"] <= 100.0
     assert set(on_disk["sparsity"]["by_component"]) == {"conv", "fc"} and on_disk["sparsity"]["by_depth"]
     cost = on_disk["info"]["merge_cost"]  # PROTOCOL §8.6

@@ -41,6 +41,10 @@ class Evaluator:
         self.task = task
         self.device = device
         self._cache: dict[str, tuple] = {}
+        # Splits with identical indices (val and val_retain under random forgetting) are
+        # evaluated once: a λ sweep then costs one forward pass per distinct split.
+        first: dict[tuple, str] = {}
+        self._same = {name: first.setdefault(tuple(idx), name) for name, idx in task.manifest["splits"].items()}
 
     def split(self, name: str) -> tuple["torch.Tensor", "torch.Tensor"]:
         if name not in self._cache:
@@ -54,7 +58,9 @@ class Evaluator:
             for s in (MIA_SPLITS if n == "mia" else (n[4:],)):
                 if s not in need:
                     need.append(s)
-        lg = {s: logits(model, self.split(s)[0], self.device) for s in need}
+        distinct = {self._same.get(s, s) for s in need}
+        computed = {c: logits(model, self.split(c)[0], self.device) for c in sorted(distinct)}
+        lg = {s: computed[self._same.get(s, s)] for s in need}
         out: dict[str, float] = {}
         for n in names:
             if n == "mia":
