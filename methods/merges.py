@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from unlearnbench import ConfigError, MergeMethod, Result, hookimpl, opt
+from unlearnbench.taskvec import StreamKeys, count_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -43,33 +44,7 @@ class GreedyConfig:
 
 # -- pure tensor code: streaming reducers (update(tau) ... result()) -------------------------------
 
-def _count_dtype(n: int) -> "torch.dtype":
-    """The narrowest integer type that counts to n."""
-    import torch
-
-    return torch.int8 if n <= 127 else torch.int16 if n <= 32767 else torch.int32
-
-
-class _Keys:
-    """Checks that every task vector has the first one's parameters; keeps their order."""
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.keys: list[str] = []
-
-    def check(self, tau: Tau) -> None:
-        if not self.n:
-            self.keys = list(tau)
-        elif set(tau) != set(self.keys):
-            raise KeyError(f"task vector {self.n + 1} has parameters {sorted(set(tau) ^ set(self.keys))[:3]} "
-                           "that the first one lacked, or lacks some of the first one's")
-
-    def result_check(self, what: str) -> None:
-        if self.n == 0:
-            raise ValueError(f"{what} needs at least one task vector")
-
-
-class UniformReducer(_Keys):
+class UniformReducer(StreamKeys):
     """τ_U[j] = S_j / n (§4.2). Keeps S (fp32): O(|θ|) whatever n."""
 
     def __init__(self) -> None:
@@ -116,7 +91,7 @@ def ties_trim(tau: Tau, density: float, scope: str = "global") -> Tau:
     return out
 
 
-class TiesReducer(_Keys):
+class TiesReducer(StreamKeys):
     """TIES-Merging (§4.4) in one streaming pass.
 
     Trim needs only the candidate at hand. Elect and the disjoint mean would need all n trimmed
@@ -142,8 +117,8 @@ class TiesReducer(_Keys):
 
         self.check(tau)
         trimmed = ties_trim({k: tau[k] for k in self.keys}, self.density, self.scope)  # 1. trim
-        dt = _count_dtype(self.n + 1)
-        if dt != _count_dtype(self.n):  # widen once, before a count overflows
+        dt = count_dtype(self.n + 1)
+        if dt != count_dtype(self.n):  # widen once, before a count overflows
             self.P = {k: c.to(dt) for k, c in self.P.items()}
             self.N = {k: c.to(dt) for k, c in self.N.items()}
         zero = torch.zeros(())
@@ -175,7 +150,7 @@ class TiesReducer(_Keys):
         return out
 
 
-class MagMaxReducer(_Keys):
+class MagMaxReducer(StreamKeys):
     """τ_M[j] = v_{i*(j), j}, i*(j) = argmax_i |v_ij| (§4.5). Streaming: a running value replaced only
     where a candidate's magnitude is strictly larger, so ties go to the first candidate. O(|θ|)."""
 
@@ -197,7 +172,7 @@ class MagMaxReducer(_Keys):
         return {k: r.clone() for k, r in self.R.items()}
 
 
-class GreedySoup(_Keys):
+class GreedySoup(StreamKeys):
     """Greedy soup (§4.3) over a loss function given by the caller: ``loss(tau)`` is the mean CE on
     the greedy split G of θ_0 + τ (not negated). Pure tensor code: the data live in ``loss``.
 

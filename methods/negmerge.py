@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from unlearnbench import ConfigError, MergeMethod, hookimpl, opt
+from unlearnbench.taskvec import StreamKeys, count_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -75,14 +76,7 @@ EXTREME_OPS = {("min", "magnitude"): ("min", "max"), ("min", "value"): ("min", "
                ("max", "magnitude"): ("max", "min"), ("max", "value"): ("max", "max")}
 
 
-def _count_dtype(n: int) -> "torch.dtype":
-    """The narrowest integer type that counts to n (int8 for n ≤ 127, §4.6)."""
-    import torch
-
-    return torch.int8 if n <= 127 else torch.int16 if n <= 32767 else torch.int32
-
-
-class NegMergeReducer:
+class NegMergeReducer(StreamKeys):
     """Streaming NegMerge and its §4.7 variants; ``result()`` is the merge of everything seen so far.
 
     State (each a dict name -> tensor of that parameter's shape; only what the options need):
@@ -93,9 +87,8 @@ class NegMergeReducer:
     def __init__(self, value: str = "avg", by: str = "magnitude", mask: str = "consensus",
                  consensus_q: int = 0) -> None:
         check_options(value, by, mask, consensus_q)
+        super().__init__()
         self.value, self.by, self.mask, self.q = value, by, mask, consensus_q
-        self.n = 0
-        self.keys: list[str] = []  # parameter names, in the first task vector's order
         self.partial = consensus_q > 0
         self.S: dict[str, "torch.Tensor"] = {}
         self.C: dict[str, "torch.Tensor"] = {}
@@ -112,18 +105,14 @@ class NegMergeReducer:
     def update(self, tau: dict[str, "torch.Tensor"]) -> None:
         import torch
 
-        if not self.n:
-            self.keys = list(tau)
-        elif set(tau) != set(self.keys):
-            raise KeyError(f"task vector {self.n + 1} has parameters {sorted(set(tau) ^ set(self.keys))[:3]} "
-                           "that the first one lacked, or lacks some of the first one's")
-        if _count_dtype(self.n + 1) != _count_dtype(self.n):  # widen once, before the count overflows
-            dt = _count_dtype(self.n + 1)
+        self.check(tau)
+        if count_dtype(self.n + 1) != count_dtype(self.n):  # widen once, before the count overflows
+            dt = count_dtype(self.n + 1)
             for counts in (self.C, self.P, self.N):
                 for k in counts:
                     counts[k] = counts[k].to(dt)
         first = self.n == 0
-        cdt = _count_dtype(self.n + 1)
+        cdt = count_dtype(self.n + 1)
         for k in self.keys:
             v = tau[k].float()
             if self._need_S:

@@ -190,3 +190,29 @@ def test_variants_get_their_own_records(host, session_store, tmp_path):
     assert a["_path"] != b["_path"] and "negmerge@" in b["_path"]
     res = resolve(host, overrides=["device=cpu", "threads=1", "seeds=[0]"])
     assert res.variant == [] and res.run_name == "negmerge"  # how a run executes is not a variant
+
+
+def test_cli_prints_original_retrain_and_mean_std_over_seeds(session_store, tmp_path):
+    from click.testing import CliRunner
+
+    from unlearnbench.cli import main
+
+    r = CliRunner().invoke(main, ["run", "-q", "-m", "negmerge", "--seeds", "0,1", "-o", POOL6, "--store",
+                                  str(session_store.root), "--runs-dir", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    head = next(x for x in lines if x.startswith(" ") and "Acc Dr" in x)
+    assert "Avg. Gap" in head and "MIA" in head
+    table = lines[lines.index(head) + 2:]  # below the dashes
+    for label in ("Original", "Retrain", "negmerge"):
+        row = next(x for x in table if x.startswith(label + " "))
+        assert row.count("±") >= 5, row  # two trials: mean ± std in every metric column
+
+
+def test_summary_row_shows_the_variant():
+    from unlearnbench.runner import summarise
+
+    m = {"acc_retain": 99.0, "acc_forget": 90.0, "acc_test": 95.0, "acc_val": 95.0, "mia": 5.0}
+    recs = [{"method": "salun", "trial": t, "metrics": m, "original": m, "retrain": m, "lambda": None,
+             "info": {"variant": "mask_mode=leaky"}} for t in (0, 1)]
+    assert summarise(recs)[-1][""] == "salun (mask_mode=leaky)"

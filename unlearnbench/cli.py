@@ -105,7 +105,7 @@ def run(method, scenario, config_file, overrides, seeds, store, runs_dir, data_r
                f"{[r['trial'] for r in records]}, used splits {records[0]['used_splits']}{tag}")
     click.echo(format_table(summarise(records)))
     total = sum(r["timings"]["total_s"] for r in records)
-    click.echo(f"wall {total:.1f}s; records in {Path(runs_dir) / res.scenario.name / res.method.name}")
+    click.echo(f"wall {total:.1f}s; records in {Path(runs_dir) / res.scenario.name / res.run_name}")
 
 
 @main.command()

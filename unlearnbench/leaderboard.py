@@ -86,7 +86,6 @@ class Row:
 
 
 def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Row]]:
-    from .metrics import avg_gap
 
     by_scen: dict[str, dict[tuple, list[dict]]] = {}
     for r in records:
@@ -138,16 +137,18 @@ def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Ro
 
 
 def _row_from(label: str, key: str, metrics: list[dict], retrains: list[dict | None], trials: list[int],
-              kind: str) -> Row:
+              kind: str, cols: list[tuple[str, str]] = METRICS) -> Row:
+    """Mean ± std of each column over trials; Avg. Gap from the trial means (paper-comparable) and
+    paired per trial (PROTOCOL §8.3). The CLI's run summary uses it too."""
     from .metrics import avg_gap
 
     cells = {}
-    for col, _ in METRICS:
+    for col, _ in cols:
         m, s = _mean_std([x.get(col) for x in metrics])
         cells[col] = {"mean": m, "std": s}
     row = Row(label=label, method=key, kind=kind, trials=trials, cells=cells)
     if all(r is not None for r in retrains) and retrains:
-        means = {c: cells[c]["mean"] for c, _ in METRICS}
+        means = {c: cells[c]["mean"] for c in GAP_METRICS}
         ref = {c: statistics.mean(r[c] for r in retrains) for c in GAP_METRICS}
         row.gap = avg_gap(means, ref)[0]
         row.paired = [avg_gap(m, r)[0] for m, r in zip(metrics, retrains)]

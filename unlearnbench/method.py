@@ -145,15 +145,3 @@ def merge_cost(method: "MergeMethod", ctx: "Ctx", reducer: Any, merged: dict, op
             "resident_models": round((state + 2 * model_bytes) / model_bytes, 2),
             "merge_compute_s": statistics.mean(times),
             "merge_compute_std_s": statistics.stdev(times) if len(times) > 1 else None, "repeats": len(times)}
-    taus = [tau for _, tau in ctx.pool()]
-    times = []
-    for _ in range(3):
-        red = method.reducer(ctx.cfg)
-        t0 = time.perf_counter()
-        for tau in taus:
-            red.update(tau)
-        red.result()
-        times.append(time.perf_counter() - t0)
-    out["merge_compute_s"] = statistics.mean(times)
-    out["merge_compute_std_s"] = statistics.stdev(times)
-    return out

@@ -192,24 +192,24 @@ def _fmt(values: list[float]) -> str:
 
 
 def summarise(records: list[dict]) -> list[dict]:
-    """Rows for Original, Retrain and the method, mean ± std over trials; Avg. Gap from trial
-    means (primary, paper-comparable) and paired per-trial mean ± std (PROTOCOL §8.3)."""
+    """Rows for Original, Retrain and the method over trials, as the leaderboard computes them."""
+    from .leaderboard import _cell, _row_from
+
     if not records:
         return []
-    rows = []
     has_oracle = records[0]["retrain"] is not None
     sources = [("Original", "original"), ("Retrain", "retrain")] if has_oracle else [("Original", "original")]
-    retr_mean = {k: statistics.mean(r["retrain"][k] for r in records) for k, _ in COLUMNS} if has_oracle else None
     variant = (records[0].get("info") or {}).get("variant")
     name = records[0]["method"] + (f" ({variant})" if variant and variant != "default" else "")
+    trials = [r["trial"] for r in records]
+    rows = []
     for label, key in sources + [(name, "metrics")]:
-        per = [r[key] for r in records]
-        row = {"": label, **{h: _fmt([p[k] for p in per]) for k, h in COLUMNS}}
-        if has_oracle:
-            means = {k: statistics.mean(p[k] for p in per) for k, _ in COLUMNS}
-            g, _ = avg_gap(means, retr_mean)
-            paired = [avg_gap(p, r["retrain"])[0] for p, r in zip(per, records)]
-            row["Avg. Gap"] = f"{g:.2f}" + (f" ({_fmt(paired)})" if len(records) > 1 else "")
+        stats = _row_from(label, key, [r[key] for r in records], [r["retrain"] for r in records], trials,
+                          "measured", COLUMNS)
+        row = {"": label, **{h: _cell(stats.cells[k]) for k, h in COLUMNS}}
+        if stats.gap is not None:
+            paired = f" ({_cell(dict(zip(('mean', 'std'), stats.gap_paired)))})" if len(records) > 1 else ""
+            row["Avg. Gap"] = f"{stats.gap:.2f}{paired}"
         row["λ*"] = _fmt([r["lambda"] for r in records]) if key == "metrics" else ""
         rows.append(row)
     return rows

@@ -13,7 +13,6 @@ from .evaluate import Evaluator
 from .seeding import stream_seed, torch_gen
 
 if TYPE_CHECKING:
-    import torch
 
     from .scenario import Task
     from .store import Store

@@ -73,3 +73,32 @@ class InPlaceEditor:
         with torch.no_grad():
             for p, base, t in self.targets:
                 p.copy_(torch.add(base, t, alpha=-lam))
+
+
+# -- what every streaming merge reducer shares (PROTOCOL §4) -----------------------------------
+
+def count_dtype(n: int) -> "torch.dtype":
+    """The narrowest integer type that counts to n (int8 for n <= 127, §4.6)."""
+    import torch
+
+    return torch.int8 if n <= 127 else torch.int16 if n <= 32767 else torch.int32
+
+
+class StreamKeys:
+    """Base of streaming reducers: every task vector must have the first one's parameters;
+    ``self.n`` counts the vectors seen and ``self.keys`` keeps the first one's order."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.keys: list[str] = []
+
+    def check(self, tau: Mapping[str, "torch.Tensor"]) -> None:
+        if not self.n:
+            self.keys = list(tau)
+        elif set(tau) != set(self.keys):
+            raise KeyError(f"task vector {self.n + 1} has parameters {sorted(set(tau) ^ set(self.keys))[:3]} "
+                           "that the first one lacked, or lacks some of the first one's")
+
+    def result_check(self, what: str) -> None:
+        if self.n == 0:
+            raise ValueError(f"{what} needs at least one task vector")
