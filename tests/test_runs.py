@@ -216,3 +216,17 @@ def test_summary_row_shows_the_variant():
     recs = [{"method": "salun", "trial": t, "metrics": m, "original": m, "retrain": m, "lambda": None,
              "info": {"variant": "mask_mode=leaky"}} for t in (0, 1)]
     assert summarise(recs)[-1][""] == "salun (mask_mode=leaky)"
+
+
+def test_diagnostic_sweep_reads_test_after_selection_and_stays_off_leaderboards(host, session_store, tmp_path):
+    from unlearnbench.leaderboard import aggregate
+
+    plain = run(host, session_store, tmp_path)
+    diag = run(host, session_store, tmp_path, over=["selection.diagnostic=true"])
+    assert diag["lambda"] == plain["lambda"]  # the test numbers play no part in choosing λ
+    assert all("acc_test" in p["diagnostic"] for p in diag["selection"]["curve"])
+    assert "diagnostic" not in plain["selection"]["curve"][0]
+    for r in (plain, diag):
+        r["_file"] = r["_path"]
+    labels = [row.label for row in aggregate([plain, diag])["digits-10pct"] if row.kind == "measured"]
+    assert len(labels) == 1 and "diagnostic" not in labels[0]

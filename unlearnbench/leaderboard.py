@@ -89,6 +89,8 @@ def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Ro
 
     by_scen: dict[str, dict[tuple, list[dict]]] = {}
     for r in records:
+        if (r.get("info") or {}).get("diagnostic"):  # test read at every λ: never a leaderboard row (§5)
+            continue
         by_scen.setdefault(r["scenario"], {}).setdefault((r["method"], r["config_hash"]), []).append(r)
     out: dict[str, list[Row]] = {}
     for scen, groups in by_scen.items():
