@@ -63,7 +63,13 @@ class UniformReducer(StreamKeys):
 
     def result(self) -> Tau:
         self.result_check("Uniform")
-        return {k: s / self.n for k, s in self.S.items()}
+        return {k: self.finish(self.n, {"sum": s}) for k, s in self.S.items()}
+
+    fused_op = "sum_mean"  # the chunked engine's C kernel computes this merge itself (merge_kernel.c)
+
+    @staticmethod
+    def finish(n: int, acc: dict) -> "torch.Tensor":
+        return acc["sum"] / n
 
 
 def ties_trim(tau: Tau, density: float, scope: str = "global") -> Tau:
@@ -169,7 +175,13 @@ class MagMaxReducer(StreamKeys):
 
     def result(self) -> Tau:
         self.result_check("MagMax")
-        return {k: r.clone() for k, r in self.R.items()}
+        return {k: self.finish(self.n, {"absmax": r}) for k, r in self.R.items()}
+
+    fused_op = "absmax"  # merge_kernel.c: the same strict |v| > |R| replacement, in file order
+
+    @staticmethod
+    def finish(n: int, acc: dict) -> "torch.Tensor":
+        return acc["absmax"].clone()
 
 
 class GreedySoup(StreamKeys):

@@ -223,44 +223,74 @@ class NegMerge(MergeMethod):
 
     def chunk_reducer(self, cfg: Any) -> Any:
         cfg = cfg if cfg is not None else self.Config()
-        if (str(cfg.value), str(cfg.mask), int(cfg.consensus_q)) == ("avg", "consensus", 0):
-            return SignBoundsReducer()
-        return self.reducer(cfg)
+        self.check_config(cfg)
+        if int(cfg.consensus_q) == 0:
+            return SignBoundsReducer(str(cfg.value), str(cfg.by), str(cfg.mask))
+        return self.reducer(cfg)  # partial consensus needs the counts P, N: the per-file reducer
 
 
 class SignBoundsReducer:
-    """NegMerge with the default options, for the chunked file engine (unlearnbench.fastmerge).
+    """NegMerge with full consensus (q = 0, every ``value``/``by``/``mask``), for the chunked file
+    engine (unlearnbench.fastmerge).
 
     All n signs agree and are non-zero exactly when min_i v_ij > 0 or max_i v_ij < 0, so a
-    running min and max replace the sign count: three in-place ops per candidate and no
-    temporaries. S is summed in the same order, so the result is bitwise NegMergeReducer's.
-    Its state is 3 tensors of the input's size: fine for a chunk, not for a whole model."""
+    running min and max replace the sign count, and they are also the agreeing entries' extremes:
+    where all are positive, lo = min|v| and hi = max|v|; where all are negative, the reverse.
+    S is summed in the same order and each kept value is the same float, so the result is
+    bitwise NegMergeReducer's. ``fused_op`` names the same merge in the engine's C kernel
+    (merge_kernel.c, one pass); ``update``/``result`` are the torch path. Its state is 3 tensors
+    of the input's size: fine for a chunk, not for a whole model."""
 
-    def __init__(self) -> None:
+    def __init__(self, value: str = "avg", by: str = "magnitude", mask: str = "consensus") -> None:
+        check_options(value, by, mask, 0)
+        self.value, self.by, self.mask = value, by, mask
+        self.needs = frozenset(  # the accumulators of the torch path
+            {"sum"} if mask == "all" else {"min", "max"} | ({"sum"} if value == "avg" else set()))
+        self.fused_op = ("sum_mean" if mask == "all" else "conflict_mean" if mask == "conflict" else
+                         "consensus_mean" if value == "avg" else
+                         f"consensus_{value}{'_mag' if by == 'magnitude' else ''}")
         self.n = 0
-        self.S: dict[str, "torch.Tensor"] = {}
-        self.lo: dict[str, "torch.Tensor"] = {}
-        self.hi: dict[str, "torch.Tensor"] = {}
+        self.acc: dict[str, dict[str, "torch.Tensor"]] = {}
 
     def update(self, tau: dict[str, "torch.Tensor"]) -> None:
         import torch
 
         for k, v in tau.items():
+            v = v.float()
             if not self.n:
-                self.S[k], self.lo[k], self.hi[k] = v.float().clone(), v.float().clone(), v.float().clone()
-            else:
-                self.S[k].add_(v)
-                torch.minimum(self.lo[k], v, out=self.lo[k])
-                torch.maximum(self.hi[k], v, out=self.hi[k])
+                self.acc[k] = {need: v.clone() for need in self.needs}
+                continue
+            a = self.acc[k]
+            if "sum" in a:
+                a["sum"].add_(v)
+            if "min" in a:
+                torch.minimum(a["min"], v, out=a["min"])
+            if "max" in a:
+                torch.maximum(a["max"], v, out=a["max"])
         self.n += 1
 
     def result(self) -> dict[str, "torch.Tensor"]:
-        import torch
-
         if not self.n:
             raise ValueError("NegMerge needs at least one task vector")
-        return {k: torch.where((self.lo[k] > 0) | (self.hi[k] < 0), s / self.n, torch.zeros((), dtype=s.dtype))
-                for k, s in self.S.items()}
+        return {k: self.finish(self.n, a) for k, a in self.acc.items()}
+
+    def finish(self, n: int, a: dict[str, "torch.Tensor"]) -> "torch.Tensor":
+        """The merge of one tensor (or chunk) from its accumulators over n candidates."""
+        import torch
+
+        if self.mask == "all":
+            return a["sum"] / n
+        pos, neg = a["min"] > 0, a["max"] < 0
+        agree = pos | neg
+        if self.mask == "conflict":
+            return torch_where(~agree, a["sum"] / n)
+        if self.value == "avg":
+            return torch_where(agree, a["sum"] / n)
+        lo, hi = a["min"], a["max"]
+        if self.by == "value":
+            return torch_where(agree, lo if self.value == "min" else hi)
+        small, large = torch.where(pos, lo, hi), torch.where(pos, hi, lo)  # by magnitude, sign kept
+        return torch_where(agree, small if self.value == "min" else large)
 
 
 def _preset_config(defaults: dict) -> type:

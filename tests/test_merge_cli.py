@@ -76,17 +76,34 @@ def test_merge_rejects_non_merge_method_and_bad_option(tmp_path):
     assert "did you mean 'negmerge'" in r.output
 
 
-@pytest.mark.parametrize("method,params", [("negmerge", []), ("negmerge-min", []), ("conflict", []),
-                                           ("negmerge", ["consensus_q=2"]), ("uniform", []), ("magmax", [])])
-def test_chunked_engine_is_bitwise_the_per_file_stream(tmp_path, method, params, monkeypatch):
-    """The chunked engine (fastmerge) swaps the loops; the result must not change by one bit."""
+def needs_cc() -> None:
+    """The fused kernel is built with the system C compiler; .ci/run's image has gcc."""
+    import shutil
+
+    if not any(shutil.which(c) for c in ("cc", "gcc", "clang")):
+        pytest.skip("no C compiler: the fused merge kernel cannot be built here")
+
+
+CHUNKED_CASES = [("negmerge", []), ("negmerge-min", []), ("negmerge-max", []), ("negmerge-min", ["by=value"]),
+                 ("negmerge-max", ["by=value"]), ("conflict", []), ("all", []), ("negmerge", ["consensus_q=4"]),
+                 ("uniform", []), ("magmax", [])]
+
+
+@pytest.mark.parametrize("kernel", ["c", "torch"])
+@pytest.mark.parametrize("method,params", CHUNKED_CASES)
+def test_chunked_engine_is_bitwise_the_per_file_stream(tmp_path, method, params, kernel, monkeypatch):
+    """The chunked engine (fastmerge) swaps the loops, and the fused C kernel (merge_kernel.c)
+    replaces the torch passes; neither may change the result by one bit."""
     from unlearnbench import fastmerge
 
+    if kernel == "c":
+        needs_cc()
     monkeypatch.setattr(fastmerge, "CHUNK", 1000)  # many chunks, and tensors split across them
+    monkeypatch.setenv("UNLEARNBENCH_KERNEL", kernel)  # "c": a failed build fails the test
     base = build_model("cnn-bn", 10).state_dict()
     g = torch.Generator().manual_seed(2)
     paths = []
-    for i in range(3):
+    for i in range(5):
         ft = {k: (v + torch.randn(v.shape, generator=g) * (torch.rand(v.shape, generator=g) > 0.3)
                   if v.is_floating_point() else v) for k, v in base.items()}
         paths.append(str(tmp_path / f"ft{i}.safetensors"))
@@ -102,9 +119,61 @@ def test_chunked_engine_is_bitwise_the_per_file_stream(tmp_path, method, params,
         assert r.exit_code == 0, r.output
         assert f'"engine": "{engine}"' in r.output
         outs[engine] = load_file(str(tmp_path / f"{engine}.safetensors"))
+        if engine == "chunked":
+            fusable = params != ["consensus_q=4"]
+            assert f'"kernel": "{kernel}' in r.output if fusable else "no fused form" in r.output, r.output
     assert set(outs["chunked"]) == set(outs["per-file"])
     for k in outs["chunked"]:
         assert torch.equal(outs["chunked"][k], outs["per-file"][k]), k
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("method", ["negmerge", "negmerge-max", "uniform", "magmax"])
+def test_fused_kernel_threads_and_ragged_chunks(tmp_path, method, threads, monkeypatch):
+    """The kernel's thread split and block edges (2048) must not show in the result: sizes
+    that are not multiples of either, exact zeros, and τ files given directly (no base)."""
+    from unlearnbench import fastmerge
+    from unlearnbench.plugins import get_host
+
+    needs_cc()
+    monkeypatch.setattr(fastmerge, "CHUNK", 5003)
+    monkeypatch.setenv("UNLEARNBENCH_KERNEL", "c")
+    g = torch.Generator().manual_seed(7)
+    shapes = {"a": (4099,), "b": (3, 2051), "c": (1,), "d": (17, 600)}
+    common = {k: torch.randn(s, generator=g) for k, s in shapes.items()}
+    taus, paths = [], []
+    for i in range(6):
+        t = {k: (0.7 * common[k] + torch.randn(s, generator=g)) * (torch.rand(s, generator=g) > 0.2)
+             for k, s in shapes.items()}
+        taus.append(t)
+        paths.append(str(tmp_path / f"t{i}.safetensors"))
+        save_file(t, paths[-1])
+    meth = get_host().methods.get(method)
+    got = fastmerge.merge_safetensors(lambda: meth.chunk_reducer(None), paths, threads=threads)
+    red = meth.reducer(None)
+    for t in taus:
+        red.update(t)
+    want = red.result()
+    for k in shapes:
+        assert torch.equal(got[k], want[k]), k
+
+
+def test_fused_kernel_rejects_non_finite_and_names_the_file(tmp_path, monkeypatch):
+    from unlearnbench import fastmerge
+    from unlearnbench.errors import StoreError
+    from unlearnbench.methods.negmerge import SignBoundsReducer
+
+    needs_cc()
+    monkeypatch.setenv("UNLEARNBENCH_KERNEL", "c")
+    paths = []
+    for i in range(4):
+        t = {"w": torch.ones(10_000)}
+        if i == 2:
+            t["w"][9_999] = float("inf")
+        paths.append(str(tmp_path / f"t{i}.safetensors"))
+        save_file(t, paths[-1])
+    with pytest.raises(StoreError, match=r"t2\.safetensors.*non-finite"):
+        fastmerge.merge_safetensors(SignBoundsReducer, paths, threads=2)
 
 
 def test_chunked_engine_refuses_non_elementwise(tmp_path):
@@ -124,3 +193,28 @@ def test_truncated_safetensors_detected(tmp_path):
     (tmp_path / "a.safetensors").write_bytes(raw[:-10])
     with pytest.raises(StoreError, match="truncated"):
         read_index(tmp_path / "a.safetensors")
+
+
+def test_no_compiler_means_torch_said_aloud_and_c_mode_fails(tmp_path, monkeypatch, capsys):
+    """Without a C compiler the engine reduces in torch (bitwise the same) and reports it;
+    UNLEARNBENCH_KERNEL=c turns that into an error instead."""
+    from unlearnbench import ckernel, fastmerge
+    from unlearnbench.errors import ConfigError
+    from unlearnbench.methods.negmerge import SignBoundsReducer
+
+    monkeypatch.setattr(ckernel, "_lib", None)
+    monkeypatch.setattr(ckernel, "_why", "")
+    monkeypatch.setenv("UNLEARNBENCH_KERNEL_DIR", str(tmp_path / "kernels"))  # no cached build to fall back on
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setenv("UNLEARNBENCH_KERNEL", "auto")
+    paths = []
+    for i in range(3):
+        paths.append(str(tmp_path / f"t{i}.safetensors"))
+        save_file({"w": torch.full((100,), float(i + 1))}, paths[-1])
+    out = fastmerge.merge_safetensors(SignBoundsReducer, paths)
+    assert torch.equal(out["w"], torch.full((100,), 2.0))
+    assert ckernel.kernel_status().startswith("torch (") and "no-such-cc" in ckernel.kernel_status()
+    assert "merging in torch" in capsys.readouterr().err
+    monkeypatch.setenv("UNLEARNBENCH_KERNEL", "c")
+    with pytest.raises(ConfigError, match="cannot be built"):
+        fastmerge.merge_safetensors(SignBoundsReducer, paths)

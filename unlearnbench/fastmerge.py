@@ -5,8 +5,13 @@ accumulator through main memory once per file: for NegMerge that is S (fp32) and
 temporaries, several times the bytes of the file itself. Merging is memory traffic, not
 arithmetic. Here the loops are swapped: for each chunk of each tensor (``CHUNK`` elements,
 sized to stay in cache), the chunk is read from all n files (read-only memory maps: the page
-cache is read in place, no copy) and reduced at once, so the accumulators never leave cache and each file byte is
-read once. Resident memory: the output τ plus a few chunks, whatever n.
+cache is read in place, no copy) and reduced at once, so each file byte is read once.
+Resident memory: the output τ plus a few chunks, whatever n.
+
+Reducers that name a ``fused_op`` (Uniform, MagMax, NegMerge with full consensus and all its
+§4.7 variants) are computed by merge_kernel.c in one pass with the accumulators in L1; in
+torch each accumulator is its own pass over the chunk (unlearnbench.ckernel: built once with
+the system compiler; without one, torch, and it says so).
 
 This applies to *elementwise* operators only (``MergeMethod.elementwise``: Uniform,
 NegMerge and its variants, MagMax): element j of the result depends only on element j of
@@ -82,9 +87,26 @@ class ChunkReader:
         self.index = read_index(path)
         with open(self.path, "rb") as f:
             self.mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self._addr0: int | None = None
+        self._whole = None
 
     def close(self) -> None:
+        self._whole = None  # the tensor viewing the map goes first, or the map cannot close
         self.mm.close()
+
+    def address(self, name: str, lo: int) -> int:
+        """The memory address of element ``lo`` of tensor ``name`` in the map (for the C kernel)."""
+        if self._addr0 is None:
+            import warnings
+
+            import torch
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                self._whole = torch.frombuffer(self.mm, dtype=torch.uint8)  # keeps the address valid
+            self._addr0 = self._whole.data_ptr()
+        e = self.index[name]
+        return self._addr0 + e.start + lo * _DTYPES[e.dtype][1]
 
     def release(self, name: str, lo: int, hi: int) -> None:
         """Unmap the pages of a range already reduced: they stay in the page cache, but leave
@@ -117,15 +139,27 @@ def merge_safetensors(
     base: str | None = None,
     keys: list[str] | None = None,
     on_tensor: Callable[[str], None] | None = None,
+    threads: int | None = None,
 ) -> dict:
     """Merge the files' tensors (or, with ``base``, the task vectors file − base) chunk by chunk.
 
     ``make_reducer()`` returns a fresh elementwise reducer (``update(dict)``, ``result()``);
-    one is used per chunk, fed the n candidates' chunks in the order of ``paths``."""
+    one is used per chunk, fed the n candidates' chunks in the order of ``paths``. A reducer
+    naming a ``fused_op`` of merge_kernel.c is computed instead by the C kernel (one pass,
+    ``threads`` ways, bitwise the same), when it builds (unlearnbench.ckernel).
+    """
     import torch
 
+    from .ckernel import kernel
+
+    if not paths:
+        raise StoreError("nothing to merge: no task vector files given")
+    threads = threads or torch.get_num_threads()
     readers = [ChunkReader(p) for p in paths]
     base_r = ChunkReader(base) if base else None
+    fused_op = getattr(make_reducer(), "fused_op", None)
+    lib = kernel() if fused_op is not None else None
+    pool = None
     try:
         ref = base_r.index if base_r else readers[0].index
         names = keys if keys is not None else list(ref)
@@ -134,22 +168,30 @@ def merge_safetensors(
                 if name not in r.index or r.index[name].shape != ref[name].shape:
                     got = r.index[name].shape if name in r.index else "missing"
                     raise StoreError(f"{r.path}: tensor {name!r} is {got}, expected shape {ref[name].shape}")
+        if lib is not None and threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = ThreadPoolExecutor(threads)  # ctypes drops the GIL: the kernel runs in parallel
         out = {}
         for name in names:
             numel = ref[name].numel
             res = torch.empty(numel, dtype=torch.float32)
+            fused = lib is not None and all(r.index[name].dtype == "F32" for r in [*readers, *([base_r] if base_r else [])])
             for lo in range(0, numel, CHUNK):
                 hi = min(lo + CHUNK, numel)
-                b = base_r.read(name, lo, hi).clone() if base_r else None
-                red = make_reducer()
-                for r in readers:
-                    v = r.read(name, lo, hi)
-                    if b is not None:
-                        v = v - b  # τ_i = θ_i − θ_0 in fp32 (§3)
-                    if not math.isfinite(float(v.sum())):  # §3: a non-finite candidate is rejected
-                        raise StoreError(f"{r.path}: task vector has non-finite values in {name!r}")
-                    red.update({name: v})
-                res[lo:hi] = red.result()[name]
+                if fused:
+                    _fused_chunk(lib, pool, threads, fused_op, res, readers, base_r, name, lo, hi)
+                else:
+                    red = make_reducer()
+                    b = base_r.read(name, lo, hi).clone() if base_r else None
+                    for r in readers:
+                        v = r.read(name, lo, hi)
+                        if b is not None:
+                            v = v - b  # τ_i = θ_i − θ_0 in fp32 (§3)
+                        if not math.isfinite(float(v.sum())):  # §3: a non-finite candidate is rejected
+                            raise StoreError(f"{r.path}: task vector has non-finite values in {name!r}")
+                        red.update({name: v})
+                    res[lo:hi] = red.result()[name]
                 for r in readers:
                     r.release(name, lo, hi)
             out[name] = res.view(ref[name].shape)
@@ -157,7 +199,37 @@ def merge_safetensors(
                 on_tensor(name)
         return out
     finally:
+        if pool is not None:
+            pool.shutdown()
         for r in readers:
             r.close()
         if base_r:
             base_r.close()
+
+
+def _fused_chunk(lib, pool, threads: int, op: str, res, readers, base_r, name: str, lo: int, hi: int) -> None:
+    """Elements [lo, hi) of tensor ``name`` merged by the C kernel into ``res[lo:hi]``: every
+    candidate read once, the range split into ``threads`` contiguous parts."""
+    import ctypes
+
+    from .ckernel import OPS
+
+    code = OPS[op]
+    base_addr = base_r.address(name, lo) if base_r else None
+    addrs = [r.address(name, lo) for r in readers]
+    out = res.data_ptr() + 4 * lo
+
+    def part(a: int, b: int) -> int:  # elements [lo + a, lo + b)
+        arr = (ctypes.c_uint64 * len(addrs))(*[x + 4 * a for x in addrs])
+        return lib.ub_merge_f32(code, len(addrs), arr, None if base_addr is None else base_addr + 4 * a, b - a,
+                                out + 4 * a)
+
+    m = hi - lo
+    step = -(-m // threads)
+    bounds = [(a, min(a + step, m)) for a in range(0, m, step)]
+    codes = [part(*bounds[0])] if pool is None or len(bounds) == 1 else list(pool.map(lambda ab: part(*ab), bounds))
+    if -2 in codes:
+        raise ValueError(f"merge_kernel.c does not know op {op!r} ({code})")
+    bad = [i for i in codes if i >= 0]
+    if bad:  # §3: a non-finite candidate is rejected
+        raise StoreError(f"{readers[min(bad)].path}: task vector has non-finite values in {name!r}")

@@ -92,4 +92,13 @@ def merge_files(host, method: str, base_path: str, ft_paths: list[str], output: 
     sp = sparsity(tau)
     return {"method": method, "n": len(ft_paths), "output": output, "wrote": "model" if lam is not None else
             "task_vector", "lam": lam, "sparsity_u_all": sp["u_all"], "tensors": len(out),
-            "engine": "chunked" if chunked else "per-file"}
+            "engine": "chunked" if chunked else "per-file", **({"kernel": _kernel_used(meth, cfg)} if chunked else {})}
+
+
+def _kernel_used(meth, cfg) -> str:
+    """What reduced the chunks: the fused C kernel, or torch (and why)."""
+    from .ckernel import kernel_status
+
+    if getattr(meth.chunk_reducer(cfg), "fused_op", None) is None:
+        return "torch (this operator has no fused form)"
+    return kernel_status()
