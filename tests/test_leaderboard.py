@@ -136,3 +136,47 @@ def test_methods_without_records_are_visibly_missing(host):
     md = render_markdown("digits-10pct", rows, [])
     line = next(x for x in md.splitlines() if x.startswith("| salun |"))
     assert "not run yet" in line and line.count("| – |") >= 4  # a row of dashes, not a number
+
+
+def test_records_from_different_originals_are_flagged(tmp_path):
+    """Same trial, same recipe, different weights (another device): not like for like, and said so
+    in the tables and on the page; the committed boards carry no such warning by accident."""
+    from unlearnbench.leaderboard import consistency
+
+    same = [rec("a", 0, m(100, 95, 95, 10)), rec("b", 0, m(99, 94, 95, 11))]
+    assert consistency(same) == {}
+    other = rec("c", 0, m(98, 93, 94, 12))
+    other["original"] = {**other["original"], "acc_test": 94.2}
+    other["provenance"] = {"cpu": "AMD EPYC", "torch": "2.14.1"}
+    w = consistency(same + [other])
+    assert list(w) == ["digits-10pct"] and "trial 0" in w["digits-10pct"][0] and "2 different original" in \
+        w["digits-10pct"][0] and "CPU AMD EPYC" in w["digits-10pct"][0]
+    # equal metrics but different recorded weights: still two models
+    x, y = rec("a", 1, m(100, 95, 95, 10)), rec("b", 1, m(100, 95, 95, 10))
+    x["weights_sha256"], y["weights_sha256"] = {"original": "1" * 64}, {"original": "2" * 64}
+    assert "trial 1" in consistency([x, y])["digits-10pct"][0]
+    y["weights_sha256"] = {"original": "1" * 64}
+    assert consistency([x, y]) == {}
+    runs = tmp_path / "runs"
+    for r in same + [other]:
+        p = runs / r["_file"]
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps({k: v for k, v in r.items() if k != "_file"}))
+    out = build(runs, tmp_path / "lb")
+    assert out["warnings"]["digits-10pct"]
+    assert "Not like for like" in (tmp_path / "lb" / "digits-10pct.md").read_text()
+    assert 'class="warn"' in (tmp_path / "lb" / "index.html").read_text()
+    assert "Not like for like" not in (REPO / "leaderboards" / "digits-10pct.md").read_text()
+
+
+def test_run_records_the_weights_it_unlearned(tmp_path):
+    """run.json names the original's and Retrain's weights by content (sha256 of the stored file)."""
+    import hashlib
+
+    from unlearnbench.store import Store
+
+    s = Store(tmp_path)
+    s.put("original", "k" * 64, {"w": __import__("torch").ones(3)}, {"x": 1}, None)
+    path = tmp_path / "original" / "kk" / ("k" * 64 + ".safetensors")
+    assert s.digest("original", "k" * 64) == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert s.digest("original", "z" * 64) is None

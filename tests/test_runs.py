@@ -46,6 +46,9 @@ def test_negmerge_record(host, session_store, tmp_path):
     for k in ("original", "retrain", "pool_n", "unlearn_s", "eval_s", "select_s"):
         assert k in on_disk["timings"] or k in on_disk["artifacts"], k
     assert on_disk["artifacts"]["original"] and on_disk["artifacts"]["retrain"]
+    shas = on_disk["weights_sha256"]  # the weights by content, for the leaderboard's like-for-like check
+    assert set(shas) == {"init", "original", "retrain"} and len(set(shas.values())) == 3
+    assert all(len(v) == 64 for v in shas.values())
 
 
 def test_second_method_trains_nothing(host, session_store, tmp_path):
@@ -230,3 +233,15 @@ def test_diagnostic_sweep_reads_test_after_selection_and_stays_off_leaderboards(
         r["_file"] = r["_path"]
     labels = [row.label for row in aggregate([plain, diag])["digits-10pct"] if row.kind == "measured"]
     assert len(labels) == 1 and "diagnostic" not in labels[0]
+
+
+def test_stage_times_survive_a_method_reading_the_stage(host, tmp_path):
+    """Retrain's own ctx.retrain() is a store read once the stage has trained; the record must
+    keep the stage's training time (it once kept the read's 0.0001 s)."""
+    from unlearnbench.store import Store
+
+    rec = run(host, Store(tmp_path / "store"), tmp_path, method="retrain")
+    assert {"original", "retrain"} <= set(rec["trained_now"])
+    t = rec["timings"]
+    assert t["retrain_s"] > 0.05 and t["original_s"] > 0.05
+    assert t["original_s"] + t["retrain_s"] <= t["total_s"]

@@ -146,6 +146,9 @@ def leaderboard(runs_dir, out_dir):
     done = build(runs_dir, out_dir, _host())
     click.echo(f"{done['records']} run records, scenarios {', '.join(done['scenarios'])}; wrote "
                f"{len(done['written'])} files in {out_dir}")
+    for scen, ws in done["warnings"].items():
+        for w in ws:
+            click.echo(f"warning: {scen}: {w}", err=True)
 
 
 @main.command("config")

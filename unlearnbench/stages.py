@@ -29,6 +29,7 @@ class Stages:
         self.evaluator = Evaluator(task, device)
         self.timings: dict[str, float] = {}
         self.keys: dict[str, str] = {"manifest": task.manifest_hash}
+        self.digests: dict[str, str | None] = {}  # kind -> sha256 of the weights file (store sidecar)
         self.trained: list[str] = []  # what this process had to train (the rest came from the store)
         self._cache: dict[str, dict] = {}
         self._metrics: dict[str, dict] = {}
@@ -54,6 +55,7 @@ class Stages:
             self.trained.append(kind)
             self.timings[f"{label}_s"] = time.perf_counter() - t0
         self.keys[kind] = key
+        self.digests[kind] = self.store.digest(kind, key)
         self._cache[kind] = tensors
         return tensors
 

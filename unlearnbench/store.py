@@ -131,6 +131,15 @@ class Store:
         self.stats["computed"] += 1
         return tensors, key, True
 
+    def digest(self, kind: str, key: str) -> str | None:
+        """The sha256 of an artifact's file, from its sidecar (checked against the file on every
+        ``get``): a fingerprint of the weights themselves, where the key only names their recipe.
+        Two runs with the same key can hold different weights (another device, another torch)."""
+        try:
+            return json.loads(self._paths(kind, key)[1].read_text()).get("sha256")
+        except (OSError, ValueError):
+            return None
+
     def discard(self, kind: str, key: str) -> None:
         for p in self._paths(kind, key):
             if p.exists():
