@@ -207,6 +207,25 @@ def _where(rec: dict) -> str:
     return f"{dev}, torch {p.get('torch', '?')}"
 
 
+def _split_by_weights(group: list[dict]) -> list[list[dict]]:
+    """Records with equal metrics but different recorded original weights are still different
+    models; records without a recorded hash join the first hashed part."""
+    by_sha: dict[str | None, list[dict]] = {}
+    for r in group:
+        by_sha.setdefault((r.get("weights_sha256") or {}).get("original"), []).append(r)
+    known = [v for k, v in by_sha.items() if k is not None]
+    if len(known) <= 1:
+        return [group]
+    known[0] += by_sha.get(None, [])
+    return known
+
+
+def _describe(group: list[dict]) -> str:
+    methods = sorted({r["method"] for r in group})
+    more = ", ..." if len(methods) > 4 else ""
+    return f"{len(group)} record(s) from {', '.join(sorted({_where(r) for r in group}))} ({', '.join(methods[:4])}{more})"
+
+
 def consistency(records: list[dict]) -> dict[str, list[str]]:
     """Per scenario, one warning per trial whose records were not all unlearned from the same
     original model (and scored against the same Retrain).
@@ -226,23 +245,9 @@ def consistency(records: list[dict]) -> dict[str, list[str]]:
         groups: dict[tuple, list[dict]] = {}
         for r in recs:
             groups.setdefault((_origin(r, "original"), _origin(r, "retrain")), []).append(r)
-        # the same metrics with different recorded weights: still different models
-        split: list[list[dict]] = []
-        for g in groups.values():
-            shas: dict[str | None, list[dict]] = {}
-            for r in g:
-                shas.setdefault((r.get("weights_sha256") or {}).get("original"), []).append(r)
-            known = [v for k, v in shas.items() if k is not None]
-            if len(known) > 1:
-                known[0] += shas.get(None, [])
-                split += known
-            else:
-                split.append(g)
+        split = [part for g in groups.values() for part in _split_by_weights(g)]
         if len(split) > 1:
-            parts = "; ".join(f"{len(g)} record(s) from {', '.join(sorted({_where(r) for r in g}))} "
-                              f"({', '.join(sorted({r['method'] for r in g})[:4])}"
-                              f"{', ...' if len({r['method'] for r in g}) > 4 else ''})"
-                              for g in sorted(split, key=len, reverse=True))
+            parts = "; ".join(_describe(g) for g in sorted(split, key=len, reverse=True))
             out.setdefault(scen, []).append(
                 f"trial {trial}: records unlearned {len(split)} different original models: {parts}. Each record is "
                 "scored against its own Original and Retrain, but rows built on different originals are not like "
