@@ -1,36 +1,64 @@
 #!/usr/bin/env bash
-# The Fashion-MNIST leaderboard grid on a lent GPU machine (the device tool), one process per
-# (scenario, seed), all sharing one store. Needs, beside the repo: .whl/ (omegaconf, platformdirs
-# wheels) and .fmnist/ (the four IDX .gz files). Writes $OUT/runs.tgz (records + logs).
-#   BUDGET=460 bash benchmarks/device_sweep.sh
-# Cells already in leaderboards/runs are skipped (sweep matches config hashes), so only missing ones
-# run. A fresh machine retrains the originals: if its weights differ from those the recorded cells
-# used, `unlearnbench leaderboard` says "Not like for like" for those trials, and the whole grid of
-# that scenario must be rerun on one machine (delete its records first).
+# The Fashion-MNIST leaderboard grid on a lent GPU machine (the device tool), in one call.
+# Needs, beside the repo: .whl/ (omegaconf, platformdirs wheels) and .fmnist/ (the IDX .gz files).
+#   run(command="DEADLINE=540 bash benchmarks/device_sweep.sh", carry=[".whl", ".fmnist"], timeout_s=590)
+# Phase 1, one process per (scenario, seed): train this machine's original, Retrain and pool
+#   (methods retrain and negmerge) into runs-gpu/.
+# Phase 2: benchmarks/device_plan.py compares each trial's original and Retrain metrics with the
+#   committed records. Equal: only the cells leaderboards/runs lacks run. Different: the whole
+#   trial runs here (the leaderboard refuses to mix originals). Each trial's methods are split
+#   into GROUPS parallel sweeps that only read the store phase 1 filled, so no two processes
+#   train the same weights.
+# Everything stops by DEADLINE seconds after start and leaves $OUT/runs.tgz (records + logs):
+# copy its records into leaderboards/runs (all of a trial, if that trial "differs"), then
+# regenerate with `unlearnbench leaderboard leaderboards/runs -o leaderboards`.
+# Locally, for a dry run: SCENARIOS=digits-10pct DEVICE=cpu INSTALL=0 OUT=/tmp/o bash benchmarks/device_sweep.sh
 set -u
-BUDGET=${BUDGET:-460}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
-python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target /tmp/site . || exit 1
-export PYTHONSAFEPATH=1 PYTHONPATH=/tmp/site UNLEARNBENCH_DATA=$PWD/.fmnist HF_HUB_OFFLINE=1 UNLEARNBENCH_QUIET=1 PYTHONUNBUFFERED=1
-UB="python3 -m unlearnbench.cli"
-mkdir -p runs-gpu/logs
-cp -r leaderboards/runs/. runs-gpu/
-nvidia-smi --query-gpu=name --format=csv,noheader
-# Smoke first: a broken device path fails here in seconds, not after the budget.
-$UB run -q -m negmerge -s digits-10pct --seeds 0 -o device=cuda -o pool.size=2 --store /tmp/smoke \
-    --runs-dir /tmp/smoke-runs > runs-gpu/logs/smoke.txt 2>&1 || { cat runs-gpu/logs/smoke.txt; exit 1; }
-tail -3 runs-gpu/logs/smoke.txt
-ALL=retrain,negmerge,task-arithmetic,uniform,ties,magmax,negmerge-min,negmerge-max,conflict,all,greedy
-ALL=$ALL,gradient-ascent,boundary-shrink,boundary-expanding,random-label-forget,salun-forget
-ALL=$ALL,finetune,l1-sparse,random-label,salun,influence
-METHODS=${METHODS:-$ALL}
-for scen in fmnist-10pct fmnist-class; do
-  for s in 0 1 2; do
-    timeout "$BUDGET" $UB sweep -q --methods "$METHODS" --scenarios "$scen" --seeds "$s" -o device=cuda -o threads=2 \
-        --store /tmp/store --runs-dir runs-gpu > "runs-gpu/logs/$scen-$s.txt" 2>&1 &
-  done
-done
+T0=$(date +%s)
+DEADLINE=${DEADLINE:-540}
+SCENARIOS=${SCENARIOS:-fmnist-10pct fmnist-class}
+SEEDS=${SEEDS:-0 1 2}
+DEVICE=${DEVICE:-cuda}
+GROUPS_PER_TRIAL=${NGROUPS:-3}  # not GROUPS: bash owns that name
+PY=${PY:-python3}
+OLD=${OLD:-leaderboards/runs}
+left() { local l=$((DEADLINE - ($(date +%s) - T0))); [ "$l" -gt 0 ] && echo "$l" || echo 1; }
+if [ "${INSTALL:-1}" = 1 ]; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
+  $PY -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target /tmp/site . || exit 1
+  export PYTHONSAFEPATH=1 PYTHONPATH=/tmp/site UNLEARNBENCH_DATA=$PWD/.fmnist
+  nvidia-smi --query-gpu=name --format=csv,noheader
+fi
+export HF_HUB_OFFLINE=1 UNLEARNBENCH_QUIET=1 PYTHONUNBUFFERED=1
+UB="$PY -m unlearnbench.cli"
+R=runs-gpu
+rm -rf $R; mkdir -p $R/logs
+pack() { tar czf "$OUT/runs.tgz" $R; echo "packed after $(( $(date +%s) - T0 )) s"; }
+
+echo "phase 1 at $(( $(date +%s) - T0 )) s"
+for scen in $SCENARIOS; do for s in $SEEDS; do
+  timeout "$(left)" $UB sweep -q --methods retrain,negmerge --scenarios "$scen" --seeds "$s" \
+      -o device=$DEVICE -o threads=2 --store /tmp/store --runs-dir $R > "$R/logs/$scen-$s-p1.txt" 2>&1 &
+done; done
 wait
-grep -h "^done\|FAILED" runs-gpu/logs/*.txt | sort | uniq -c | sort -rn | head -5
-grep -c "^done" runs-gpu/logs/*.txt
-tar czf "$OUT/runs.tgz" runs-gpu  # copy its new records into leaderboards/runs, then regenerate
+
+echo "phase 2 at $(( $(date +%s) - T0 )) s"
+for scen in $SCENARIOS; do for s in $SEEDS; do
+  $PY benchmarks/device_plan.py --new $R --old "$OLD" -s "$scen" --seed "$s" \
+      --groups "$GROUPS_PER_TRIAL" > "$R/logs/$scen-$s-plan.txt" 2>> $R/logs/plan.txt \
+      || { cat "$R/logs/$scen-$s-p1.txt" | tail -5; continue; }
+  g=0
+  while read -r methods; do
+    g=$((g + 1))
+    timeout "$(left)" $UB sweep -q --methods "$methods" --scenarios "$scen" --seeds "$s" \
+        -o device=$DEVICE -o threads=1 --store /tmp/store --runs-dir $R > "$R/logs/$scen-$s-g$g.txt" 2>&1 &
+  done < "$R/logs/$scen-$s-plan.txt"
+done; done
+cat $R/logs/plan.txt
+wait
+echo "phase 2 ended at $(( $(date +%s) - T0 )) s"
+grep -h "FAILED\|Error" $R/logs/*.txt | sort | uniq -c | head -5
+for scen in $SCENARIOS; do for s in $SEEDS; do
+  echo "$scen seed $s: $(ls $R/$scen/*/seed-$s/run.json 2>/dev/null | wc -l) records"
+done; done
+pack
