@@ -153,9 +153,9 @@ def test_records_from_different_originals_are_flagged(tmp_path):
         w["digits-10pct"][0] and "CPU AMD EPYC" in w["digits-10pct"][0]
     # equal metrics but different recorded weights: still two models
     x, y = rec("a", 1, m(100, 95, 95, 10)), rec("b", 1, m(100, 95, 95, 10))
-    x["weights_sha256"], y["weights_sha256"] = {"original": "1" * 64}, {"original": "2" * 64}
+    x["weights_digest"], y["weights_digest"] = {"original": "1" * 64}, {"original": "2" * 64}
     assert "trial 1" in consistency([x, y])["digits-10pct"][0]
-    y["weights_sha256"] = {"original": "1" * 64}
+    y["weights_digest"] = {"original": "1" * 64}
     assert consistency([x, y]) == {}
     runs = tmp_path / "runs"
     for r in same + [other]:
@@ -169,14 +169,30 @@ def test_records_from_different_originals_are_flagged(tmp_path):
     assert "Not like for like" not in (REPO / "leaderboards" / "digits-10pct.md").read_text()
 
 
-def test_run_records_the_weights_it_unlearned(tmp_path):
-    """run.json names the original's and Retrain's weights by content (sha256 of the stored file)."""
+def test_weights_digest_is_of_content_not_file(tmp_path):
+    """Equal weights give one digest however they were written; any changed bit, name, dtype or
+    shape gives another. The file's own bytes are stable too (one metadata key): safetensors
+    writes a metadata map in random order, which once gave equal weights two file hashes."""
     import hashlib
 
-    from unlearnbench.store import Store
+    import torch
 
-    s = Store(tmp_path)
-    s.put("original", "k" * 64, {"w": __import__("torch").ones(3)}, {"x": 1}, None)
-    path = tmp_path / "original" / "kk" / ("k" * 64 + ".safetensors")
-    assert s.digest("original", "k" * 64) == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert s.digest("original", "z" * 64) is None
+    from unlearnbench.store import Store, tensor_digest
+
+    w = {"b": torch.arange(6, dtype=torch.float32).reshape(2, 3), "a": torch.ones(3, dtype=torch.bfloat16)}
+    d = tensor_digest(w)
+    assert d == tensor_digest({"a": w["a"].clone(), "b": w["b"].t().contiguous().t()})  # order, strides
+    bumped = w["b"].clone()
+    bumped.view(torch.int32)[0, 0] ^= 1  # one bit
+    for other in ({**w, "b": bumped}, {**w, "b": w["b"].reshape(3, 2)}, {**w, "a": w["a"].float()},
+                  {"c": w["b"], "a": w["a"]}):
+        assert tensor_digest(other) != d
+    files = []
+    for root in [f"s{i}" for i in range(8)]:  # two metadata keys would differ in ~7 of 8 writes
+        s = Store(tmp_path / root)
+        s.put("original", "k" * 64, w, {"x": 1}, None)
+        files.append((tmp_path / root / "original" / "kk" / ("k" * 64 + ".safetensors")).read_bytes())
+        assert s.digest("original", "k" * 64) == hashlib.sha256(files[-1]).hexdigest()
+        assert tensor_digest(s.get("original", "k" * 64, None)[0]) == d
+    assert len(set(files)) == 1
+    assert Store(tmp_path / "s1").digest("original", "z" * 64) is None

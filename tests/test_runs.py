@@ -46,9 +46,13 @@ def test_negmerge_record(host, session_store, tmp_path):
     for k in ("original", "retrain", "pool_n", "unlearn_s", "eval_s", "select_s"):
         assert k in on_disk["timings"] or k in on_disk["artifacts"], k
     assert on_disk["artifacts"]["original"] and on_disk["artifacts"]["retrain"]
-    shas = on_disk["weights_sha256"]  # the weights by content, for the leaderboard's like-for-like check
-    assert set(shas) == {"init", "original", "retrain"} and len(set(shas.values())) == 3
+    shas = on_disk["weights_digest"]  # the weights by content, for the leaderboard's like-for-like check
+    assert set(shas) == {"init", "original", "retrain", "unlearned"} and len(set(shas.values())) == 4
     assert all(len(v) == 64 for v in shas.values())
+    from unlearnbench.store import Store, tensor_digest
+
+    stored, _ = Store(session_store.root).get("original", on_disk["artifacts"]["original"], None)
+    assert shas["original"] == tensor_digest(stored)
 
 
 def test_second_method_trains_nothing(host, session_store, tmp_path):
@@ -63,6 +67,7 @@ def test_retrain_row_is_the_oracle(host, session_store, tmp_path):
     rec = run(host, session_store, tmp_path, method="retrain")
     assert rec["gap"]["avg_gap"] == 0.0 and rec["used_splits"] == "retain"
     assert rec["metrics"] == rec["retrain"]
+    assert rec["weights_digest"]["unlearned"] == rec["weights_digest"]["retrain"]  # the oracle is Retrain itself
 
 
 def test_oracle_rule_is_tagged(host, session_store, tmp_path):

@@ -196,7 +196,7 @@ def _mark_best(rows: list[Row]) -> None:
 def _origin(rec: dict, key: str) -> tuple:
     """What identifies the model ``key`` (original / retrain) a record was scored against: its
     weights' sha256 where recorded, and always its measured metrics (records written before
-    weights_sha256 existed, or on another device, still differ there)."""
+    weights_digest existed, or on another device, still differ there)."""
     m = rec.get(key) or {}
     return tuple((k, round(float(m[k]), 4)) for k in sorted(m) if isinstance(m[k], (int, float)))
 
@@ -212,7 +212,7 @@ def _split_by_weights(group: list[dict]) -> list[list[dict]]:
     models; records without a recorded hash join the first hashed part."""
     by_sha: dict[str | None, list[dict]] = {}
     for r in group:
-        by_sha.setdefault((r.get("weights_sha256") or {}).get("original"), []).append(r)
+        by_sha.setdefault((r.get("weights_digest") or {}).get("original"), []).append(r)
     known = [v for k, v in by_sha.items() if k is not None]
     if len(known) <= 1:
         return [group]

@@ -57,4 +57,5 @@ def provenance(device: str, threads: int) -> dict:
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
+        info["deterministic_kernels"] = torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
     return info

@@ -11,6 +11,7 @@ from . import progress
 from .errors import ConfigError
 from .evaluate import Evaluator
 from .seeding import stream_seed, torch_gen
+from .store import tensor_digest
 
 if TYPE_CHECKING:
 
@@ -29,7 +30,7 @@ class Stages:
         self.evaluator = Evaluator(task, device)
         self.timings: dict[str, float] = {}
         self.keys: dict[str, str] = {"manifest": task.manifest_hash}
-        self.digests: dict[str, str | None] = {}  # kind -> sha256 of the weights file (store sidecar)
+        self.digests: dict[str, str] = {}  # kind -> tensor_digest of the weights (what, not how)
         self.trained: list[str] = []  # what this process had to train (the rest came from the store)
         self._cache: dict[str, dict] = {}
         self._metrics: dict[str, dict] = {}
@@ -55,7 +56,7 @@ class Stages:
             self.trained.append(kind)
             self.timings[f"{label}_s"] = time.perf_counter() - t0
         self.keys[kind] = key
-        self.digests[kind] = self.store.digest(kind, key)
+        self.digests[kind] = tensor_digest(tensors)
         self._cache[kind] = tensors
         return tensors
 

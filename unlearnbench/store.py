@@ -40,6 +40,20 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def tensor_digest(tensors: dict) -> str:
+    """sha256 of the weights themselves: every tensor's name, dtype, shape and bytes, in name
+    order. Unlike the file's hash it does not depend on how the file was written (safetensors
+    writes its metadata map in a random order, so one state dict gave two file hashes)."""
+    import torch
+
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))  # any dtype, bf16 too
+    return h.hexdigest()
+
+
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -85,7 +99,7 @@ class Store:
                 raise StoreError(f"refusing to store {kind} {key[:12]}: tensor {k!r} has non-finite values")
         if side.exists():
             side.unlink()  # the sidecar is the commit marker: drop it before replacing the data
-        _atomic_write(data, lambda tmp: save_file(flat, tmp, metadata={"kind": kind, "key": key}))
+        _atomic_write(data, lambda tmp: save_file(flat, tmp, metadata={"artifact": f"{kind}/{key}"}))  # one key: same bytes every time
         record = {"kind": kind, "key": key, "sha256": _file_sha256(data), "bytes": data.stat().st_size,
                   "manifest": manifest, "spec": spec}
         _atomic_write(side, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1, default=str)))
@@ -133,8 +147,8 @@ class Store:
 
     def digest(self, kind: str, key: str) -> str | None:
         """The sha256 of an artifact's file, from its sidecar (checked against the file on every
-        ``get``): a fingerprint of the weights themselves, where the key only names their recipe.
-        Two runs with the same key can hold different weights (another device, another torch)."""
+        ``get``, to catch corruption). To tell whether two runs hold the same weights, compare
+        :func:`tensor_digest` instead: the file's bytes can differ for equal weights."""
         try:
             return json.loads(self._paths(kind, key)[1].read_text()).get("sha256")
         except (OSError, ValueError):
