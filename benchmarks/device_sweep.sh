@@ -5,13 +5,18 @@
 # Phase 1, one process per (scenario, seed): train this machine's original, Retrain and pool
 #   (methods retrain and negmerge) into runs-gpu/.
 # Phase 2: benchmarks/device_plan.py compares each trial's original and Retrain metrics with the
-#   committed records. Equal: only the cells leaderboards/runs lacks run. Different: the whole
-#   trial runs here (the leaderboard refuses to mix originals). Each trial's methods are split
+#   records in OLD (default benchmarks/results/fmnist-h200-runs, the deterministic-kernel grid
+#   built up over GPU sessions). Equal: only the cells OLD lacks run. Different, or none there:
+#   the whole trial runs here (the leaderboard refuses to mix originals). Each trial's methods are split
 #   into GROUPS parallel sweeps that only read the store phase 1 filled, so no two processes
 #   train the same weights.
-# Everything stops by DEADLINE seconds after start and leaves $OUT/runs.tgz (records + logs):
-# copy its records into leaderboards/runs (all of a trial, if that trial "differs"), then
-# regenerate with `unlearnbench leaderboard leaderboards/runs -o leaderboards`.
+# Everything stops by DEADLINE seconds after start and leaves $OUT/runs.tgz (records + logs): copy
+# its records into OLD (all of a trial that "differs", replacing what OLD had of it). Once OLD
+# holds every cell, it replaces the fmnist records in leaderboards/runs; then regenerate with
+# `unlearnbench leaderboard leaderboards/runs -o leaderboards`.
+# Measured (session 3, 6 trials, 3 groups each): phase 1 takes ~245 s; under that load one
+# retain-set baseline (5 lrs x 10 epochs) takes ~240 s, Task Arithmetic 120-180 s, a merge ~25 s.
+# The whole grid is ~1,300 device-seconds: two or three sessions.
 # Locally, for a dry run: SCENARIOS=digits-10pct DEVICE=cpu INSTALL=0 OUT=/tmp/o bash benchmarks/device_sweep.sh
 set -u
 T0=$(date +%s)
@@ -21,7 +26,7 @@ SEEDS=${SEEDS:-0 1 2}
 DEVICE=${DEVICE:-cuda}
 GROUPS_PER_TRIAL=${NGROUPS:-3}  # not GROUPS: bash owns that name
 PY=${PY:-python3}
-OLD=${OLD:-leaderboards/runs}
+OLD=${OLD:-benchmarks/results/fmnist-h200-runs}
 left() { local l=$((DEADLINE - ($(date +%s) - T0))); [ "$l" -gt 0 ] && echo "$l" || echo 1; }
 if [ "${INSTALL:-1}" = 1 ]; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1

@@ -1,8 +1,8 @@
 """Per-stage wall time of one trial for every method, from recorded runs (issue 5, acceptance 7).
 
     unlearnbench sweep --methods retrain,finetune,...,greedy --scenarios fmnist-10pct --seeds 0 \
-        --runs-dir benchmarks/results/fmnist-10pct-cpu-trial0/runs --data-root .fmnist
-    python benchmarks/stage_timings.py benchmarks/results/fmnist-10pct-cpu-trial0/runs
+        --runs-dir benchmarks/results/fmnist-cpu-runs --data-root .fmnist
+    python benchmarks/stage_timings.py benchmarks/results/fmnist-cpu-runs
 
 Nothing is timed here: every number is a ``timings`` field the runner wrote into run.json. The
 shared stages (original, retrain, the fine-tune pool) are trained once per trial by whichever
