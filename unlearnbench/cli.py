@@ -137,6 +137,41 @@ def sweep(methods, scenarios, seeds, config_file, overrides, store, runs_dir, da
 
 
 @main.command()
+@click.argument("records", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--scenarios", help="only these scenarios (comma-separated)")
+@click.option("--methods", help="only these run folders, e.g. negmerge,finetune (comma-separated)")
+@click.option("--seeds", help="only these trials, e.g. 0,1")
+@click.option("--store", type=click.Path(file_okay=False),
+              help="reuse this store (default: a fresh temporary one, so nothing older is reused)")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="keep the reruns' records here (default: discarded)")
+@click.option("--data-root", type=click.Path())
+@click.option("--quiet", "-q", is_flag=True)
+def reproduce(records, scenarios, methods, seeds, store, out_dir, data_root, quiet):
+    """Rerun recorded runs (run.json files or folders of them) exactly as configured, and report
+    each as reproduced or what differs. Exit status 1 if any differs."""
+    from .reproduce import find_records, reproduce as rerun
+
+    if quiet:
+        progress.set_quiet(True)
+    keep = {k: {x.strip() for x in v.split(",") if x.strip()} for k, v in
+            (("scenario", scenarios), ("method", methods), ("seed", seeds)) if v}
+    found = []
+    for p in find_records(records):
+        parts = {"scenario": p.parent.parent.parent.name, "method": p.parent.parent.name,
+                 "seed": p.parent.name.removeprefix("seed-")}
+        if all(parts[k] in v for k, v in keep.items()):
+            found.append(p)
+    if not found:
+        raise click.ClickException(f"no run.json under {', '.join(records)} matches the filters")
+    out = rerun(_host(), found, store_root=store, out_dir=out_dir, data_root=data_root, echo=click.echo)
+    click.echo(f"reproduce: {out['reproduced']} reproduced, {out['differs']} differ, {out['skipped']} skipped "
+               f"of {len(found)}")
+    if out["differs"]:
+        sys.exit(1)
+
+
+@main.command()
 @click.argument("runs_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False))
 def leaderboard(runs_dir, out_dir):

@@ -71,10 +71,19 @@ def train(
         for epoch in range(recipe.epochs):
             if on_epoch is not None:  # e.g. redraw random labels (RL) or decay a penalty (l1-sparse)
                 on_epoch(epoch)
+            # On a GPU, batches are gathered where the model is: a host-to-device copy from
+            # pageable memory each step waits for the step before, so CPU and GPU would take
+            # turns. One copy per epoch, after on_epoch (RL relabels y in place). With a
+            # train-time augmentation (drawn from the CPU stream) or a custom feed, batches are
+            # made on the host. Same batches either way; on CPU nothing is copied.
+            on_dev = augment is None and isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
+            xs, ys = (x.to(device), y.to(device)) if on_dev else (x, y)
             order = torch.randperm(n, generator=gen)
+            if on_dev:
+                order = order.to(device)
             for b in range(spe):
                 idx = order[b * recipe.batch:(b + 1) * recipe.batch]
-                xb, yb = x[idx], y[idx]
+                xb, yb = xs[idx], ys[idx]
                 if augment is not None:
                     xb = augment(xb, gen)
                 xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
