@@ -195,7 +195,7 @@ def _mark_best(rows: list[Row]) -> None:
 
 def _origin(rec: dict, key: str) -> tuple:
     """What identifies the model ``key`` (original / retrain) a record was scored against: its
-    weights' sha256 where recorded, and always its measured metrics (records written before
+    weights' digest where recorded (split by ``_split_by_weights``), and always its measured metrics (records written before
     weights_digest existed, or on another device, still differ there)."""
     m = rec.get(key) or {}
     return tuple((k, round(float(m[k]), 4)) for k in sorted(m) if isinstance(m[k], (int, float)))

@@ -45,7 +45,8 @@ def deterministic_kernels(device: str) -> None:
     (test 92.52 vs 92.28) without this: cuDNN picks weight-gradient algorithms that sum with
     atomics. A trial that does not reproduce cannot be filled in over several sessions, and
     its store key would name different weights on different days. CPU kernels here are
-    already deterministic (digits reruns match bit for bit), so only CUDA is touched.
+    already deterministic for a given thread count (digits reruns match bit for bit; another
+    thread count sums in another order), so only CUDA is touched.
     ``warn_only``: an op with no deterministic CUDA kernel warns instead of failing the run;
     the weight hashes in run.json tell whether a trial reproduced.
     """
