@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .metrics import GAP_METRICS
+from .provenance import where
 from .reference import PAPER
 
 METRICS = [("acc_retain", "Acc Dr"), ("acc_forget", "Acc Df"), ("acc_test", "Acc Dtest"), ("mia", "MIA")]
@@ -201,12 +202,6 @@ def _origin(rec: dict, key: str) -> tuple:
     return tuple((k, round(float(m[k]), 4)) for k in sorted(m) if isinstance(m[k], (int, float)))
 
 
-def _where(rec: dict) -> str:
-    p = rec.get("provenance") or {}
-    dev = p.get("gpu") or (f"CPU {p['cpu']}" if p.get("cpu") else p.get("device") or "?")
-    return f"{dev}, torch {p.get('torch', '?')}"
-
-
 def _split_by_weights(group: list[dict]) -> list[list[dict]]:
     """Records with equal metrics but different recorded original weights are still different
     models; records without a recorded hash join the first hashed part."""
@@ -223,7 +218,7 @@ def _split_by_weights(group: list[dict]) -> list[list[dict]]:
 def _describe(group: list[dict]) -> str:
     methods = sorted({r["method"] for r in group})
     more = ", ..." if len(methods) > 4 else ""
-    return f"{len(group)} record(s) from {', '.join(sorted({_where(r) for r in group}))} ({', '.join(methods[:4])}{more})"
+    return f"{len(group)} record(s) from {', '.join(sorted({where(r) for r in group}))} ({', '.join(methods[:4])}{more})"
 
 
 def consistency(records: list[dict]) -> dict[str, list[str]]:

@@ -59,3 +59,10 @@ def provenance(device: str, threads: int) -> dict:
         info["gpu"] = torch.cuda.get_device_name(0)
         info["deterministic_kernels"] = torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
     return info
+
+
+def where(rec: dict) -> str:
+    """Where a run record was computed, in a few words: the GPU or CPU and the torch version."""
+    p = rec.get("provenance") or {}
+    dev = p.get("gpu") or (f"CPU {p['cpu']}" if p.get("cpu") else p.get("device") or "?")
+    return f"{dev}, torch {p.get('torch', '?')}"

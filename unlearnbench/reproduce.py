@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .errors import ConfigError
+from .provenance import where
 
 SECTIONS = ("metrics", "original", "retrain")
 
@@ -62,9 +63,8 @@ def compare(old: dict, new: dict) -> list[str]:
     return diffs
 
 
-def where(rec: dict) -> str:
-    p = rec.get("provenance") or {}
-    return f"{p.get('gpu') or p.get('cpu') or p.get('device')}, torch {p.get('torch')}, {p.get('threads')} thread(s)"
+def _where(rec: dict) -> str:
+    return f"{where(rec)}, {(rec.get('provenance') or {}).get('threads')} thread(s)"
 
 
 def reproduce(host, records: list[Path], *, store_root: str | None = None, out_dir: str | None = None,
@@ -96,7 +96,7 @@ def reproduce(host, records: list[Path], *, store_root: str | None = None, out_d
                                   "since it was recorded, so it cannot be rerun as it was")
             if str(res.cfg.device).startswith("cuda") and not torch.cuda.is_available():
                 counts["skipped"] += 1
-                details[tag] = [f"skipped: recorded on {where(old)}; this machine has no CUDA device"]
+                details[tag] = [f"skipped: recorded on {_where(old)}; this machine has no CUDA device"]
                 echo(f"skipped {tag}: needs CUDA")
                 continue
             new = run_trial(res, int(old["trial"]), store=store, runs_dir=runs, data_root=data_root,
@@ -105,7 +105,7 @@ def reproduce(host, records: list[Path], *, store_root: str | None = None, out_d
             details[tag] = diffs
             if diffs:
                 counts["differs"] += 1
-                echo(f"DIFFERS {tag} (recorded on {where(old)}; now {where(new)}):")
+                echo(f"DIFFERS {tag} (recorded on {_where(old)}; now {_where(new)}):")
                 for d in diffs:
                     echo(f"    {d}")
             else:
