@@ -337,7 +337,9 @@ class Greedy(MergeMethod):
         return Result(ctx.apply(merged, sel.lam), lam=sel.lam, selection=sel, merged=merged, info=info)
 
 
-EVAL_BATCH = 2048  # the evaluator's batch; eval mode, so the batch size does not change the loss
+# Fixed, unlike the evaluator's batch (metrics.eval_batch): the logits do not depend on it, but the
+# per-batch float32 CE sums do, so another value would change recorded Greedy losses in the last bits.
+EVAL_BATCH = 2048
 
 
 def mean_ce(model: Any, x: "torch.Tensor", y: "torch.Tensor", device: str = "cpu") -> float:

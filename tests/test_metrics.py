@@ -41,3 +41,32 @@ def test_sparsity_both_denominators():
     tau = {"a": torch.tensor([0.0, 1.0, 0.0, 2.0]), "frozen": torch.zeros(4)}
     s = sparsity(tau, trainable=["a"])
     assert s["u_all"] == 75.0 and s["u_train"] == 50.0 and s["nonzero"] == 2
+
+
+def test_logits_do_not_depend_on_eval_batch():
+    """Records computed with the old CPU eval batch (2048) must still reproduce with the new one
+    (512): a model's logits may not change a bit with the inference batch size or thread count.
+    Checked on the fmnist architecture, whose BN and pooling run in eval mode."""
+    import torch
+
+    from unlearnbench import metrics
+    from unlearnbench.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("cnn-bn", 10, 1)
+    x = torch.randn(1500, 1, 28, 28)
+    saved, threads = dict(metrics.EVAL_BATCH), torch.get_num_threads()
+    try:
+        outs = []
+        for th in sorted({1, min(2, threads)}):
+            torch.set_num_threads(th)
+            for b in (2048, 512, 100):
+                metrics.EVAL_BATCH["cpu"] = b
+                outs.append(metrics.logits(model, x))
+    finally:
+        metrics.EVAL_BATCH.clear()
+        metrics.EVAL_BATCH.update(saved)
+        torch.set_num_threads(threads)
+    assert metrics.eval_batch("cpu") == 512 and metrics.eval_batch("cuda:0") == metrics.EVAL_BATCH_DEFAULT
+    for o in outs[1:]:
+        assert torch.equal(o, outs[0])
