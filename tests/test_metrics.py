@@ -70,3 +70,38 @@ def test_logits_do_not_depend_on_eval_batch():
     assert metrics.eval_batch("cpu") == 512 and metrics.eval_batch("cuda:0") == metrics.EVAL_BATCH_DEFAULT
     for o in outs[1:]:
         assert torch.equal(o, outs[0])
+
+
+def test_evaluator_takes_subset_splits_from_the_superset_pass(host):
+    """Class-wise selection reads D_f, D_val and D_val^r ⊂ D_val; the final evaluation reads the MIA
+    members ⊂ D_r. Each subset's logits come from its superset's pass, with the same numbers as a
+    pass of its own, and the images forwarded drop accordingly."""
+    import torch
+
+    from unlearnbench.config import resolve
+    from unlearnbench.evaluate import Evaluator
+    from unlearnbench.metrics import accuracy, logits
+
+    res = resolve(host, scenario="digits-class", method="retrain")
+    task = res.scenario.build_task(res.cfg.scenario, 0, None)
+    torch.manual_seed(0)
+    model = task.new_model()
+    size = task.manifest["sizes"]
+
+    ev = Evaluator(task)
+    names = ["acc_forget", "acc_val", "acc_val_retain"]
+    got = ev.measure(model, names)
+    assert ev.forwarded == size["forget"] + size["val"]  # not + val_retain
+    for n in names:
+        x, y = task.tensors(n[4:])
+        assert got[n] == accuracy(logits(model, x), y)
+    assert 0 < size["val_retain"] < size["val"]
+
+    ev = Evaluator(task)
+    final = ev.measure(model, ev.report_names())
+    distinct = {"retain", "forget", "test", "val", "test_forget_class", "mia_nonmembers"}
+    assert ev.forwarded == sum(size[s] for s in distinct if s != "mia_nonmembers" or
+                               task.manifest["splits"]["mia_nonmembers"] != task.manifest["splits"]["test"])
+    assert set(task.manifest["splits"]["mia_members"]) <= set(task.manifest["splits"]["retain"])
+    assert final["acc_test_forget_class"] == accuracy(logits(model, task.tensors("test_forget_class")[0]),
+                                                      task.tensors("test_forget_class")[1])
