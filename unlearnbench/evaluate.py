@@ -65,8 +65,9 @@ class Evaluator:
             rows = None
             if len(a) <= len(b):
                 order = np.argsort(b, kind="stable")
-                at = np.searchsorted(b[order], a)
-                if len(a) == 0 or (at.max() < len(b) and np.array_equal(b[order][at], a)):
+                b_sorted = b[order]
+                at = np.searchsorted(b_sorted, a)
+                if len(a) == 0 or (at.max() < len(b) and np.array_equal(b_sorted[at], a)):
                     rows = torch.as_tensor(order[at], dtype=torch.long)
             self._rows[key] = rows
         return self._rows[key]
