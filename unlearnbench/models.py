@@ -62,3 +62,89 @@ def tiny_mlp(num_classes: int, in_channels: int = 1):
     return nn.Sequential(
         nn.Flatten(), nn.Linear(in_channels * 64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, num_classes)
     )
+
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # [SAL]'s NormalizeByChannelMeanStd for CIFAR-10
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+def _normalize(mean, std):
+    import torch
+    from torch import nn
+
+    class Normalize(nn.Module):
+        """Per-channel (x - mean) / std as the model's first module, with constant buffers, so
+        attacks and MIA work on [0, 1] pixels [PROTOCOL §2.1]. Buffers stay out of τ (§3)."""
+
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+            self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+        def forward(self, x):
+            return (x - self.mean) / self.std
+
+    return Normalize()
+
+
+def _basic_block(cin: int, cout: int, stride: int):
+    from torch import nn
+
+    class BasicBlock(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.relu = nn.ReLU(inplace=True)
+            self.downsample = None
+            if stride != 1 or cin != cout:
+                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            out = self.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+    return BasicBlock()
+
+
+@arch("resnet18-cifar")
+def resnet18_cifar(num_classes: int, in_channels: int = 3):
+    """CIFAR ResNet-18 [SAL]: normalisation first, a 3x3 stride-1 stem, BN, ReLU and no max-pool,
+    BasicBlocks [2, 2, 2, 2], global average pool, fc 512 -> C; 11,173,962 parameters for C = 10.
+    Init as torchvision's ResNet: kaiming-normal (fan_out) convs, BN gamma 1 and beta 0
+    [PROTOCOL §2.1]. Module names follow torchvision's, so state dicts line up with [SAL]'s."""
+    from torch import nn
+
+    if in_channels != 3:
+        raise ValueError(f"resnet18-cifar takes RGB inputs (in_channels=3), not {in_channels}")
+
+    class ResNet18(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.normalize = _normalize(CIFAR10_MEAN, CIFAR10_STD)
+            self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(64)
+            self.relu = nn.ReLU(inplace=True)
+            widths, cin, layers = (64, 128, 256, 512), 64, []
+            for i, w in enumerate(widths):
+                layers.append(nn.Sequential(_basic_block(cin, w, 1 if i == 0 else 2), _basic_block(w, w, 1)))
+                cin = w
+            self.layer1, self.layer2, self.layer3, self.layer4 = layers
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(512, num_classes)
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                elif isinstance(m, nn.BatchNorm2d):
+                    nn.init.ones_(m.weight)
+                    nn.init.zeros_(m.bias)
+
+        def forward(self, x):
+            x = self.relu(self.bn1(self.conv1(self.normalize(x))))
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+            return self.fc(self.avgpool(x).flatten(1))
+
+    return ResNet18()

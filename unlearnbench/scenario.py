@@ -134,6 +134,17 @@ class RandomForgetConfig:
         "help": "percent of D_train forgotten, drawn uniformly (not stratified)", "source": "[SAL] §1.2"})
 
 
+def random_forget_config(pct: float) -> type:
+    """RandomForgetConfig with another default percentage (cifar10-50pct: 50, PROTOCOL §1.2)."""
+    if pct == 10.0:
+        return RandomForgetConfig
+    from dataclasses import make_dataclass
+
+    meta = RandomForgetConfig.__dataclass_fields__["forget_pct"].metadata
+    return make_dataclass(f"RandomForget{pct:g}Config", [("forget_pct", float, field(default=pct, metadata=meta))],
+                          bases=(RandomForgetConfig,))
+
+
 @dataclass
 class ClassForgetConfig:
     forget_class: str = field(default="0", metadata={
@@ -149,13 +160,13 @@ class ClassifierScenario(Scenario):
 
     title: str = ""  # e.g. "scikit-learn digits, cnn-s"
 
-    def __init__(self, name: str, forget: str):
+    def __init__(self, name: str, forget: str, pct: float = 10.0):
         if forget not in ("random", "class"):
             raise ValueError(f"forget must be 'random' or 'class', not {forget!r}")
         self.name = name
         self.forget = forget
-        self.Config = RandomForgetConfig if forget == "random" else ClassForgetConfig
-        what = "10% random" if forget == "random" else "class-wise (class 0)"
+        self.Config = random_forget_config(pct) if forget == "random" else ClassForgetConfig
+        what = f"{pct:g}% random" if forget == "random" else "class-wise (class 0)"
         self.description = f"{self.title}, {what} forgetting"
 
     family: str = ""

@@ -51,12 +51,17 @@ def train(
     :param after_step: called after every optimiser step (SalUn's hard mask restores θ_0 there).
     :param params: the parameters to optimise (default: all).
     :param on_epoch: called with the epoch index before each epoch.
+    :param augment: ``augment(xb, gen) -> xb`` per batch; default the one ``recipe.augment`` names.
     """
     import torch
     import torch.nn.functional as F
 
     if recipe.optimizer != "sgd":
         raise ValueError(f"optimizer {recipe.optimizer!r} is not supported yet (sgd)")
+    if augment is None:  # the recipe names its augmentation (crop_flip for CIFAR-10, §2.1)
+        from .augment import augmentation
+
+        augment = augmentation(recipe.augment)
     model.to(device).train()
     opt = torch.optim.SGD(list(params) if params is not None else model.parameters(), lr=recipe.lr,
                           momentum=recipe.momentum, weight_decay=recipe.wd)

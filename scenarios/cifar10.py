@@ -1,0 +1,199 @@
+"""CIFAR-10 (60k real 32x32 RGB images): the paper's main classifier benchmark [P T2, B12, B13].
+
+PROTOCOL §1.1: the official 50k train split gives 5,000 val (500 per class) and 45,000
+train; the official 10k test is D_test. Model: CIFAR ResNet-18 with the [SAL] recipe
+(182 epochs, multistep lr, RandomCrop 32 pad 4 + HFlip), §2.1; pool: §6.3. A GPU scenario:
+one model is hours on CPU.
+
+Files are found under ``--data-root`` (or UNLEARNBENCH_DATA), in either of the native
+formats the CIFAR page distributes, unpacked or as the downloaded archive:
+
+- python: ``cifar-10-batches-py/`` (torchvision's layout) or ``cifar-10-python.tar.gz``;
+- binary: ``cifar-10-batches-bin/`` or ``cifar-10-binary.tar.gz``.
+
+The python batches are pickles. They are read with an unpickler that builds numpy arrays,
+lists, strings and numbers and refuses everything else, so a hostile file cannot run code.
+Both formats of the same data give the same fingerprint, hence the same manifests and
+stored models. When online (and HF_HUB_OFFLINE is not 1), torchvision downloads the python
+archive to the user cache as a last resort.
+"""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tarfile
+from pathlib import Path
+
+from unlearnbench import ClassifierScenario, DataNotFound, RawData, Recipe, hookimpl
+from unlearnbench.pools import CLASSIFIER_POOLS
+from unlearnbench.scenario import fingerprint
+
+BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]  # 5 x 10,000 train, then 10,000 test
+PIXELS = 3 * 32 * 32
+FORMATS = (  # (format, folder or archive, member prefix, file suffix), in the order they are tried
+    ("py", "cifar-10-batches-py", "", ""),
+    ("py", "", "", ""),  # the batch files directly in --data-root
+    ("bin", "cifar-10-batches-bin", "", ".bin"),
+    ("bin", "", "", ".bin"),
+    ("py", "cifar-10-python.tar.gz", "cifar-10-batches-py/", ""),
+    ("bin", "cifar-10-binary.tar.gz", "cifar-10-batches-bin/", ".bin"),
+)
+HOW_TO_GET = (
+    "CIFAR-10 was not found. Download it from https://www.cs.toronto.edu/~kriz/cifar.html (the python or the "
+    "binary version) and pass the folder that holds cifar-10-python.tar.gz, cifar-10-binary.tar.gz, "
+    "cifar-10-batches-py/ or cifar-10-batches-bin/ with --data-root (or UNLEARNBENCH_DATA). Looked in: {looked}"
+)
+
+
+# What a CIFAR python batch is made of (protocol 2, as released; protocol 5 if re-pickled):
+# any other global in the pickle is refused.
+_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how Python 3 writes bytes at protocol 2 (a codec call, no user code)
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) not in _ALLOWED:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not part of a CIFAR batch")
+        import numpy as np
+
+        if name in ("ndarray", "dtype"):
+            return getattr(np, name)
+        if module == "_codecs":
+            import _codecs
+
+            return _codecs.encode
+        try:  # numpy 2 moved numpy.core to numpy._core; the old name still warns
+            from numpy._core import multiarray, numeric
+        except ImportError:  # numpy 1
+            from numpy.core import multiarray, numeric
+        return getattr(multiarray if name == "_reconstruct" else numeric, name)
+
+
+def parse_batch(fmt: str, raw: bytes, where: str):
+    """(pixels uint8 (n, 3072), labels int64 (n,)) of one batch file, checked."""
+    import numpy as np
+
+    if fmt == "bin":  # records of 1 label byte + 3,072 pixel bytes (R, G, B planes, row-major)
+        if len(raw) == 0 or len(raw) % (PIXELS + 1):
+            raise DataNotFound(f"{where} is truncated or corrupt: {len(raw)} bytes is not a whole number of "
+                               f"{PIXELS + 1}-byte CIFAR-10 records")
+        rec = np.frombuffer(raw, dtype=np.uint8).reshape(-1, PIXELS + 1)
+        x, y = rec[:, 1:], rec[:, 0].astype(np.int64)
+    else:
+        try:
+            d = _BatchUnpickler(io.BytesIO(raw), encoding="latin1").load()
+        except Exception as e:  # truncated, not a pickle, or a pickle that wants to run something
+            raise DataNotFound(f"{where} is not a readable CIFAR-10 python batch: {type(e).__name__}: {e}") from None
+        if not isinstance(d, dict) or "data" not in d or "labels" not in d:
+            raise DataNotFound(f"{where} is not a CIFAR-10 python batch (no 'data' and 'labels' entries)")
+        x, y = d["data"], np.asarray(d["labels"], dtype=np.int64)
+        if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != PIXELS:
+            raise DataNotFound(f"{where}: 'data' must be a uint8 array of shape (n, {PIXELS}), not "
+                               f"{getattr(x, 'dtype', type(x).__name__)} {getattr(x, 'shape', '')}")
+    if len(x) != len(y) or len(y) == 0:
+        raise DataNotFound(f"{where} holds {len(x)} images but {len(y)} labels")
+    if y.min() < 0 or y.max() > 9:
+        raise DataNotFound(f"{where} has labels outside 0..9 (min {y.min()}, max {y.max()})")
+    return x, y
+
+
+def _candidates(root: Path):
+    for fmt, place, prefix, suffix in FORMATS:
+        path = root / place if place else root
+        if place.endswith(".tar.gz"):
+            if path.is_file():
+                yield fmt, path, prefix, suffix
+        elif all((path / f"{b}{suffix}").is_file() for b in BATCHES):
+            yield fmt, path, prefix, suffix
+
+
+def read_files(fmt: str, path: Path, prefix: str, suffix: str) -> list[bytes]:
+    """The six batch files' bytes, from a folder or straight out of the archive (nothing extracted)."""
+    if path.is_dir():
+        return [(path / f"{b}{suffix}").read_bytes() for b in BATCHES]
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            out = []
+            for b in BATCHES:
+                f = tar.extractfile(f"{prefix}{b}{suffix}")
+                if f is None:
+                    raise KeyError(b)
+                out.append(f.read())
+            return out
+    except (KeyError, tarfile.TarError, OSError, EOFError) as e:
+        raise DataNotFound(f"{path} is not a complete CIFAR-10 archive ({type(e).__name__}: {e}); download it again "
+                           "or unpack it and pass the folder") from None
+
+
+def locate(data_root: str | None):
+    looked = []
+    for r in [r for r in (data_root, os.environ.get("UNLEARNBENCH_DATA")) if r]:
+        looked.append(str(r))
+        for hit in _candidates(Path(r)):
+            return hit
+        if data_root:  # an explicit root that lacks the files is an error, not a reason to look elsewhere
+            raise DataNotFound(HOW_TO_GET.format(looked=", ".join(looked)))
+    try:  # torchvision's download, when online and installed
+        import platformdirs
+        from torchvision.datasets import CIFAR10
+
+        cache = Path(platformdirs.user_cache_dir("unlearnbench")) / "data"
+        looked.append(f"{cache} (torchvision download)")
+        if os.environ.get("HF_HUB_OFFLINE") != "1":
+            CIFAR10(str(cache), train=True, download=True)
+            for hit in _candidates(cache):
+                return hit
+    except Exception as e:  # offline, or torchvision missing: say so in the error below
+        looked.append(f"download failed: {type(e).__name__}")
+    raise DataNotFound(HOW_TO_GET.format(looked=", ".join(looked)))
+
+
+def load(data_root: str | None) -> RawData:
+    import numpy as np
+    import torch
+
+    fmt, path, prefix, suffix = locate(data_root)
+    parts = [parse_batch(fmt, raw, f"{path}: {b}{suffix}") for b, raw in zip(BATCHES, read_files(fmt, path, prefix,
+                                                                                                  suffix))]
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    n_train = sum(len(p[1]) for p in parts[:-1])
+    # The fingerprint hashes the decoded pixels and labels, not the file bytes: the python and
+    # the binary release of the same images are the same data set, with the same manifests.
+    return RawData(
+        x=torch.from_numpy(np.ascontiguousarray(x).reshape(-1, 3, 32, 32)).float().div_(255.0),
+        y=torch.from_numpy(y),
+        train_pool=np.arange(n_train),
+        test=np.arange(n_train, len(y)),
+        fingerprint=fingerprint(np.ascontiguousarray(x).tobytes(), y.tobytes()),
+        num_classes=10,
+        source=str(path),
+    )
+
+
+class CIFAR10(ClassifierScenario):
+    title = "CIFAR-10, CIFAR ResNet-18; GPU scale, ~182 epochs per model"
+    family = "cifar10"
+    arch = "resnet18-cifar"
+    in_channels = 3
+    val_frac = 0.1  # 5,000 of 50,000, 500 per class [PROTOCOL §1.1, SAL]
+    threads = 8  # host-side batch work on a GPU machine; never more than the free cores (runner)
+    recipe = Recipe(epochs=182, batch=256, lr=0.1, momentum=0.9, wd=5e-4, schedule="multistep",
+                    milestones=(91, 136), augment="crop_flip")  # [SAL], PROTOCOL §2.1
+    pools = {"default": CLASSIFIER_POOLS["cifar10/resnet18"]}  # PROTOCOL §6.3
+
+    def load_raw(self, data_root: str | None) -> RawData:
+        return load(data_root)
+
+
+@hookimpl
+def register_scenarios(register):
+    register(CIFAR10("cifar10-10pct", "random"))
+    register(CIFAR10("cifar10-50pct", "random", pct=50.0))
+    register(CIFAR10("cifar10-class", "class"))
