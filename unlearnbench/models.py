@@ -66,6 +66,8 @@ def tiny_mlp(num_classes: int, in_channels: int = 1):
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # [SAL]'s NormalizeByChannelMeanStd for CIFAR-10
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+TINY_MEAN = (0.4802, 0.4481, 0.3975)  # Tiny ImageNet's train-set channel statistics, as commonly used
+TINY_STD = (0.2302, 0.2265, 0.2262)
 
 
 def _normalize(mean, std):
@@ -110,21 +112,16 @@ def _basic_block(cin: int, cout: int, stride: int):
     return BasicBlock()
 
 
-@arch("resnet18-cifar")
-def resnet18_cifar(num_classes: int, in_channels: int = 3):
-    """CIFAR ResNet-18 [SAL]: normalisation first, a 3x3 stride-1 stem, BN, ReLU and no max-pool,
-    BasicBlocks [2, 2, 2, 2], global average pool, fc 512 -> C; 11,173,962 parameters for C = 10.
-    Init as torchvision's ResNet: kaiming-normal (fan_out) convs, BN gamma 1 and beta 0
-    [PROTOCOL §2.1]. Module names follow torchvision's, so state dicts line up with [SAL]'s."""
+def _resnet18(num_classes: int, in_channels: int, mean, std, name: str):
     from torch import nn
 
     if in_channels != 3:
-        raise ValueError(f"resnet18-cifar takes RGB inputs (in_channels=3), not {in_channels}")
+        raise ValueError(f"{name} takes RGB inputs (in_channels=3), not {in_channels}")
 
     class ResNet18(nn.Module):
         def __init__(self):
             super().__init__()
-            self.normalize = _normalize(CIFAR10_MEAN, CIFAR10_STD)
+            self.normalize = _normalize(mean, std)
             self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
             self.bn1 = nn.BatchNorm2d(64)
             self.relu = nn.ReLU(inplace=True)
@@ -148,3 +145,20 @@ def resnet18_cifar(num_classes: int, in_channels: int = 3):
             return self.fc(self.avgpool(x).flatten(1))
 
     return ResNet18()
+
+
+@arch("resnet18-cifar")
+def resnet18_cifar(num_classes: int, in_channels: int = 3):
+    """CIFAR ResNet-18 [SAL]: normalisation first, a 3x3 stride-1 stem, BN, ReLU and no max-pool,
+    BasicBlocks [2, 2, 2, 2], global average pool, fc 512 -> C; 11,173,962 parameters for C = 10.
+    Init as torchvision's ResNet: kaiming-normal (fan_out) convs, BN gamma 1 and beta 0
+    [PROTOCOL §2.1]. Module names follow torchvision's, so state dicts line up with [SAL]'s."""
+    return _resnet18(num_classes, in_channels, CIFAR10_MEAN, CIFAR10_STD, "resnet18-cifar")
+
+
+@arch("resnet18-tiny")
+def resnet18_tiny(num_classes: int, in_channels: int = 3):
+    """The CIFAR ResNet-18 at 64 px for Tiny ImageNet [PROTOCOL §2.1: "CIFAR ResNet-18 at 64 px"];
+    the global average pool takes the 8x8 final map. Normalised with Tiny ImageNet's own channel
+    statistics [OURS]; the protocol names no constants."""
+    return _resnet18(num_classes, in_channels, TINY_MEAN, TINY_STD, "resnet18-tiny")

@@ -1,0 +1,170 @@
+"""Tiny ImageNet (200 classes, 64x64 RGB JPEGs) [P T B9].
+
+PROTOCOL §1.1: the 100k train images give 10,000 val (50 per class) and 90,000 train; the
+official val split (10,000, labelled) is D_test, since the test labels are unpublished.
+Model: the CIFAR ResNet-18 at 64 px with the CIFAR-10 recipe and RandomCrop 64 pad 4 +
+HFlip (§2.1); pool: the CIFAR-10 grid (§6.3). A GPU scenario.
+
+Files are found under ``--data-root`` (or UNLEARNBENCH_DATA), as the CS231n release ships
+them: ``tiny-imagenet-200/`` unpacked, or ``tiny-imagenet-200.zip`` read without unpacking.
+Class ids follow the sorted WordNet ids (torchvision's ImageFolder order, not wnids.txt's).
+The fingerprint hashes the JPEG bytes and the labels, so it does not depend on the JPEG
+decoder; the unpacked folder and the zip give the same manifests.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import zipfile
+from pathlib import Path
+
+from unlearnbench import ClassifierScenario, DataNotFound, RawData, Recipe, hookimpl
+from unlearnbench.pools import CLASSIFIER_POOLS
+from unlearnbench.scenario import fingerprint
+
+TOP = "tiny-imagenet-200"
+SIDE = 64
+HOW_TO_GET = (
+    "Tiny ImageNet was not found. Download tiny-imagenet-200.zip (http://cs231n.stanford.edu/tiny-imagenet-200.zip) "
+    "and pass the folder that holds it, or the unpacked tiny-imagenet-200/, with --data-root (or UNLEARNBENCH_DATA). "
+    "Looked in: {looked}"
+)
+
+
+class _Folder:
+    def __init__(self, root: Path):
+        self.root, self.where = root, str(root)
+
+    def read(self, rel: str) -> bytes:
+        return (self.root / rel).read_bytes()
+
+    def listdir(self, rel: str) -> list[str]:
+        d = self.root / rel
+        return sorted(p.name for p in d.iterdir() if p.is_file()) if d.is_dir() else []
+
+
+class _Zip:
+    def __init__(self, path: Path):
+        self.where = str(path)
+        try:
+            self.zf = zipfile.ZipFile(path)
+            names = self.zf.namelist()
+        except (zipfile.BadZipFile, OSError) as e:
+            raise DataNotFound(f"{path} is not a readable zip ({e}); download it again or unpack it") from None
+        self.files = {n[len(TOP) + 1:] for n in names if n.startswith(TOP + "/") and not n.endswith("/")}
+
+    def read(self, rel: str) -> bytes:
+        try:
+            return self.zf.read(f"{TOP}/{rel}")
+        except (KeyError, zipfile.BadZipFile, OSError, EOFError) as e:
+            raise DataNotFound(f"{self.where}: cannot read {rel} ({type(e).__name__}: {e}); the archive is "
+                               "incomplete or corrupt") from None
+
+    def listdir(self, rel: str) -> list[str]:
+        pre = rel.rstrip("/") + "/"
+        return sorted(f[len(pre):] for f in self.files if f.startswith(pre) and "/" not in f[len(pre):])
+
+
+def locate(data_root: str | None):
+    looked = []
+    for r in [r for r in (data_root, os.environ.get("UNLEARNBENCH_DATA")) if r]:
+        root = Path(r)
+        looked.append(str(root))
+        for cand in (root / TOP, root):
+            if (cand / "wnids.txt").is_file():
+                return _Folder(cand)
+        if (root / f"{TOP}.zip").is_file():
+            return _Zip(root / f"{TOP}.zip")
+        if data_root:  # an explicit root that lacks the files is an error, not a reason to look elsewhere
+            break
+    raise DataNotFound(HOW_TO_GET.format(looked=", ".join(looked) or "no --data-root or UNLEARNBENCH_DATA given"))
+
+
+def _text(src, rel: str) -> str:
+    try:
+        return src.read(rel).decode("utf-8")
+    except FileNotFoundError:
+        raise DataNotFound(f"{src.where} lacks {rel}: not a complete Tiny ImageNet release") from None
+
+
+def decode(raw: bytes, where: str):
+    """One JPEG as uint8 (3, 64, 64); grayscale images (a few hundred in the release) become RGB."""
+    import numpy as np
+
+    try:
+        from PIL import Image
+    except ImportError:
+        raise DataNotFound("reading Tiny ImageNet's JPEGs needs Pillow: pip install 'unlearnbench[vision]'") from None
+    try:
+        with Image.open(io.BytesIO(raw)) as im:
+            arr = np.asarray(im.convert("RGB"))
+    except Exception as e:  # truncated or not an image
+        raise DataNotFound(f"{where} is not a readable image ({type(e).__name__}: {e})") from None
+    if arr.shape != (SIDE, SIDE, 3):
+        raise DataNotFound(f"{where} is {arr.shape[1]}x{arr.shape[0]}, Tiny ImageNet images are {SIDE}x{SIDE}")
+    return arr.transpose(2, 0, 1)
+
+
+def load(data_root: str | None) -> RawData:
+    import numpy as np
+    import torch
+
+    src = locate(data_root)
+    wnids = sorted(w for w in _text(src, "wnids.txt").split() if w)
+    if len(set(wnids)) != len(wnids) or not wnids:
+        raise DataNotFound(f"{src.where}: wnids.txt is empty or lists a class twice")
+    label = {w: i for i, w in enumerate(wnids)}
+    files: list[tuple[str, int]] = []
+    for w in wnids:
+        names = [n for n in src.listdir(f"train/{w}/images") if n.lower().endswith((".jpeg", ".jpg"))]
+        if not names:
+            raise DataNotFound(f"{src.where}: train/{w}/images holds no JPEGs; the release is incomplete")
+        files += [(f"train/{w}/images/{n}", label[w]) for n in names]
+    n_train = len(files)
+    for line in _text(src, "val/val_annotations.txt").splitlines():
+        if not line.strip():
+            continue
+        name, w = line.split("\t")[:2]
+        if w not in label:
+            raise DataNotFound(f"{src.where}: val/val_annotations.txt labels {name} with {w}, not in wnids.txt")
+        files.append((f"val/images/{name}", label[w]))
+    if len(files) == n_train:
+        raise DataNotFound(f"{src.where}: val/val_annotations.txt lists no images")
+    x = np.empty((len(files), 3, SIDE, SIDE), dtype=np.uint8)
+    digests = []
+    for i, (rel, _) in enumerate(files):
+        raw = src.read(rel)
+        digests.append(hashlib.sha256(raw).digest())
+        x[i] = decode(raw, f"{src.where}: {rel}")
+    y = np.array([c for _, c in files], dtype=np.int64)
+    return RawData(
+        x=torch.from_numpy(x).float().div_(255.0),
+        y=torch.from_numpy(y),
+        train_pool=np.arange(n_train),
+        test=np.arange(n_train, len(y)),
+        fingerprint=fingerprint(b"".join(digests), y.tobytes(), "\n".join(wnids).encode()),
+        num_classes=len(wnids),
+        source=src.where,
+    )
+
+
+class TinyImageNet(ClassifierScenario):
+    title = "Tiny ImageNet, CIFAR ResNet-18 at 64 px; GPU scale"
+    family = "tinyimagenet"
+    arch = "resnet18-tiny"
+    in_channels = 3
+    val_frac = 0.1  # 10,000 of 100,000, 50 per class [PROTOCOL §1.1]
+    threads = 8  # host-side batch work on a GPU machine; never more than the free cores (runner)
+    recipe = Recipe(epochs=182, batch=256, lr=0.1, momentum=0.9, wd=5e-4, schedule="multistep",
+                    milestones=(91, 136), augment="crop_flip")  # "as cifar10", RandomCrop 64 pad 4 [§2.1]
+    pools = {"default": CLASSIFIER_POOLS["tinyimagenet/resnet18"]}  # PROTOCOL §6.3
+
+    def load_raw(self, data_root: str | None) -> RawData:
+        return load(data_root)
+
+
+@hookimpl
+def register_scenarios(register):
+    register(TinyImageNet("tinyimagenet-10pct", "random"))
+    register(TinyImageNet("tinyimagenet-class", "class"))
