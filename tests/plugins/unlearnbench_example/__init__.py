@@ -34,7 +34,7 @@ class AscentStep(Method):
         with torch.no_grad():
             for p, g in zip(model.parameters(), grads):
                 p.add_(g, alpha=ctx.cfg.lr)  # ascent: raise the forget loss
-        return Result({k: v.detach().clone() for k, v in model.state_dict().items()}, info={"loss_before": float(loss)})
+        return Result({k: v.detach().clone() for k, v in model.state_dict().items()}, info={"loss_before": float(loss.detach())})
 
 
 @hookimpl
