@@ -214,7 +214,7 @@ def test_recipe_augment_reaches_the_training_loop():
     with pytest.raises(ConfigError, match="crop_flip"):
         trained("crop_flp")
     with pytest.raises(ConfigError, match="not implemented yet"):
-        trained("rrc_flip")
+        trained("clip_randaug")
 
 
 def test_cifar10_recipe_is_the_reference_one(host):

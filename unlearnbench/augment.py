@@ -4,8 +4,8 @@ An augmentation maps a host batch ``(N, C, H, W)`` in [0, 1] and the training ge
 batch of the same shape. Its randomness comes from that generator only, so a trial's
 training is replayed exactly: same order stream, same crops, same flips.
 
-Names the protocol uses but the suite cannot run yet (``rrc_flip``: CUB and Swin-T;
-``clip_rrc``, ``clip_randaug``: CLIP) raise a clear error instead of training without them.
+Names the protocol uses but the suite cannot run yet (``clip_rrc``, ``clip_randaug``: CLIP)
+raise a clear error instead of training without them.
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 Augment = Callable[["torch.Tensor", "torch.Generator"], "torch.Tensor"]
 
 PLANNED = {
-    "rrc_flip": "RandomResizedCrop 224 + HFlip (CUB-200, Swin-T)",
     "clip_rrc": "CLIP's RandomResizedCrop preprocessing",
     "clip_randaug": "CLIP preprocessing with RandAugment",
 }
@@ -46,7 +45,54 @@ def crop_flip(xb: "torch.Tensor", gen: "torch.Generator", pad: int = 4) -> "torc
                   rows[:, None, :, None], cols[:, None, None, :]]
 
 
-AUGMENTS: dict[str, Augment | None] = {"none": None, "crop_flip": crop_flip}
+def rrc_params(h: int, w: int, gen: "torch.Generator", scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    """(top, left, height, width) of one RandomResizedCrop, by torchvision's algorithm: up to 10
+    draws of an area fraction and a log-uniform aspect ratio, else a centre crop at the nearest
+    allowed ratio. Every draw comes from ``gen``."""
+    import math
+
+    import torch
+
+    area = h * w
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * torch.empty(1).uniform_(scale[0], scale[1], generator=gen).item()
+        aspect = math.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1], generator=gen).item())
+        cw, ch = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+        if 0 < cw <= w and 0 < ch <= h:
+            top = int(torch.randint(0, h - ch + 1, (1,), generator=gen).item())
+            left = int(torch.randint(0, w - cw + 1, (1,), generator=gen).item())
+            return top, left, ch, cw
+    in_ratio = w / h
+    if in_ratio < min(ratio):
+        cw, ch = w, int(round(w / min(ratio)))
+    elif in_ratio > max(ratio):
+        ch, cw = h, int(round(h * max(ratio)))
+    else:
+        cw, ch = w, h
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
+def rrc_flip(xb: "torch.Tensor", gen: "torch.Generator") -> "torch.Tensor":
+    """RandomResizedCrop back to the input size (bilinear, antialiased), then RandomHorizontalFlip,
+    per image: the CUB-200 train transform [PROTOCOL §2.1]. The scenario stores images at the
+    network's input size, so the crop is taken from that stored image [OURS]."""
+    import torch
+    import torch.nn.functional as F
+
+    n, _, h, w = xb.shape
+    out = torch.empty_like(xb)
+    for i in range(n):
+        top, left, ch, cw = rrc_params(h, w, gen)
+        crop = xb[i:i + 1, :, top:top + ch, left:left + cw]
+        img = F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False, antialias=True)[0]
+        if torch.rand(1, generator=gen).item() < 0.5:
+            img = img.flip(-1)
+        out[i] = img
+    return out
+
+
+AUGMENTS: dict[str, Augment | None] = {"none": None, "crop_flip": crop_flip, "rrc_flip": rrc_flip}
 
 
 def augmentation(name: str) -> Augment | None:

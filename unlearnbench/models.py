@@ -66,6 +66,8 @@ def tiny_mlp(num_classes: int, in_channels: int = 1):
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # [SAL]'s NormalizeByChannelMeanStd for CIFAR-10
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # what torchvision's pretrained ResNet-18 expects
+IMAGENET_STD = (0.229, 0.224, 0.225)
 TINY_MEAN = (0.4802, 0.4481, 0.3975)  # Tiny ImageNet's train-set channel statistics, as commonly used
 TINY_STD = (0.2302, 0.2265, 0.2262)
 
@@ -112,7 +114,7 @@ def _basic_block(cin: int, cout: int, stride: int):
     return BasicBlock()
 
 
-def _resnet18(num_classes: int, in_channels: int, mean, std, name: str):
+def _resnet18(num_classes: int, in_channels: int, mean, std, name: str, imagenet_stem: bool = False):
     from torch import nn
 
     if in_channels != 3:
@@ -122,7 +124,12 @@ def _resnet18(num_classes: int, in_channels: int, mean, std, name: str):
         def __init__(self):
             super().__init__()
             self.normalize = _normalize(mean, std)
-            self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+            if imagenet_stem:  # torchvision's: 7x7 stride 2, then a 3x3 stride-2 max-pool
+                self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+                self.maxpool = nn.MaxPool2d(3, 2, 1)
+            else:  # CIFAR's: 3x3 stride 1, no max-pool
+                self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+                self.maxpool = nn.Identity()
             self.bn1 = nn.BatchNorm2d(64)
             self.relu = nn.ReLU(inplace=True)
             widths, cin, layers = (64, 128, 256, 512), 64, []
@@ -140,7 +147,7 @@ def _resnet18(num_classes: int, in_channels: int, mean, std, name: str):
                     nn.init.zeros_(m.bias)
 
         def forward(self, x):
-            x = self.relu(self.bn1(self.conv1(self.normalize(x))))
+            x = self.maxpool(self.relu(self.bn1(self.conv1(self.normalize(x)))))
             x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
             return self.fc(self.avgpool(x).flatten(1))
 
@@ -162,3 +169,12 @@ def resnet18_tiny(num_classes: int, in_channels: int = 3):
     the global average pool takes the 8x8 final map. Normalised with Tiny ImageNet's own channel
     statistics [OURS]; the protocol names no constants."""
     return _resnet18(num_classes, in_channels, TINY_MEAN, TINY_STD, "resnet18-tiny")
+
+
+@arch("resnet18-imagenet")
+def resnet18_imagenet(num_classes: int, in_channels: int = 3):
+    """torchvision's ResNet-18 (7x7 stem, max-pool; 11,279,112 parameters for C = 200) with ImageNet
+    normalisation inside, for 224-px data sets that start from ImageNet weights (CUB-200, PROTOCOL
+    §2.1). Its state dict is torchvision's plus the two normalisation buffers, so torchvision's
+    checkpoint loads into it directly."""
+    return _resnet18(num_classes, in_channels, IMAGENET_MEAN, IMAGENET_STD, "resnet18-imagenet", imagenet_stem=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import ConfigError
 from .recipe import PoolGrid, Recipe
@@ -63,6 +63,9 @@ class Task:
     mia: bool = True  # MIA-efficacy is reported (classifiers); CLIP reports accuracies only (§8.4)
     frozen: tuple[str, ...] = ()  # parameter names that stay 0 in τ (CLIP attention)
     search_baseline_lr: bool = False  # PROTOCOL §7.3: CPU scenarios select baseline lrs by rule (c)
+    # Pretrained classifier scenarios (CUB-200): returns (weights, tag) where weights are loaded over
+    # the init-stream draw (the backbone; the head stays drawn) and tag identifies them in store keys.
+    pretrained: "Callable[[], tuple[dict, str]] | None" = None
 
     @property
     def num_classes(self) -> int:

@@ -62,16 +62,26 @@ class Stages:
 
     # -- θ_init, original, retrain ----------------------------------------------------------
     def init_weights(self) -> dict:
+        """θ_init: the architecture drawn from the trial's init stream; in a pretrained scenario
+        the pretrained weights then replace every entry they have (the head stays drawn)."""
         seed = stream_seed(self.task.trial, "init")
+        pre, extra = None, {}
+        if self.task.pretrained is not None:
+            pre, tag = self.task.pretrained()
+            extra = {"pretrained": tag}  # only then: the keys of from-scratch scenarios are unchanged
 
         def compute():
             import torch
 
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                return self.task.new_model().state_dict()
+                state = self.task.new_model().state_dict()
+            if pre is not None:
+                for k, v in pre.items():
+                    state[k] = v.to(state[k].dtype).clone()
+            return state
 
-        return self._get("init", self._spec("init", seed=seed), compute, "init")
+        return self._get("init", self._spec("init", seed=seed, **extra), compute, "init")
 
     def _train_on(self, split: str, kind: str) -> dict:
         init = self.init_weights()
