@@ -192,8 +192,17 @@ class CIFAR10(ClassifierScenario):
         return load(data_root)
 
 
+class CIFAR10VGG(CIFAR10):
+    """[P T B10]: the same data and recipe with VGG-16-BN, whose pool uses lr 0.01 and batch 64 (§6.3)."""
+
+    title = "CIFAR-10, VGG-16 with BN; GPU scale, ~182 epochs per model"
+    arch = "vgg16-bn-cifar"
+    pools = {"default": CLASSIFIER_POOLS["cifar10/vgg16"]}  # PROTOCOL §6.3 [P App. A]
+
+
 @hookimpl
 def register_scenarios(register):
     register(CIFAR10("cifar10-10pct", "random"))
     register(CIFAR10("cifar10-50pct", "random", pct=50.0))
     register(CIFAR10("cifar10-class", "class"))
+    register(CIFAR10VGG("cifar10-vgg16-10pct", "random"))

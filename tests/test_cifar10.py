@@ -223,3 +223,18 @@ def test_cifar10_recipe_is_the_reference_one(host):
     assert (r.epochs, r.batch, r.lr, r.schedule, r.milestones, r.augment) == (182, 256, 0.1, "multistep", (91, 136),
                                                                               "crop_flip")
     assert scen.pools["default"].base.augment == "crop_flip" and len(scen.pools["default"]) == 27
+
+
+def test_cifar10_vgg16_scenario(host, tmp_path):
+    from unlearnbench.models import build_model
+
+    write_cifar(tmp_path, "bin")
+    scen, cfg = scen_cfg(host, "cifar10-vgg16-10pct")
+    t = scen.build_task(cfg, 0, str(tmp_path))
+    assert t.arch == "vgg16-bn-cifar" and t.recipe == scen_cfg(host, "cifar10-10pct")[0].recipe  # "as resnet18"
+    pool = t.pools["default"]
+    assert (pool.base.lr, pool.base.batch, len(pool)) == (0.01, 64, 27)  # PROTOCOL §6.3 [P App. A]
+    m = build_model("vgg16-bn-cifar", 10, 3)
+    assert sum(p.numel() for p in m.parameters()) == 14_728_266
+    assert m(t.data.x[:2]).shape == (2, 10)
+    assert sum(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules()) == 13  # 13 convs, each with BN

@@ -178,3 +178,42 @@ def resnet18_imagenet(num_classes: int, in_channels: int = 3):
     §2.1). Its state dict is torchvision's plus the two normalisation buffers, so torchvision's
     checkpoint loads into it directly."""
     return _resnet18(num_classes, in_channels, IMAGENET_MEAN, IMAGENET_STD, "resnet18-imagenet", imagenet_stem=True)
+
+
+VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+@arch("vgg16-bn-cifar")
+def vgg16_bn_cifar(num_classes: int, in_channels: int = 3):
+    """VGG-16 with BN for 32-px inputs: torchvision's vgg16_bn feature layers (conv with bias, BN,
+    ReLU; five max-pools down to 1x1x512), then fc 512 -> C, normalisation inside (CIFAR-10's
+    statistics); 14,728,266 parameters for C = 10 [PROTOCOL §2.1: "VGG-16 with BN, fc -> C,
+    normalisation inside"]. Init as torchvision's VGG: kaiming-normal (fan_out) convs with zero
+    bias, BN gamma 1 and beta 0, fc N(0, 0.01)."""
+    from torch import nn
+
+    if in_channels != 3:
+        raise ValueError(f"vgg16-bn-cifar takes RGB inputs (in_channels=3), not {in_channels}")
+    layers, cin = [], 3
+    for v in VGG16_LAYOUT:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(cin, v, 3, padding=1), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
+            cin = v
+    model = nn.Sequential()
+    model.add_module("normalize", _normalize(CIFAR10_MEAN, CIFAR10_STD))
+    model.add_module("features", nn.Sequential(*layers))
+    model.add_module("flatten", nn.Flatten())
+    model.add_module("classifier", nn.Linear(512, num_classes))
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
+    return model

@@ -76,6 +76,14 @@ PAPER = {
         ("uniform", "Uniform", "forget", 73.94, 56.93, 69.78, 100.00, 7.37),
         ("negmerge", "NegMerge", "forget", 74.64, 58.26, 70.69, 100.00, 7.30),
     ]),
+    "cifar10-vgg16-10pct": _rows("P T B10", [
+        ("retrain", "Retrain*", "retain", 99.99, 94.02, 93.06, 10.36, 0.00),
+        ("gradient-ascent", "GA*", "forget", 99.37, 99.07, 93.63, 1.36, 3.81),
+        ("boundary-shrink", "Boundary Shrink*", "forget", 99.40, 99.20, 93.68, 1.38, 3.84),
+        ("boundary-expanding", "Boundary Expanding*", "forget", 99.39, 99.20, 93.68, 1.42, 3.84),
+        ("task-arithmetic", "TA single best†", "forget", 97.26, 94.90, 90.10, 10.34, 1.64),
+        ("negmerge", "NegMerge", "forget", 98.00, 95.74, 91.01, 10.10, 1.50),
+    ]),
     "tinyimagenet-10pct": _rows("P T B9", [
         ("retrain", "Retrain*", "retain", 99.98, 63.60, 63.67, 63.77, 0.00),
         ("random-label-forget", "RL-forget", "forget", 76.43, 76.09, 58.09, 32.33, 18.27),
