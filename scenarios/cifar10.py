@@ -178,6 +178,7 @@ def load(data_root: str | None) -> RawData:
 
 
 class CIFAR10(ClassifierScenario):
+    gpu_scale = True  # the runner warns before training it on CPU
     title = "CIFAR-10, CIFAR ResNet-18; GPU scale, ~182 epochs per model"
     family = "cifar10"
     arch = "resnet18-cifar"

@@ -218,6 +218,7 @@ def load_pretrained(spec: str, model_state: dict) -> tuple[dict, str]:
 
 
 class CUB200(ClassifierScenario):
+    gpu_scale = True  # the runner warns before training it on CPU
     title = "CUB-200-2011, ResNet-18 from ImageNet weights; GPU scale"
     family = "cub200"
     arch = "resnet18-imagenet"

@@ -150,6 +150,7 @@ def load(data_root: str | None) -> RawData:
 
 
 class TinyImageNet(ClassifierScenario):
+    gpu_scale = True  # the runner warns before training it on CPU
     title = "Tiny ImageNet, CIFAR ResNet-18 at 64 px; GPU scale"
     family = "tinyimagenet"
     arch = "resnet18-tiny"

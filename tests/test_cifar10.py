@@ -238,3 +238,12 @@ def test_cifar10_vgg16_scenario(host, tmp_path):
     assert sum(p.numel() for p in m.parameters()) == 14_728_266
     assert m(t.data.x[:2]).shape == (2, 10)
     assert sum(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules()) == 13  # 13 convs, each with BN
+
+
+def test_gpu_scale_scenarios_warn_on_cpu(host):
+    from unlearnbench.runner import gpu_scale_warning
+
+    for name in ("cifar10-10pct", "cifar10-vgg16-10pct", "tinyimagenet-class", "cub200-10pct"):
+        scen = host.scenarios.get(name)
+        assert "device=cuda" in gpu_scale_warning(scen, "cpu") and gpu_scale_warning(scen, "cuda:0") is None
+    assert gpu_scale_warning(host.scenarios.get("fmnist-10pct"), "cpu") is None

@@ -27,6 +27,14 @@ def pick_threads(requested: int, preferred: int) -> int:
     return max(1, min(requested or preferred, cores))
 
 
+def gpu_scale_warning(scenario: Any, device: str) -> str | None:
+    """What to tell someone about to train a GPU-scale scenario (CIFAR-10, CUB, Tiny ImageNet) on CPU."""
+    if not device.startswith("cpu") or not getattr(scenario, "gpu_scale", False):
+        return None
+    return (f"unlearnbench: warning: {scenario.name} is a GPU-scale scenario ({scenario.title}): on CPU one model "
+            "takes many hours and a trial several days. Use -o device=cuda where a GPU is available.")
+
+
 def run_dir(runs_dir: Path, scenario: str, method: str, trial: int) -> Path:
     return Path(runs_dir) / scenario / method / f"seed-{trial}"
 
@@ -66,6 +74,11 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={device} but no CUDA device is available here; use -o device=cpu")
     deterministic_kernels(device)
+    warning = gpu_scale_warning(scen, device)
+    if warning:
+        import sys
+
+        print(warning, file=sys.stderr)  # shown even with --quiet: it is not progress
     timings: dict[str, float] = {"data_s": time.perf_counter() - t0}
 
     stages = Stages(task, store, device)
