@@ -72,6 +72,51 @@ def test_logits_do_not_depend_on_eval_batch():
         assert torch.equal(o, outs[0])
 
 
+def test_fast_eval_maxpool_is_the_stock_pool_bit_for_bit():
+    """cnn-s and cnn-bn pool in channels-last memory at CPU inference (about 2x faster there,
+    benchmarks/eval_maxpool.py); the values must be torch's own pool's, ties, -0.0 and NaN
+    included, and training must keep the stock kernel (its gradient routing at ties)."""
+    import torch
+    from torch import nn
+
+    from unlearnbench.models import build_model
+
+    torch.manual_seed(0)
+    for name, shape in (("cnn-bn", (300, 1, 28, 28)), ("cnn-s", (300, 1, 8, 8))):
+        model = build_model(name, 10, 1).eval()
+        fast = [m for m in model.modules() if isinstance(m, nn.MaxPool2d)]
+        assert fast and all(type(m) is not nn.MaxPool2d for m in fast)  # the fast pool is in the model
+        stock = nn.MaxPool2d(2)
+        x = torch.relu(torch.randn(64, 16, 28, 28))  # many tied zeros, as after a ReLU
+        x[0, 0, 0, 0], x[1, 1, 2, 2], x[2, 2, 4, 4] = float("nan"), -0.0, float("inf")
+        with torch.inference_mode():
+            assert torch.equal(fast[0](x).nan_to_num(7.0), stock(x).nan_to_num(7.0))
+            assert fast[0](x).is_contiguous()
+            xin = torch.randn(*shape)
+            ref = model(xin)
+        for m in fast:  # the same network with the stock pool gives the same logits
+            m.forward = nn.MaxPool2d.forward.__get__(m)
+        with torch.inference_mode():
+            assert torch.equal(model(xin), ref)
+        # with autograd on, the pool makes no channels-last copy: training keeps the stock kernel
+        calls, orig = [], torch.Tensor.contiguous
+        spy = [m for m in build_model(name, 10, 1).modules() if isinstance(m, nn.MaxPool2d)][0]
+        x = torch.randn(4, 16, 16, 16, requires_grad=True)
+
+        def watch(t, *a, **k):
+            calls.append(k.get("memory_format"))
+            return orig(t, *a, **k)
+
+        torch.Tensor.contiguous = watch
+        try:
+            spy(x).sum().backward()
+            with torch.inference_mode():
+                spy(x.detach())
+        finally:
+            torch.Tensor.contiguous = orig
+        assert calls.count(torch.channels_last) == 1 and x.grad is not None  # the inference call only
+
+
 def test_evaluator_takes_subset_splits_from_the_superset_pass(host):
     """Class-wise selection reads D_f, D_val and D_val^r ⊂ D_val; the final evaluation reads the MIA
     members ⊂ D_r. Each subset's logits come from its superset's pass, with the same numbers as a

@@ -29,6 +29,23 @@ def arch_names() -> list[str]:
     return sorted(_ARCHS)
 
 
+def _maxpool(*args, **kw):
+    """nn.MaxPool2d whose CPU inference runs in channels-last memory, where PyTorch's kernel is
+    about 2x faster; a max is exact, so the values are the same bits
+    (benchmarks/eval_maxpool.py measures both). With autograd on, the stock path, untouched:
+    which element of a tie receives the gradient must not depend on the memory layout."""
+    import torch
+    from torch import nn
+
+    class MaxPool2d(nn.MaxPool2d):
+        def forward(self, x):
+            if torch.is_grad_enabled() or x.device.type != "cpu" or x.dim() != 4:
+                return super().forward(x)
+            return super().forward(x.contiguous(memory_format=torch.channels_last)).contiguous()
+
+    return MaxPool2d(*args, **kw)
+
+
 @arch("cnn-s")
 def cnn_s(num_classes: int, in_channels: int = 1):
     """digits' CNN, 38,282 parameters for 8x8 inputs, PyTorch default init, no BN [PROTOCOL §2.1]."""
@@ -36,7 +53,7 @@ def cnn_s(num_classes: int, in_channels: int = 1):
 
     return nn.Sequential(
         nn.Conv2d(in_channels, 16, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), _maxpool(2),
         nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, num_classes),
     )
 
@@ -48,8 +65,8 @@ def cnn_bn(num_classes: int, in_channels: int = 1):
     from torch import nn
 
     return nn.Sequential(
-        nn.Conv2d(in_channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(in_channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), _maxpool(2),
+        nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), _maxpool(2),
         nn.Flatten(), nn.Linear(32 * 7 * 7, 256), nn.ReLU(), nn.Linear(256, num_classes),
     )
 
