@@ -144,8 +144,12 @@ def locate(data_root: str | None):
         from torchvision.datasets import CIFAR10
 
         cache = Path(platformdirs.user_cache_dir("unlearnbench")) / "data"
-        looked.append(f"{cache} (torchvision download)")
-        if os.environ.get("HF_HUB_OFFLINE") != "1":
+        for hit in _candidates(cache):  # downloaded by an earlier run
+            return hit
+        if os.environ.get("HF_HUB_OFFLINE") == "1":
+            looked.append(f"{cache} (no download: HF_HUB_OFFLINE=1)")
+        else:
+            looked.append(f"{cache} (torchvision download)")
             CIFAR10(str(cache), train=True, download=True)
             for hit in _candidates(cache):
                 return hit
