@@ -29,7 +29,7 @@ from pathlib import Path
 
 from unlearnbench import ClassifierScenario, ConfigError, DataNotFound, RawData, Recipe, hookimpl
 from unlearnbench.pools import CLASSIFIER_POOLS
-from unlearnbench.scenario import fingerprint
+from unlearnbench.scenario import data_roots, fingerprint
 
 TOP = "CUB_200_2011"
 RESIZE, SIDE = 256, 224
@@ -81,15 +81,14 @@ class _Tgz:
 
 def locate(data_root: str | None):
     looked = []
-    for r in [r for r in (data_root, os.environ.get("UNLEARNBENCH_DATA")) if r]:
-        root = Path(r)
+    for root, explicit in data_roots(data_root):
         looked.append(str(root))
         for cand in (root / TOP, root):
             if (cand / "images.txt").is_file():
                 return _Folder(cand)
         if (root / f"{TOP}.tgz").is_file():
             return _Tgz(root / f"{TOP}.tgz")
-        if data_root:  # an explicit root that lacks the files is an error, not a reason to look elsewhere
+        if explicit:
             break
     raise DataNotFound(HOW_TO_GET.format(looked=", ".join(looked) or "no --data-root or UNLEARNBENCH_DATA given"))
 

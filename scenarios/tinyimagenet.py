@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import zipfile
 from pathlib import Path
 
 from unlearnbench import ClassifierScenario, DataNotFound, RawData, Recipe, hookimpl
 from unlearnbench.pools import CLASSIFIER_POOLS
-from unlearnbench.scenario import fingerprint
+from unlearnbench.scenario import data_roots, fingerprint
 
 TOP = "tiny-imagenet-200"
 SIDE = 64
@@ -68,15 +67,14 @@ class _Zip:
 
 def locate(data_root: str | None):
     looked = []
-    for r in [r for r in (data_root, os.environ.get("UNLEARNBENCH_DATA")) if r]:
-        root = Path(r)
+    for root, explicit in data_roots(data_root):
         looked.append(str(root))
         for cand in (root / TOP, root):
             if (cand / "wnids.txt").is_file():
                 return _Folder(cand)
         if (root / f"{TOP}.zip").is_file():
             return _Zip(root / f"{TOP}.zip")
-        if data_root:  # an explicit root that lacks the files is an error, not a reason to look elsewhere
+        if explicit:
             break
     raise DataNotFound(HOW_TO_GET.format(looked=", ".join(looked) or "no --data-root or UNLEARNBENCH_DATA given"))
 

@@ -279,3 +279,14 @@ def fingerprint(*parts: bytes) -> str:
     return h.hexdigest()
 
 
+
+
+def data_roots(data_root: str | None):
+    """The folders a loader searches, in order: ``--data-root``, then UNLEARNBENCH_DATA; yields
+    (root, explicit). An explicit root that lacks the files is an error, not a reason to look on."""
+    import os
+    from pathlib import Path
+
+    for r, explicit in ((data_root, True), (os.environ.get("UNLEARNBENCH_DATA"), False)):
+        if r:
+            yield Path(r), explicit
