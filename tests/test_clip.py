@@ -213,6 +213,14 @@ def test_negmerge_cli_run_on_clip_mnist(clip_root, tmp_path):
     assert sp["n_train"] < sp["n_all"] and sp["nonzero"] <= sp["n_train"]
     assert sp["u_all"] >= 100.0 * (sp["n_all"] - sp["n_train"]) / sp["n_all"]
 
+    # the board shows Acc Dr (ImageNet val) and Acc Df (the forget test split) in the paper's columns [P T1]
+    r = CliRunner().invoke(main, ["leaderboard", str(runs), "-o", str(tmp_path / "board")])
+    assert r.exit_code == 0, r.output
+    board = (tmp_path / "board" / "clip-mnist.md").read_text()
+    m = rec["metrics"]
+    row = next(line for line in board.splitlines() if line.startswith("| negmerge"))
+    assert f"| {m['acc_control_test']:.2f} | {m['acc_forget_test']:.2f} | – | – |" in row
+
     # a method that reads D_r is refused, with what to use instead
     r = CliRunner().invoke(main, args + ["--method", "finetune"])
     assert r.exit_code != 0 and "does not have" in r.output and "merge family" in r.output
