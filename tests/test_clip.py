@@ -220,6 +220,7 @@ def test_negmerge_cli_run_on_clip_mnist(clip_root, tmp_path):
     m = rec["metrics"]
     row = next(line for line in board.splitlines() if line.startswith("| negmerge"))
     assert f"| {m['acc_control_test']:.2f} | {m['acc_forget_test']:.2f} | – | – |" in row
+    assert "| paper: NegMerge | forget+val |" in board and "| 59.90 | 20.50 |" in board  # [P T B1] MNIST
 
     # a method that reads D_r is refused, with what to use instead
     r = CliRunner().invoke(main, args + ["--method", "finetune"])
