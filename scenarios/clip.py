@@ -10,9 +10,10 @@ Splits, by the [NM] rule: D_f^val is 10% of the data set's train split, at most 
 by torch.randperm with generator seed 0 in the order the files are read; D_f^train is the
 rest. The drawn indices are stored in the manifest, never regenerated (§1.3).
 
-Implemented forget data sets: MNIST. ImageNet (the control) is read from the standard
-class-folder layout. The other seven (Cars, DTD, EuroSAT, GTSRB, RESISC45, SUN397, SVHN)
-are not implemented yet.
+Implemented forget data sets, each in its native (torchvision / [TTA]) layout: MNIST (IDX),
+SVHN (.mat), EuroSAT (the [TTA] train/val/test class folders; its val split is predefined)
+and Cars (the Stanford release with its devkit .mat files). ImageNet (the control) is read
+from the standard class-folder layout. DTD, GTSRB, RESISC45 and SUN397 are not implemented yet.
 
 Storage: a data set is kept in memory as uint8 at its native size (MNIST 28 × 28) or, for
 photos, as CLIP's eval view (Resize 224 bicubic + CenterCrop 224); the model does the rest of
@@ -97,6 +98,160 @@ def load_mnist(data_root: str | None) -> RawData:
                        "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, optionally .gz) in "
                        "<root>/MNIST/raw (torchvision's layout) and pass --data-root <root>. Looked in: "
                        f"{', '.join(looked) or 'nowhere (no root given)'}")
+
+
+# -- SVHN, EuroSAT, Cars ---------------------------------------------------------------------------
+
+def _first_dir(data_root: str | None, subdirs: tuple[str, ...], ok, help_text: str) -> Path:
+    """The first <root>/<subdir> for which ``ok(path)`` holds; an explicit root must hold it."""
+    looked = []
+    for root, explicit in data_roots(data_root):
+        for sub in subdirs:
+            base = root / sub if sub else root
+            looked.append(str(base))
+            if base.is_dir() and ok(base):
+                return base
+        if explicit:
+            break
+    raise DataNotFound(f"{help_text} Looked in: {', '.join(looked) or 'nowhere (give --data-root)'}")
+
+
+def load_svhn(data_root: str | None) -> RawData:
+    """SVHN cropped digits: train_32x32.mat and test_32x32.mat (torchvision's files); label 10 is
+    the digit 0, as torchvision maps it."""
+    import numpy as np
+    import torch
+
+    base = _first_dir(data_root, ("svhn", "SVHN", ""), lambda b: (b / "train_32x32.mat").is_file() and
+                      (b / "test_32x32.mat").is_file(),
+                      "SVHN was not found: put train_32x32.mat and test_32x32.mat in <root>/svhn and pass --data-root.")
+    from scipy.io import loadmat
+
+    xs, ys, raw = [], [], []
+    for part in ("train", "test"):
+        path = base / f"{part}_32x32.mat"
+        data = path.read_bytes()
+        raw.append(data)
+        try:
+            m = loadmat(io.BytesIO(data))
+            x, y = np.asarray(m["X"]), np.asarray(m["y"]).reshape(-1)
+        except Exception as e:
+            raise DataNotFound(f"{path} is not SVHN's .mat file ({type(e).__name__}: {e})") from None
+        if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != len(y):
+            raise DataNotFound(f"{path}: X must be 32 x 32 x 3 x N with one label per image, not {x.shape}")
+        xs.append(x.transpose(3, 2, 0, 1).astype(np.uint8))
+        ys.append((y.astype(np.int64) % 10))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    n_train = len(xs[0])
+    return RawData(x=torch.from_numpy(np.ascontiguousarray(x)), y=torch.from_numpy(y),
+                   train_pool=np.arange(n_train), test=np.arange(n_train, len(y)),
+                   fingerprint=fingerprint(*raw, y.tobytes()), num_classes=10, source=str(base))
+
+
+# [TTA]'s readable EuroSAT class names, by folder name
+EUROSAT_CLASSES = {
+    "AnnualCrop": "annual crop land", "Forest": "forest", "HerbaceousVegetation": "brushland or shrubland",
+    "Highway": "highway or road", "Industrial": "industrial buildings or commercial buildings",
+    "Pasture": "pasture land", "PermanentCrop": "permanent crop land",
+    "Residential": "residential buildings or homes or apartments", "River": "river", "SeaLake": "lake or sea"}
+EUROSAT_TEMPLATES = ("a centered satellite photo of {}.", "a centered satellite photo of a {}.",
+                     "a centered satellite photo of the {}.")
+
+
+def read_native(paths: list[str], side: int, threads: int = 8):
+    """Decode images that are all ``side`` × ``side`` to uint8 (N, 3, side, side), in parallel;
+    any other size is an error (the data set is not the one expected)."""
+    import numpy as np
+    from PIL import Image
+
+    x = np.empty((len(paths), 3, side, side), dtype=np.uint8)
+    h = hashlib.sha256()
+
+    def one(i):
+        with open(paths[i], "rb") as f:
+            raw = f.read()
+        try:
+            with Image.open(io.BytesIO(raw)) as im:
+                arr = np.asarray(im.convert("RGB"))
+        except Exception as e:
+            raise DataNotFound(f"{paths[i]} is not a readable image ({type(e).__name__}: {e})") from None
+        if arr.shape[:2] != (side, side):
+            raise DataNotFound(f"{paths[i]} is {arr.shape[1]} x {arr.shape[0]}, the data set's images are "
+                               f"{side} x {side}")
+        x[i] = arr.transpose(2, 0, 1)
+        return hashlib.sha256(raw).digest()
+
+    with ThreadPoolExecutor(max(1, min(threads, os.cpu_count() or 1))) as ex:
+        for d in ex.map(one, range(len(paths))):
+            h.update(d)
+    return x, h.digest()
+
+
+def load_eurosat(data_root: str | None) -> RawData:
+    """EuroSAT RGB (64 × 64) in [TTA]'s EuroSAT_splits/{train,val,test}/<Class>/ folders; val is predefined."""
+    import numpy as np
+    import torch
+
+    base = _first_dir(data_root, ("EuroSAT_splits", "eurosat/EuroSAT_splits"),
+                      lambda b: all((b / p).is_dir() for p in ("train", "val", "test")),
+                      "EuroSAT was not found: put the train/, val/ and test/ class folders of [TTA]'s split at "
+                      "<root>/EuroSAT_splits and pass --data-root.")
+    parts = {p: list_class_folders(base / p) for p in ("train", "val", "test")}
+    for p in parts:
+        found = sorted(e.name for e in os.scandir(base / p) if e.is_dir())
+        if found != sorted(EUROSAT_CLASSES):
+            raise DataNotFound(f"{base / p} must hold the 10 EuroSAT class folders {sorted(EUROSAT_CLASSES)}, "
+                               f"not {found}")
+    files = parts["train"] + parts["val"] + parts["test"]
+    x, digest = read_native([f for f, _ in files], 64)
+    y = np.array([c for _, c in files], dtype=np.int64)
+    a, b = len(parts["train"]), len(parts["train"]) + len(parts["val"])
+    names = "\n".join(os.path.relpath(f, base) for f, _ in files).encode()
+    return RawData(x=torch.from_numpy(x), y=torch.from_numpy(y), train_pool=np.arange(a), val=np.arange(a, b),
+                   test=np.arange(b, len(y)), fingerprint=fingerprint(digest, names, y.tobytes()), num_classes=10,
+                   source=str(base))
+
+
+CARS_TEMPLATES = ("a photo of a {}.", "a photo of the {}.", "a photo of my {}.", "i love my {}!",
+                  "a photo of my dirty {}.", "a photo of my clean {}.", "a photo of my new {}.",
+                  "a photo of my old {}.")
+
+
+def load_cars(data_root: str | None) -> RawData:
+    """Stanford Cars in torchvision's layout: cars_train/, cars_test/, devkit/cars_meta.mat,
+    devkit/cars_train_annos.mat and cars_test_annos_withlabels.mat. Class names come from the
+    devkit; images are stored as CLIP's eval view."""
+    import numpy as np
+    import torch
+    from scipy.io import loadmat
+
+    need = ("cars_train", "cars_test", "devkit/cars_meta.mat", "devkit/cars_train_annos.mat",
+            "cars_test_annos_withlabels.mat")
+    base = _first_dir(data_root, ("stanford_cars", "cars", ""), lambda b: all((b / n).exists() for n in need),
+                      "Stanford Cars was not found: put cars_train/, cars_test/, devkit/ (cars_meta.mat, "
+                      "cars_train_annos.mat) and cars_test_annos_withlabels.mat in <root>/stanford_cars and pass "
+                      "--data-root.")
+
+    def mat(rel):
+        try:
+            return loadmat(str(base / rel), squeeze_me=True)
+        except Exception as e:
+            raise DataNotFound(f"{base / rel} is not a readable .mat file ({type(e).__name__}: {e})") from None
+
+    names = [str(n) for n in np.atleast_1d(mat("devkit/cars_meta.mat")["class_names"]).tolist()]
+    files, labels = [], []
+    for folder, rel in (("cars_train", "devkit/cars_train_annos.mat"), ("cars_test", "cars_test_annos_withlabels.mat")):
+        annos = np.atleast_1d(mat(rel)["annotations"])
+        files.append([str(base / folder / str(a["fname"])) for a in annos])
+        labels.append([int(a["class"]) - 1 for a in annos])  # classes are numbered from 1
+    y = np.array(labels[0] + labels[1], dtype=np.int64)
+    if y.min() < 0 or y.max() >= len(names):
+        raise DataNotFound(f"{base}: annotation classes must run 1..{len(names)} (cars_meta.mat lists {len(names)})")
+    x, digest = read_views(files[0] + files[1])
+    n = len(files[0])
+    return RawData(x=torch.from_numpy(x), y=torch.from_numpy(y), train_pool=np.arange(n), test=np.arange(n, len(y)),
+                   fingerprint=fingerprint(digest, "\n".join(names).encode(), y.tobytes()), num_classes=len(names),
+                   source=str(base), classnames=tuple(names))
 
 
 # -- ImageNet, the control ----------------------------------------------------------------------
@@ -246,11 +401,17 @@ class ClipConfig:
 class DatasetSpec:
     key: str  # the name in the epoch tables
     load: object
-    classnames: tuple
+    classnames: tuple | None  # None: the loaded data set names its classes (Cars: its devkit)
     templates: tuple
 
 
-FORGET_SETS = {"mnist": DatasetSpec("MNIST", load_mnist, MNIST_CLASSES, MNIST_TEMPLATES)}
+FORGET_SETS = {
+    "mnist": DatasetSpec("MNIST", load_mnist, MNIST_CLASSES, MNIST_TEMPLATES),
+    "svhn": DatasetSpec("SVHN", load_svhn, MNIST_CLASSES, MNIST_TEMPLATES),  # [TTA]: the MNIST prompt
+    "eurosat": DatasetSpec("EuroSAT", load_eurosat, tuple(EUROSAT_CLASSES[k] for k in sorted(EUROSAT_CLASSES)),
+                           EUROSAT_TEMPLATES),
+    "cars": DatasetSpec("Cars", load_cars, None, CARS_TEMPLATES),
+}
 
 
 class ClipNegation(Scenario):
@@ -292,9 +453,13 @@ class ClipNegation(Scenario):
         import numpy as np
 
         pool = np.asarray(raw.train_pool)
-        tr, va = nm_val_split(len(pool))
+        if raw.val is not None:  # EuroSAT: the predefined val split [PROTOCOL §1.3]
+            train, val = pool, np.asarray(raw.val)
+        else:
+            tr, va = nm_val_split(len(pool))
+            train, val = pool[tr], pool[va]
         n = len(raw.y)
-        splits = {"forget_train": pool[tr], "forget_val": pool[va], "forget_test": np.asarray(raw.test),
+        splits = {"forget_train": train, "forget_val": val, "forget_test": np.asarray(raw.test),
                   "control_val": n + np.asarray(control.train_pool), "control_test": n + np.asarray(control.test)}
         splits["forget"] = splits["forget_train"]  # what methods and the pool read as D_f
         splits["val"] = splits["forget_val"]
@@ -330,7 +495,10 @@ class ClipNegation(Scenario):
 
         templates = [t("{}") for t in (zs.OPENAI_IMAGENET_TEMPLATES if cfg.control_templates == "openai"
                                        else zs.SIMPLE_IMAGENET_TEMPLATES)]
-        heads = {"forget": (list(self.spec.classnames), list(self.spec.templates)),
+        classnames = self.spec.classnames or raw.classnames
+        if not classnames or len(classnames) != raw.num_classes:
+            raise DataNotFound(f"{self.name}: {raw.num_classes} classes but {len(classnames or ())} class names")
+        heads = {"forget": (list(classnames), list(self.spec.templates)),
                  "control": (list(zs.IMAGENET_CLASSNAMES), templates)}
         task.pretrained = lambda: _pretrained(task, weights, heads)
         return task
@@ -354,4 +522,5 @@ def _pretrained(task: ClipTask, weights: str, heads: dict):
 
 @hookimpl
 def register_scenarios(register):
-    register(ClipNegation("mnist"))
+    for name in FORGET_SETS:
+        register(ClipNegation(name))

@@ -52,11 +52,69 @@ def write_imagenet(root, per_class=3, classes=10, seed=0):
                     (d / f"n{c:08d}_{j}.JPEG").write_bytes(buf.getvalue())
 
 
+def jpeg(rng, w, h, fmt="JPEG"):
+    buf = io.BytesIO()
+    PIL.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def write_svhn(root, n_train=30, n_test=10, seed=0):
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(seed)
+    (root / "svhn").mkdir()
+    for part, n in (("train", n_train), ("test", n_test)):
+        y = (np.arange(n) % 10 + 1).reshape(-1, 1).astype(np.uint8)  # 1..10, 10 = the digit 0
+        savemat(root / "svhn" / f"{part}_32x32.mat", {"X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
+                                                       "y": y})
+
+
+EUROSAT = ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
+           "Residential", "River", "SeaLake"]
+
+
+def write_eurosat(root, seed=0):
+    rng = np.random.default_rng(seed)
+    for part, k in (("train", 3), ("val", 1), ("test", 2)):
+        for c in EUROSAT:
+            d = root / "EuroSAT_splits" / part / c
+            d.mkdir(parents=True)
+            for j in range(k):
+                (d / f"{c}_{j}.jpg").write_bytes(jpeg(rng, 64, 64))
+
+
+CARS = ["AM General Hummer SUV 2000", "Acura RL Sedan 2012", "Acura TL Sedan 2012"]
+
+
+def write_cars(root, seed=0):
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(seed)
+    base = root / "stanford_cars"
+    (base / "devkit").mkdir(parents=True)
+    names = np.empty((1, len(CARS)), dtype=object)
+    names[0, :] = CARS
+    savemat(base / "devkit" / "cars_meta.mat", {"class_names": names})
+    dt = [("bbox_x1", "O"), ("bbox_y1", "O"), ("bbox_x2", "O"), ("bbox_y2", "O"), ("class", "O"), ("fname", "O")]
+    for folder, mat, n in (("cars_train", "devkit/cars_train_annos.mat", 6),
+                           ("cars_test", "cars_test_annos_withlabels.mat", 3)):
+        (base / folder).mkdir()
+        annos = np.zeros((1, n), dtype=dt)
+        for i in range(n):
+            fname = f"{i + 1:05d}.jpg"
+            (base / folder / fname).write_bytes(jpeg(rng, 60 + 10 * i, 40))
+            annos[0, i] = (0, 0, 10, 10, i % len(CARS) + 1, fname)
+        savemat(base / mat, {"annotations": annos})
+
+
 @pytest.fixture(scope="module")
 def clip_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("clipdata")
     write_mnist(root)
     write_imagenet(root)
+    write_svhn(root)
+    write_eurosat(root)
+    write_cars(root)
     return root
 
 
@@ -235,3 +293,39 @@ def test_bad_arch_and_missing_imagenet(host, tmp_path):
     scen, cfg = scen_cfg(host, "clip-mnist", **TINY)
     with pytest.raises(DataNotFound, match="imagenet"):
         scen.build_task(cfg, 0, str(tmp_path))
+
+
+def test_svhn_eurosat_and_cars_in_their_native_layouts(host, clip_root):
+    scen, cfg = scen_cfg(host, "clip-svhn", **TINY)
+    t = scen.build_task(cfg, 0, str(clip_root))
+    assert (t.manifest["sizes"]["forget_train"], t.manifest["sizes"]["forget_val"]) == (27, 3)
+    x, y = t.tensors("forget_test")
+    assert x.shape[1:] == (3, 32, 32) and x.dtype == torch.uint8 and sorted(set(y.tolist())) == list(range(10))
+    assert y.tolist()[:10] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 0]  # label 10 is the digit 0
+
+    scen, cfg = scen_cfg(host, "clip-eurosat", **TINY)
+    t = scen.build_task(cfg, 0, str(clip_root))
+    s = t.manifest["sizes"]
+    assert (s["forget_train"], s["forget_val"], s["forget_test"]) == (30, 10, 20)  # the predefined val split
+    assert t.tensors("forget_val")[0].shape[1:] == (3, 64, 64)
+
+    scen, cfg = scen_cfg(host, "clip-cars", **TINY)
+    t = scen.build_task(cfg, 0, str(clip_root))
+    assert t.num_classes == 3 and t.data.classnames == tuple(CARS)  # from the devkit's cars_meta.mat
+    assert t.tensors("forget_test")[0].shape[1:] == (3, 224, 224)  # CLIP's eval view of a photo
+    assert t.tensors("forget_test")[1].tolist() == [0, 1, 2]
+    load, tag = t.pretrained()
+    assert t.new_model().head_forget.shape == (3, 32) and tag.startswith("clip:tiny:random:")
+
+
+def test_wrong_eurosat_layout_is_explained(host, tmp_path):
+    write_eurosat(tmp_path)
+    (tmp_path / "EuroSAT_splits" / "val" / "River").rename(tmp_path / "EuroSAT_splits" / "val" / "Rivers")
+    from unlearnbench.scenarios.clip import load_eurosat
+
+    with pytest.raises(DataNotFound, match="10 EuroSAT class folders"):
+        load_eurosat(str(tmp_path))
+    with pytest.raises(DataNotFound, match="svhn"):
+        from unlearnbench.scenarios.clip import load_svhn
+
+        load_svhn(str(tmp_path))

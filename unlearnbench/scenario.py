@@ -40,6 +40,8 @@ class RawData:
     fingerprint: str  # hash of the raw files and of the label array
     num_classes: int
     source: str = ""  # where the files were read from
+    val: Any | None = None  # indices of a predefined val split (CLIP EuroSAT), carved from nothing else
+    classnames: tuple | None = None  # read from the data set's own files (Stanford Cars' devkit)
 
 
 @dataclass
