@@ -329,3 +329,20 @@ def test_wrong_eurosat_layout_is_explained(host, tmp_path):
         from unlearnbench.scenarios.clip import load_svhn
 
         load_svhn(str(tmp_path))
+
+
+def test_clip_pools_take_the_data_sets_epochs(host):
+    from unlearnbench.augment import recipe_augmentation
+
+    scen, _ = scen_cfg(host, "clip-mnist", **TINY)
+    default = scen.pools["default"]
+    assert default.name == "pool1_randaug" and len(default) == 30  # [P App. A]
+    assert {m.epochs for m in default.members()} == {30}  # MNIST, RandAugment table (§2.2)
+    assert {(m.randaug_n, m.randaug_m) for m in default.members()} == {(n, m) for n in (1, 2, 3)
+                                                                        for m in range(1, 11)}
+    assert scen.pools["pool2"].base.epochs == 5 and scen.pools["pool2"].base.augment == "clip_rrc"  # TA table
+    r = default.base
+    assert (r.optimizer, r.lr, r.wd, r.batch, r.warmup_steps, r.grad_clip) == ("adamw", 1e-5, 0.1, 128, 500, 1.0)
+    assert recipe_augmentation(default.members()[0]) is not None
+    scen, _ = scen_cfg(host, "clip-eurosat", **TINY)
+    assert scen.pools["default"].base.epochs == 40 and scen.pools["ta_paper"].base.epochs == 12
