@@ -9,7 +9,8 @@ from unlearnbench.reference import PAPER
 KEYS = ("acc_retain", "acc_forget", "acc_test", "mia")
 
 
-@pytest.mark.parametrize("scenario", sorted(PAPER))
+@pytest.mark.parametrize("scenario", sorted(s for s, t in PAPER.items()
+                                             if any(r["method"] == "retrain" for r in t["rows"])))
 def test_printed_avg_gap_matches_the_cells(scenario):
     rows = PAPER[scenario]["rows"]
     ret = next(r for r in rows if r["method"] == "retrain")["cells"]

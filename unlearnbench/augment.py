@@ -4,8 +4,10 @@ An augmentation maps a host batch ``(N, C, H, W)`` in [0, 1] and the training ge
 batch of the same shape. Its randomness comes from that generator only, so a trial's
 training is replayed exactly: same order stream, same crops, same flips.
 
-Names the protocol uses but the suite cannot run yet (``clip_rrc``, ``clip_randaug``: CLIP)
-raise a clear error instead of training without them.
+A recipe with ``randaug_n > 0`` adds timm's RandAugment (``rand-m{M}-n{N}-mstd0.5``) after its
+named augmentation, per image; timm draws from Python's and NumPy's global generators, so each
+image reseeds them from the training generator (and their state is restored afterwards): the
+draws stay replayable and nothing else's randomness is disturbed.
 """
 from __future__ import annotations
 
@@ -18,10 +20,7 @@ if TYPE_CHECKING:
 
 Augment = Callable[["torch.Tensor", "torch.Generator"], "torch.Tensor"]
 
-PLANNED = {
-    "clip_rrc": "CLIP's RandomResizedCrop preprocessing",
-    "clip_randaug": "CLIP preprocessing with RandAugment",
-}
+PLANNED: dict[str, str] = {}  # protocol names not implemented yet, with what they are
 
 
 def crop_flip(xb: "torch.Tensor", gen: "torch.Generator", pad: int = 4) -> "torch.Tensor":
@@ -92,7 +91,97 @@ def rrc_flip(xb: "torch.Tensor", gen: "torch.Generator") -> "torch.Tensor":
     return out
 
 
-AUGMENTS: dict[str, Augment | None] = {"none": None, "crop_flip": crop_flip, "rrc_flip": rrc_flip}
+def _float(xb: "torch.Tensor") -> "torch.Tensor":
+    return xb if xb.is_floating_point() else xb.float().div(255.0)
+
+
+def _rrc(xb: "torch.Tensor", gen: "torch.Generator", scale, modes, flip: bool) -> "torch.Tensor":
+    import torch
+    import torch.nn.functional as F
+
+    xb = _float(xb)
+    n, _, h, w = xb.shape
+    out = torch.empty_like(xb)
+    for i in range(n):
+        top, left, ch, cw = rrc_params(h, w, gen, scale=scale)
+        mode = modes[int(torch.randint(0, len(modes), (1,), generator=gen).item())] if len(modes) > 1 else modes[0]
+        crop = xb[i:i + 1, :, top:top + ch, left:left + cw]
+        img = F.interpolate(crop, size=(h, w), mode=mode, align_corners=False, antialias=True)[0].clamp_(0, 1)
+        if flip and torch.rand(1, generator=gen).item() < 0.5:
+            img = img.flip(-1)
+        out[i] = img
+    return out
+
+
+def clip_rrc(xb: "torch.Tensor", gen: "torch.Generator") -> "torch.Tensor":
+    """The TA config's train transform: RandomResizedCrop(scale 0.9–1, bicubic), no flip [NM], [TTA].
+    The crop is resized back to the stored size; the CLIP model resizes to its input [OURS]."""
+    return _rrc(xb, gen, (0.9, 1.0), ("bicubic",), flip=False)
+
+
+def clip_randaug(xb: "torch.Tensor", gen: "torch.Generator") -> "torch.Tensor":
+    """The RandAugment pools' geometry (PROTOCOL §6.1): RandomResizedCrop(scale 0.08–1, bilinear or
+    bicubic at random), then HFlip 0.5; the recipe's RandAugment follows."""
+    return _rrc(xb, gen, (0.08, 1.0), ("bilinear", "bicubic"), flip=True)
+
+
+def rand_augment(n: int, m: int, mean=(0.48145466, 0.4578275, 0.40821073)) -> Augment:
+    """timm's ``rand-m{m}-n{n}-mstd0.5`` on each image (PIL), seeded per image from ``gen``."""
+    import random
+
+    import numpy as np
+    import torch
+
+    try:
+        from PIL import Image
+        from timm.data.auto_augment import rand_augment_transform
+    except ImportError:
+        raise ConfigError("RandAugment needs timm and Pillow: pip install 'unlearnbench[clip]'") from None
+    cache: dict[int, object] = {}
+
+    def ra_for(size: int):
+        if size not in cache:  # timm's defaults for its train transform: translate 45% of the side, fill = mean
+            cache[size] = rand_augment_transform(f"rand-m{m}-n{n}-mstd0.5", {
+                "translate_const": int(size * 0.45), "img_mean": tuple(min(255, round(255 * c)) for c in mean)})
+        return cache[size]
+
+    def apply(xb: "torch.Tensor", gen: "torch.Generator") -> "torch.Tensor":
+        xb = _float(xb)
+        ra = ra_for(min(xb.shape[-2:]))
+        seeds = torch.randint(0, 2 ** 31 - 1, (len(xb),), generator=gen).tolist()
+        py_state, np_state = random.getstate(), np.random.get_state()
+        out = torch.empty_like(xb)
+        try:
+            for i, s in enumerate(seeds):
+                random.seed(s)
+                np.random.seed(s)
+                arr = (xb[i].clamp(0, 1) * 255).round().to(torch.uint8)
+                grey = arr.shape[0] == 1
+                img = Image.fromarray(arr[0].numpy() if grey else arr.permute(1, 2, 0).numpy())
+                res = np.asarray(ra(img))
+                t = torch.from_numpy(res.copy())
+                out[i] = (t[None] if grey else t.permute(2, 0, 1)).float().div_(255.0)
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+        return out
+
+    return apply
+
+
+AUGMENTS: dict[str, Augment | None] = {"none": None, "crop_flip": crop_flip, "rrc_flip": rrc_flip,
+                                       "clip_rrc": clip_rrc, "clip_randaug": clip_randaug}
+
+
+def recipe_augmentation(recipe) -> Augment | None:
+    """The recipe's named augmentation, followed by RandAugment when ``randaug_n > 0``."""
+    base = augmentation(recipe.augment)
+    if not recipe.randaug_n:
+        return base
+    ra = rand_augment(recipe.randaug_n, recipe.randaug_m)
+    if base is None:
+        return ra
+    return lambda xb, gen: ra(base(xb, gen), gen)
 
 
 def augmentation(name: str) -> Augment | None:

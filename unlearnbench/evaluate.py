@@ -95,7 +95,9 @@ class Evaluator:
             else:
                 x = self.split(c)[0]
                 self.forwarded += len(x)
+                self.task.route(model, c)
                 computed[c] = logits(model, x, self.device)
+        self.task.route(model, None)
         lg = {s: computed[self._same.get(s, s)] for s in need}
         out: dict[str, float] = {}
         for n in names:

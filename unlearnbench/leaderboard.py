@@ -27,6 +27,17 @@ NOISE_Z = 2.0  # a win needs mean difference > 2 standard errors of the differen
 SCENARIO_ORDER = ("digits-10pct", "digits-class", "fmnist-10pct", "fmnist-class")
 
 
+# CLIP dataset negation reports Acc D_r on the control set and Acc D_f on the forget set's test
+# split (PROTOCOL §8.4); on the board they take the paper's columns of the same names [P T1].
+CLIP_AS_BOARD = {"acc_control_test": "acc_retain", "acc_forget_test": "acc_forget"}
+
+
+def _board(m: dict | None) -> dict | None:
+    if not m or "acc_control_test" not in m:
+        return m
+    return {**m, **{board: m[k] for k, board in CLIP_AS_BOARD.items() if k in m}}
+
+
 def load_runs(runs_dir: str | Path) -> list[dict]:
     out = []
     for p in sorted(Path(runs_dir).rglob("run.json")):
@@ -104,13 +115,13 @@ def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Ro
         for label, key in (("Original (no unlearning)", "original"), ("Retrain (oracle)", "retrain")):
             if key == "retrain" and not has_oracle:
                 continue
-            rows.append(_row_from(label, key, [per_trial[t][key] for t in trials],
+            rows.append(_row_from(label, key, [_board(per_trial[t][key]) for t in trials],
                                   [per_trial[t].get("retrain") for t in trials], trials, "reference"))
         for (method, _), recs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
             recs = sorted(recs, key=lambda r: r["trial"])
             if method == "retrain":
                 continue  # the Retrain row above is this model
-            row = _row_from(variant_label(recs[0], host), "metrics", [r["metrics"] for r in recs],
+            row = _row_from(variant_label(recs[0], host), "metrics", [_board(r["metrics"]) for r in recs],
                             [r.get("retrain") for r in recs], [r["trial"] for r in recs], "measured")
             row.method = method
             row.used_splits = recs[0]["used_splits"]
@@ -126,6 +137,8 @@ def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Ro
         if host is not None:  # every registered method without a record here: visibly missing, never filled
             seen = {m for m, _ in groups}
             for name in host.methods.names():
+                if not has_oracle and "retain" in host.methods.get(name).uses:
+                    continue  # CLIP negation has no D_r: such a method cannot run there (runner refuses it)
                 if name not in seen:
                     rows.append(Row(label=name, method=name, kind="missing",
                                     used_splits="+".join(sorted(host.methods.get(name).uses)),

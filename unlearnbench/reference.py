@@ -91,4 +91,17 @@ PAPER = {
         ("task-arithmetic", "TA single best†", "forget", 77.54, 73.63, 59.62, 30.14, 17.54),
         ("negmerge", "NegMerge", "forget", 75.95, 71.87, 58.58, 31.34, 17.46),
     ]),
+    # CLIP ViT-B/32, standard TA, MNIST column (PROTOCOL §9.2): Acc D_r is ImageNet val (the
+    # control), Acc D_f MNIST test; one run each, no Avg. Gap (there is no Retrain).
+    "clip-mnist": _rows("P T B1, B6, C1 (ViT-B/32)", [
+        ("task-arithmetic", "TA single best†", "forget+val", 60.6, 21.2, None, None, None),
+        ("uniform", "Uniform (= All)", "forget+val", 61.4, 20.5, None, None, None),
+        ("greedy", "Greedy‡", "forget+val", 62.0, 21.3, None, None, None),
+        ("ties", "TIES", "forget+val", 62.4, 26.1, None, None, None),
+        ("magmax", "MagMax", "forget+val", 60.7, 20.1, None, None, None),
+        ("negmerge", "NegMerge", "forget+val", 59.9, 20.5, None, None, None),
+        ("conflict", "Conflict", "forget+val", 61.9, 24.0, None, None, None),
+        ("negmerge-min", "NegMerge (min)", "forget+val", 61.0, 25.2, None, None, None),
+        ("negmerge-max", "NegMerge (max)", "forget+val", 60.2, 28.7, None, None, None),
+    ]),
 }

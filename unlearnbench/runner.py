@@ -68,6 +68,10 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
             raw_cache[scen.name] = raw
     task = scen.build_task(cfg.scenario, trial, data_root, raw=raw) if raw is not None else \
         scen.build_task(cfg.scenario, trial, data_root)
+    if not task.has_oracle and "retain" in meth.uses:
+        raise ConfigError(f"method {meth.name!r} reads D_r, which scenario {scen.name!r} does not have: CLIP dataset "
+                          "negation has only the forget data set and a control set (PROTOCOL §1.3). Methods that "
+                          "apply: the merge family and task-arithmetic (`unlearnbench list methods`)")
     threads = pick_threads(int(cfg.threads), task.threads)
     torch.set_num_threads(threads)
     device = str(cfg.device)
@@ -203,6 +207,9 @@ def sweep_grid(resolved: list[Resolved], seeds: list[int] | None, *, store, runs
 
 COLUMNS = [("acc_retain", "Acc Dr"), ("acc_forget", "Acc Df"), ("acc_test", "Acc Dtest"),
            ("acc_val", "Acc Dval"), ("mia", "MIA")]
+# CLIP dataset negation (PROTOCOL §8.4): Acc D_f on the forget set's test split, Acc D_r on ImageNet val.
+CLIP_COLUMNS = [("acc_forget_test", "Acc Df"), ("acc_control_test", "Acc Dr"), ("acc_forget_val", "Acc Df val"),
+                ("acc_control_val", "Acc Dc val")]
 
 
 def _fmt(values: list[float]) -> str:
@@ -225,11 +232,12 @@ def summarise(records: list[dict]) -> list[dict]:
     variant = (records[0].get("info") or {}).get("variant")
     name = records[0]["method"] + (f" ({variant})" if variant and variant != "default" else "")
     trials = [r["trial"] for r in records]
+    columns = CLIP_COLUMNS if "acc_control_test" in records[0]["metrics"] else COLUMNS
     rows = []
     for label, key in sources + [(name, "metrics")]:
         stats = _row_from(label, key, [r[key] for r in records], [r["retrain"] for r in records], trials,
-                          "measured", COLUMNS)
-        row = {"": label, **{h: _cell(stats.cells[k]) for k, h in COLUMNS}}
+                          "measured", columns)
+        row = {"": label, **{h: _cell(stats.cells[k]) for k, h in columns}}
         if stats.gap is not None:
             paired = f" ({_cell(dict(zip(('mean', 'std'), stats.gap_paired)))})" if len(records) > 1 else ""
             row["Avg. Gap"] = f"{stats.gap:.2f}{paired}"

@@ -3,9 +3,9 @@
 A scenario owns the data, ONE fixed index manifest per (scenario, trial) (PROTOCOL §1.2),
 the model factory and the recipes. It never knows which method runs.
 
-Two families share this interface. ``ClassifierScenario`` (digits, Fashion-MNIST, later
+Two families share this interface. ``ClassifierScenario`` (digits, Fashion-MNIST,
 CIFAR-10/CUB/Tiny ImageNet) trains its own original model and has a retrain oracle. The CLIP
-dataset-negation scenarios (PROTOCOL §1.3) will subclass ``Scenario`` directly: their
+dataset-negation scenarios (PROTOCOL §1.3, scenarios/clip.py) subclass ``Scenario`` directly: their
 ``original`` is a pretrained zero-shot encoder (``Task.original_source = "pretrained"``),
 ``Task.has_oracle`` is False (no Retrain, so no Avg. Gap), the manifest carries named splits
 (``forget_train``, ``forget_val``, ``forget_test``, ``control_val``, ``control_test``, whose
@@ -40,6 +40,8 @@ class RawData:
     fingerprint: str  # hash of the raw files and of the label array
     num_classes: int
     source: str = ""  # where the files were read from
+    val: Any | None = None  # indices of a predefined val split (CLIP EuroSAT), carved from nothing else
+    classnames: tuple | None = None  # read from the data set's own files (Stanford Cars' devkit)
 
 
 @dataclass
@@ -87,6 +89,10 @@ class Task:
 
         idx = torch.as_tensor(self.indices(split), dtype=torch.long)
         return self.data.x[idx], self.data.y[idx]
+
+    def route(self, model, split: str | None) -> None:
+        """Prepare ``model`` to score ``split`` (None: back to training). One head serves every
+        split of a classifier; CLIP switches between its forget and control heads."""
 
     def new_model(self):
         from .models import build_model

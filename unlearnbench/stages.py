@@ -73,11 +73,14 @@ class Stages:
         def compute():
             import torch
 
+            loaded = pre
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 state = self.task.new_model().state_dict()
-            if pre is not None:
-                for k, v in pre.items():
+                if callable(pre):  # CLIP: loaded (and its heads built) only on a store miss
+                    loaded = pre()
+            if loaded is not None:
+                for k, v in loaded.items():
                     state[k] = v.to(state[k].dtype).clone()
             return state
 
@@ -102,6 +105,10 @@ class Stages:
         return self._get(kind, spec, compute, kind)
 
     def original(self) -> dict:
+        if self.task.original_source == "pretrained":  # CLIP: θ_0 is the zero-shot model, never trained
+            state = self.init_weights()
+            self.keys["original"], self.digests["original"] = self.keys["init"], self.digests["init"]
+            return state
         return self._train_on("train", "original")
 
     def retrain(self) -> dict:
@@ -169,7 +176,9 @@ class Stages:
         for m in members:
             theta, _ = self.store.get("pool", m["key"], self.task.manifest_hash)
             InPlaceEditor(model, theta0, task_vector(theta, theta0, self.param_keys)).set(float(m["lambda"]))
-            out.append({**m, **self.evaluator.measure(model, ["acc_retain", "acc_forget", "acc_test"])})
+            names = ["acc_retain", "acc_forget", "acc_test"] if self.task.kind != "clip" else \
+                ["acc_control_test", "acc_forget_test"]
+            out.append({**m, **self.evaluator.measure(model, names)})
         return out
 
     # -- cached metrics ----------------------------------------------------------------------

@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 
 
 def lr_at(recipe: Recipe, step: int, total: int, steps_per_epoch: int) -> float:
+    warm = recipe.warmup_steps
+    if warm and step < warm:  # linear warmup to lr, then the schedule over the remaining steps [NM]
+        return recipe.lr * (step + 1) / warm
+    if warm:
+        step, total = step - warm, max(1, total - warm)
     if recipe.schedule == "constant":
         return recipe.lr
     if recipe.schedule == "cosine":  # to 0, stepped per batch [PROTOCOL §2.1, CPU recipes]
@@ -56,15 +61,20 @@ def train(
     import torch
     import torch.nn.functional as F
 
-    if recipe.optimizer != "sgd":
-        raise ValueError(f"optimizer {recipe.optimizer!r} is not supported yet (sgd)")
+    if recipe.optimizer not in ("sgd", "adamw"):
+        raise ValueError(f"optimizer {recipe.optimizer!r} is not supported (sgd, adamw)")
     if augment is None:  # the recipe names its augmentation (crop_flip for CIFAR-10, §2.1)
-        from .augment import augmentation
+        from .augment import recipe_augmentation
 
-        augment = augmentation(recipe.augment)
+        augment = recipe_augmentation(recipe)
     model.to(device).train()
-    opt = torch.optim.SGD(list(params) if params is not None else model.parameters(), lr=recipe.lr,
-                          momentum=recipe.momentum, weight_decay=recipe.wd)
+    # Frozen parameters (requires_grad False: CLIP attention and text leftovers) are never stepped,
+    # so weight decay cannot move them either and they stay exact zeros in τ (PROTOCOL §3).
+    trainable = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
+    if recipe.optimizer == "adamw":  # CLIP fine-tuning [P App. A]: betas (0.9, 0.999), eps 1e-8
+        opt = torch.optim.AdamW(trainable, lr=recipe.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=recipe.wd)
+    else:
+        opt = torch.optim.SGD(trainable, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.wd)
     n = len(x)
     spe = math.ceil(n / recipe.batch)
     total = recipe.epochs * spe
@@ -97,6 +107,8 @@ def train(
                 loss = loss_fn(model, xb, yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if recipe.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(trainable, recipe.grad_clip)
                 opt.step()
                 if after_step is not None:
                     after_step()

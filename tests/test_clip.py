@@ -1,0 +1,348 @@
+"""CLIP dataset negation (PROTOCOL §1.3, §2.2, §5(a)) on MNIST and ImageNet written in their
+native layouts, with a tiny random-init open_clip ViT: the splits, the heads, the frozen
+parameters, the recipe, and one NegMerge run from the CLI to run.json."""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from unlearnbench.errors import ConfigError, DataNotFound
+
+from test_scenarios import scen_cfg
+
+pytest.importorskip("open_clip")
+PIL = pytest.importorskip("PIL.Image")
+
+
+def idx_bytes(arr: np.ndarray) -> bytes:
+    return struct.pack(">HBB", 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+
+
+def write_mnist(root, n_train=60, n_test=20, seed=0):
+    rng = np.random.default_rng(seed)
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for stem, n in (("train", n_train), ("t10k", n_test)):
+        y = (np.arange(n) % 10).astype(np.uint8)
+        x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        x[np.arange(n), 2 + y, 2:26] = 255  # a label-dependent stroke, so the classes differ
+        (raw / f"{stem}-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(x)))
+        (raw / f"{stem}-labels-idx1-ubyte").write_bytes(idx_bytes(y))
+
+
+def write_imagenet(root, per_class=3, classes=10, seed=0):
+    """ILSVRC-2012 class folders: 1,000 wnids, images in the first ``classes`` of them."""
+    rng = np.random.default_rng(seed)
+    base = root / "imagenet"
+    for c in range(1000):
+        for part in ("train", "val"):
+            d = base / part / f"n{c:08d}"
+            d.mkdir(parents=True)
+            if c < classes:
+                for j in range(per_class if part == "train" else 1):
+                    buf = io.BytesIO()
+                    w, h = (40, 30) if j % 2 else (30, 50)
+                    PIL.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, format="JPEG")
+                    (d / f"n{c:08d}_{j}.JPEG").write_bytes(buf.getvalue())
+
+
+def jpeg(rng, w, h, fmt="JPEG"):
+    buf = io.BytesIO()
+    PIL.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def write_svhn(root, n_train=30, n_test=10, seed=0):
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(seed)
+    (root / "svhn").mkdir()
+    for part, n in (("train", n_train), ("test", n_test)):
+        y = (np.arange(n) % 10 + 1).reshape(-1, 1).astype(np.uint8)  # 1..10, 10 = the digit 0
+        savemat(root / "svhn" / f"{part}_32x32.mat", {"X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
+                                                       "y": y})
+
+
+EUROSAT = ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
+           "Residential", "River", "SeaLake"]
+
+
+def write_eurosat(root, seed=0):
+    rng = np.random.default_rng(seed)
+    for part, k in (("train", 3), ("val", 1), ("test", 2)):
+        for c in EUROSAT:
+            d = root / "EuroSAT_splits" / part / c
+            d.mkdir(parents=True)
+            for j in range(k):
+                (d / f"{c}_{j}.jpg").write_bytes(jpeg(rng, 64, 64))
+
+
+CARS = ["AM General Hummer SUV 2000", "Acura RL Sedan 2012", "Acura TL Sedan 2012"]
+
+
+def write_cars(root, seed=0):
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(seed)
+    base = root / "stanford_cars"
+    (base / "devkit").mkdir(parents=True)
+    names = np.empty((1, len(CARS)), dtype=object)
+    names[0, :] = CARS
+    savemat(base / "devkit" / "cars_meta.mat", {"class_names": names})
+    dt = [("bbox_x1", "O"), ("bbox_y1", "O"), ("bbox_x2", "O"), ("bbox_y2", "O"), ("class", "O"), ("fname", "O")]
+    for folder, mat, n in (("cars_train", "devkit/cars_train_annos.mat", 6),
+                           ("cars_test", "cars_test_annos_withlabels.mat", 3)):
+        (base / folder).mkdir()
+        annos = np.zeros((1, n), dtype=dt)
+        for i in range(n):
+            fname = f"{i + 1:05d}.jpg"
+            (base / folder / fname).write_bytes(jpeg(rng, 60 + 10 * i, 40))
+            annos[0, i] = (0, 0, 10, 10, i % len(CARS) + 1, fname)
+        savemat(base / mat, {"annotations": annos})
+
+
+@pytest.fixture(scope="module")
+def clip_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clipdata")
+    write_mnist(root)
+    write_imagenet(root)
+    write_svhn(root)
+    write_eurosat(root)
+    write_cars(root)
+    return root
+
+
+TINY = {"arch": "tiny", "weights": "random", "control_templates": "simple"}
+
+
+def test_vit_b32_parameter_counts_match_the_protocol():
+    from unlearnbench.clip import clip_classifier, frozen_names
+    from unlearnbench.taskvec import param_keys
+
+    m = clip_classifier("vit-b-32", 10, 1000)
+    sd = m.state_dict()
+    keys = param_keys(m)
+    frozen = set(frozen_names(keys))
+    assert sum(sd[k].numel() for k in keys) == 113_448_705  # |U_all| [PROTOCOL §8.5]
+    assert sum(sd[k].numel() for k in keys if k not in frozen) == 59_500_800  # |U_train| [§2.2]
+    assert sum(sd[k].numel() for k in frozen if ".attn." in k) == 28_348_416  # visual attention
+    assert {n for n, p in m.named_parameters() if not p.requires_grad} == frozen
+    assert "head_forget" not in keys and "head_control" not in keys  # buffers: never in τ (§3)
+
+
+def test_val_split_is_nm_random_split():
+    from unlearnbench.scenarios.clip import nm_val_split
+
+    for n, v in ((60000, 5000), (8144, 814), (30, 3)):  # MNIST, Cars (§1.3: ≈ 814), tiny
+        tr, va = nm_val_split(n)
+        assert len(va) == v and len(tr) == n - v and not set(tr) & set(va)
+        _, ref = torch.utils.data.random_split(range(n), [n - v, v], generator=torch.Generator().manual_seed(0))
+        assert sorted(ref.indices) == va.tolist()
+
+
+def test_task_splits_heads_and_routing(host, clip_root):
+    scen, cfg = scen_cfg(host, "clip-mnist", **TINY)
+    t = scen.build_task(cfg, 0, str(clip_root))
+    s = t.manifest["sizes"]
+    assert (s["forget_train"], s["forget_val"], s["forget_test"]) == (54, 6, 20)
+    assert (s["control_val"], s["control_test"]) == (3, 10)  # int(0.1 · 30) held out of ImageNet train
+    assert t.manifest["splits"]["forget"] == t.manifest["splits"]["forget_train"]
+    assert t.kind == "clip" and not t.has_oracle and not t.mia
+    x, y = t.tensors("forget_test")
+    assert x.dtype == torch.uint8 and x.shape[1:] == (1, 28, 28)  # stored at native size
+    xc, yc = t.tensors("control_test")
+    assert xc.shape[1:] == (3, 224, 224) and yc.tolist() == list(range(10))
+    from unlearnbench.stages import Stages
+    from unlearnbench.store import Store
+
+    st = Stages(t, Store(clip_root / "store"))
+    theta0 = st.original()
+    assert st.trained == ["init"]  # loaded, never trained
+    assert theta0["head_forget"].shape == (10, 32) and theta0["head_control"].shape == (1000, 32)
+    assert torch.allclose(theta0["head_control"].norm(dim=1), torch.full((1000,), 100.0))  # W = 100·e_c
+    m = t.new_model()
+    m.load_state_dict(theta0)
+    acc = st.evaluator.measure(m, ["acc_forget_test", "acc_control_test"])
+    assert m.head == "forget"  # reset after routing
+    with torch.no_grad():
+        m.head = "control"
+        lg = m(xc)
+    assert lg.shape == (10, 1000)
+    assert acc["acc_control_test"] == pytest.approx(100.0 * (lg.argmax(1) == yc).double().mean().item())
+
+
+def test_missing_and_corrupt_weights_are_explained(host, clip_root, tmp_path):
+    from unlearnbench.clip import load_weights
+
+    scen, cfg = scen_cfg(host, "clip-mnist", arch="tiny")
+    with pytest.raises(DataNotFound, match="tiny-openai.safetensors"):
+        scen.build_task(cfg, 0, str(clip_root)).pretrained()
+    bad = tmp_path / "w.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(DataNotFound, match="not a loadable CLIP state dict"):
+        load_weights("tiny", bad)
+    pt = tmp_path / "w.pt"
+    torch.save({"visual.proj": torch.zeros(2)}, pt)
+    with pytest.raises(DataNotFound, match="lacks"):
+        load_weights("tiny", pt)
+
+
+def test_saved_weights_load_exactly(tmp_path):
+    from safetensors.torch import save_file
+
+    from unlearnbench.clip import build_clip, load_weights
+
+    torch.manual_seed(3)
+    ref = build_clip("tiny").state_dict()
+    save_file({k: v.contiguous() for k, v in ref.items()}, str(tmp_path / "w.safetensors"))
+    got, digest = load_weights("tiny", tmp_path / "w.safetensors")
+    assert all(torch.equal(got[k], ref[k]) for k in ref) and len(digest) == 64
+
+
+def test_clip_recipe_adamw_warmup_clip_and_frozen():
+    from unlearnbench.clip import clip_classifier
+    from unlearnbench.recipe import Recipe
+    from unlearnbench.training import lr_at, train
+
+    r = Recipe(epochs=2, batch=4, lr=1e-3, momentum=0.0, wd=0.1, optimizer="adamw", warmup_steps=3,
+               grad_clip=1.0, augment="clip_rrc")
+    assert [round(lr_at(r, s, 10, 5), 6) for s in (0, 2, 3)] == [round(1e-3 / 3, 6), 1e-3, 1e-3]
+    assert lr_at(r, 9, 10, 5) < 1e-4  # cosine over the 7 steps after warmup
+    torch.manual_seed(0)
+    m = clip_classifier("tiny", 10, 5)
+    m.head_forget.normal_()  # a zero head (the fresh model's) would give no gradient at all
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    x, y = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8), torch.arange(8) % 10
+    train(m, x, y, r, torch.Generator().manual_seed(0), show_progress=False)
+    after = m.state_dict()
+    for n, p in m.named_parameters():
+        changed = not torch.equal(before[n], after[n])
+        assert changed == p.requires_grad, n  # frozen stay bit-identical, even under weight decay
+
+
+def test_randaugment_is_replayable_and_leaves_global_rngs_alone():
+    import random
+
+    from unlearnbench.augment import recipe_augmentation
+    from unlearnbench.recipe import Recipe
+
+    x = torch.rand(4, 3, 32, 32)
+    aug = recipe_augmentation(Recipe(epochs=1, batch=4, lr=0.1, augment="clip_randaug", randaug_n=2, randaug_m=9))
+    random.seed(7)
+    a = aug(x, torch.Generator().manual_seed(0))
+    after = random.random()
+    random.seed(7)
+    b = aug(x, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and random.random() == after
+    c = aug(x, torch.Generator().manual_seed(1))
+    assert not torch.equal(a, c) and a.shape == x.shape
+    plain = recipe_augmentation(Recipe(epochs=1, batch=4, lr=0.1, augment="clip_randaug"))
+    assert not torch.equal(plain(x, torch.Generator().manual_seed(0)), a)  # RandAugment did something
+
+
+def test_negmerge_cli_run_on_clip_mnist(clip_root, tmp_path):
+    from click.testing import CliRunner
+
+    from unlearnbench.cli import main
+
+    runs = tmp_path / "runs"
+    args = ["run", "--scenario", "clip-mnist", "--data-root", str(clip_root), "--seeds", "0",
+            "--store", str(tmp_path / "store"), "--runs-dir", str(runs), "-q", "-o", "scenario.arch=tiny",
+            "-o", "scenario.weights=random", "-o", "scenario.control_templates=simple"]
+    r = CliRunner().invoke(main, args + ["--method", "negmerge", "-o", "pool.name=pool4", "-o", "pool.size=3"])
+    assert r.exit_code == 0, r.output
+    assert "Acc Dc val" in r.output  # the CLIP columns (§8.4), not the classifier ones
+    (path,) = runs.glob("clip-mnist/negmerge*/seed-0/run.json")
+    rec = json.loads(path.read_text())
+    assert set(rec["metrics"]) == {"acc_forget_test", "acc_control_test", "acc_forget_val", "acc_control_val"}
+    assert rec["retrain"] is None and rec["gap"] is None
+    assert rec["selection_rule"] == "control_threshold" and rec["used_splits"] == "forget+val"
+    assert rec["lambda"] in [round(0.05 * i, 2) for i in range(21)]  # the CLIP grid {0, ..., 1} [§5]
+    curve = rec["selection"]["curve"]
+    assert all("acc_control_val" in p and "acc_forget_val" in p for p in curve)
+    assert rec["timings"]["pool_trained"] == 3
+    sp = rec["sparsity"]  # frozen parameters are exact zeros of τ: U_all counts them, U_train does not (§8.5)
+    assert sp["n_train"] < sp["n_all"] and sp["nonzero"] <= sp["n_train"]
+    assert sp["u_all"] >= 100.0 * (sp["n_all"] - sp["n_train"]) / sp["n_all"]
+
+    # the board shows Acc Dr (ImageNet val) and Acc Df (the forget test split) in the paper's columns [P T1]
+    r = CliRunner().invoke(main, ["leaderboard", str(runs), "-o", str(tmp_path / "board")])
+    assert r.exit_code == 0, r.output
+    board = (tmp_path / "board" / "clip-mnist.md").read_text()
+    m = rec["metrics"]
+    row = next(line for line in board.splitlines() if line.startswith("| negmerge"))
+    assert f"| {m['acc_control_test']:.2f} | {m['acc_forget_test']:.2f} | – | – |" in row
+    assert "| paper: NegMerge | forget+val |" in board and "| 59.90 | 20.50 |" in board  # [P T B1] MNIST
+
+    # a method that reads D_r is refused, with what to use instead
+    r = CliRunner().invoke(main, args + ["--method", "finetune"])
+    assert r.exit_code != 0 and "does not have" in r.output and "merge family" in r.output
+
+
+def test_bad_arch_and_missing_imagenet(host, tmp_path):
+    scen, cfg = scen_cfg(host, "clip-mnist", arch="vit-b-33")
+    with pytest.raises(ConfigError, match="vit-b-32"):
+        scen.build_task(cfg, 0, str(tmp_path))
+    write_mnist(tmp_path)
+    scen, cfg = scen_cfg(host, "clip-mnist", **TINY)
+    with pytest.raises(DataNotFound, match="imagenet"):
+        scen.build_task(cfg, 0, str(tmp_path))
+
+
+def test_svhn_eurosat_and_cars_in_their_native_layouts(host, clip_root):
+    scen, cfg = scen_cfg(host, "clip-svhn", **TINY)
+    t = scen.build_task(cfg, 0, str(clip_root))
+    assert (t.manifest["sizes"]["forget_train"], t.manifest["sizes"]["forget_val"]) == (27, 3)
+    x, y = t.tensors("forget_test")
+    assert x.shape[1:] == (3, 32, 32) and x.dtype == torch.uint8 and sorted(set(y.tolist())) == list(range(10))
+    assert y.tolist()[:10] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 0]  # label 10 is the digit 0
+
+    scen, cfg = scen_cfg(host, "clip-eurosat", **TINY)
+    t = scen.build_task(cfg, 0, str(clip_root))
+    s = t.manifest["sizes"]
+    assert (s["forget_train"], s["forget_val"], s["forget_test"]) == (30, 10, 20)  # the predefined val split
+    assert t.tensors("forget_val")[0].shape[1:] == (3, 64, 64)
+
+    scen, cfg = scen_cfg(host, "clip-cars", **TINY)
+    t = scen.build_task(cfg, 0, str(clip_root))
+    assert t.num_classes == 3 and t.data.classnames == tuple(CARS)  # from the devkit's cars_meta.mat
+    assert t.tensors("forget_test")[0].shape[1:] == (3, 224, 224)  # CLIP's eval view of a photo
+    assert t.tensors("forget_test")[1].tolist() == [0, 1, 2]
+    load, tag = t.pretrained()
+    assert t.new_model().head_forget.shape == (3, 32) and tag.startswith("clip:tiny:random:")
+
+
+def test_wrong_eurosat_layout_is_explained(host, tmp_path):
+    write_eurosat(tmp_path)
+    (tmp_path / "EuroSAT_splits" / "val" / "River").rename(tmp_path / "EuroSAT_splits" / "val" / "Rivers")
+    from unlearnbench.scenarios.clip import load_eurosat
+
+    with pytest.raises(DataNotFound, match="10 EuroSAT class folders"):
+        load_eurosat(str(tmp_path))
+    with pytest.raises(DataNotFound, match="svhn"):
+        from unlearnbench.scenarios.clip import load_svhn
+
+        load_svhn(str(tmp_path))
+
+
+def test_clip_pools_take_the_data_sets_epochs(host):
+    from unlearnbench.augment import recipe_augmentation
+
+    scen, _ = scen_cfg(host, "clip-mnist", **TINY)
+    default = scen.pools["default"]
+    assert default.name == "pool1_randaug" and len(default) == 30  # [P App. A]
+    assert {m.epochs for m in default.members()} == {30}  # MNIST, RandAugment table (§2.2)
+    assert {(m.randaug_n, m.randaug_m) for m in default.members()} == {(n, m) for n in (1, 2, 3)
+                                                                        for m in range(1, 11)}
+    assert scen.pools["pool2"].base.epochs == 5 and scen.pools["pool2"].base.augment == "clip_rrc"  # TA table
+    r = default.base
+    assert (r.optimizer, r.lr, r.wd, r.batch, r.warmup_steps, r.grad_clip) == ("adamw", 1e-5, 0.1, 128, 500, 1.0)
+    assert recipe_augmentation(default.members()[0]) is not None
+    scen, _ = scen_cfg(host, "clip-eurosat", **TINY)
+    assert scen.pools["default"].base.epochs == 40 and scen.pools["ta_paper"].base.epochs == 12
