@@ -346,3 +346,27 @@ def test_clip_pools_take_the_data_sets_epochs(host):
     assert recipe_augmentation(default.members()[0]) is not None
     scen, _ = scen_cfg(host, "clip-eurosat", **TINY)
     assert scen.pools["default"].base.epochs == 40 and scen.pools["ta_paper"].base.epochs == 12
+
+
+def _clip_record(method, trial, df, dr=60.0):
+    m = {"acc_forget_test": df, "acc_control_test": dr, "acc_forget_val": df, "acc_control_val": dr}
+    return {"scenario": "clip-mnist", "method": method, "config_hash": method, "trial": trial, "variant": [],
+            "_file": f"{method}/seed-{trial}/run.json", "metrics": m, "retrain": None, "gap": None,
+            "original": {**m, "acc_forget_test": 90.0, "acc_control_test": 63.0}, "used_splits": "forget+val",
+            "selection": {"rule": "control_threshold", "oracle": False}, "timings": {"total_s": 1.0},
+            "lambda": 0.5, "sparsity": None, "info": {}}
+
+
+def test_clip_board_marks_the_lowest_forget_accuracy_beyond_noise():
+    from unlearnbench.leaderboard import aggregate, render_markdown
+
+    recs = [_clip_record("negmerge", t, 20.0 + 0.1 * t) for t in range(3)] + \
+           [_clip_record("uniform", t, 30.0 + 0.1 * t) for t in range(3)]
+    md = render_markdown("clip-mnist", aggregate(recs)["clip-mnist"], [])
+    lines = [line for line in md.splitlines() if line.startswith(("| negmerge", "| uniform"))]
+    assert lines[0].startswith("| negmerge") and "| **20.10 ± 0.10** |" in lines[0]  # ranked first, bold
+    assert "**" not in lines[1] and "no Avg. Gap" in md
+    recs = [_clip_record("negmerge", t, 20.0 + 5 * t) for t in range(3)] + \
+           [_clip_record("uniform", t, 22.0 + 5 * t) for t in range(3)]
+    md = render_markdown("clip-mnist", aggregate(recs)["clip-mnist"], [])
+    assert md.count(" ≈ |") == 2 and "**" not in md.split("## Methods")[1]  # within noise: a tie, no winner

@@ -133,7 +133,10 @@ def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Ro
                          "sparsity": _mean_std([(r.get("sparsity") or {}).get("u_all") for r in recs]),
                          "records": [r["_file"] for r in recs]}
             rows.append(row)
-        _mark_best([r for r in rows if r.kind == "measured" and not r.oracle])
+        if has_oracle:
+            _mark_best([r for r in rows if r.kind == "measured" and not r.oracle])
+        else:  # CLIP negation: no Retrain, so no gap; the paper bolds the lowest Acc Df [P T1]
+            _mark_lowest([r for r in rows if r.kind == "measured" and not r.oracle], "acc_forget")
         if host is not None:  # every registered method without a record here: visibly missing, never filled
             seen = {m for m, _ in groups}
             for name in host.methods.names():
@@ -203,6 +206,30 @@ def _mark_best(rows: list[Row]) -> None:
             r.mark = "tie"
     else:
         best.mark = "best"
+
+
+def _mark_lowest(rows: list[Row], col: str) -> None:
+    """Mark the lowest mean of ``col`` as best only if every other row is higher by more than seed
+    noise (NOISE_Z standard errors of the difference of means, unpaired); rows within noise tie."""
+    def ok(r):
+        c = r.cells.get(col)
+        return c is not None and c.get("mean") is not None and not math.isnan(c["mean"])
+
+    rows = [r for r in rows if ok(r)]
+    multi = [r for r in rows if len(r.trials) >= 2 and r.cells[col].get("std") is not None]
+    single = [r for r in rows if r not in multi]
+    if not multi:
+        return
+    best = min(multi, key=lambda r: (r.cells[col]["mean"], r.label))
+    b = best.cells[col]
+    if any(r.cells[col]["mean"] <= b["mean"] for r in single):  # unreplicated and as good: no win claimed
+        best.mark = "tie"
+        return
+    tied = [r for r in multi if r is not best and r.cells[col]["mean"] - b["mean"] <= NOISE_Z * math.sqrt(
+        b["std"] ** 2 / len(best.trials) + r.cells[col]["std"] ** 2 / len(r.trials))]
+    best.mark = "tie" if tied else "best"
+    for r in tied:
+        r.mark = "tie"
 
 
 # -- like for like ------------------------------------------------------------------------------
@@ -298,7 +325,11 @@ def _cells(row: Row) -> list[str]:
     sel = row.selection + (" (ORACLE)" if row.oracle else "")
     if row.kind == "missing":
         sel = "not run yet"
-    return [row.label, row.used_splits or "–", sel or "–", *(_cell(row.cells.get(c)) for c, _ in METRICS),
+    cells = [_cell(row.cells.get(c)) for c, _ in METRICS]
+    if row.gap is None and row.mark and row.kind == "measured":  # CLIP: the mark is on Acc Df
+        i = [c for c, _ in METRICS].index("acc_forget")
+        cells[i] = f"**{cells[i]}**" if row.mark == "best" else f"{cells[i]} ≈"
+    return [row.label, row.used_splits or "–", sel or "–", *cells,
             _gap(row), _paired(row), str(len(row.trials)) if row.trials else "–",
             f"{row.wall_s:.1f}" if row.wall_s is not None else "–"]
 
@@ -311,8 +342,13 @@ def _md_table(rows: list[Row]) -> str:
 
 def _sections(rows: list[Row]) -> list[tuple[str, list[Row]]]:
     ref = [r for r in rows if r.kind == "reference"]
-    measured = sorted([r for r in rows if r.kind == "measured" and not r.oracle],
-                      key=lambda r: (r.gap if r.gap is not None else math.inf, r.label))
+    def rank(r):
+        if r.gap is not None:
+            return r.gap
+        c = r.cells.get("acc_forget") or {}
+        return c["mean"] if c.get("mean") is not None and not math.isnan(c["mean"]) else math.inf
+
+    measured = sorted([r for r in rows if r.kind == "measured" and not r.oracle], key=lambda r: (rank(r), r.label))
     oracle = [r for r in rows if r.kind == "measured" and r.oracle]
     paper = [r for r in rows if r.kind == "paper"]
     missing = sorted([r for r in rows if r.kind == "missing"], key=lambda r: r.label)
@@ -331,6 +367,11 @@ def render_markdown(scen: str, rows: list[Row], plots: list[str], warnings: list
              "Mean ± std over seeds. Avg. Gap: mean |Δ| to Retrain over Acc Dr, Acc Df, Acc Dtest, MIA, from the "
              "trial means (paper-comparable); paired: per trial, then mean ± std. **Bold** = lowest Avg. Gap, "
              "separated from every other row by more than seed noise; ≈ = within noise of the lowest.", ""]
+    if not any(r.gap is not None for r in rows if r.kind in ("measured", "reference")):  # CLIP negation
+        parts[-2] = ("Mean ± std over seeds. CLIP dataset negation (PROTOCOL §8.4): Acc Dr is ImageNet val (the "
+                     "control), Acc Df the forget data set's test split; there is no Retrain, so no Avg. Gap. "
+                     "**Bold** = lowest Acc Df, separated from every other row by more than seed noise; ≈ = within "
+                     "noise of the lowest.")
     for title, rs in _sections(rows):
         parts += [f"## {title}", "", _md_table(rs), ""]
     if scen not in PAPER:
@@ -414,7 +455,7 @@ def render_html(tables: dict[str, list[Row]], plots: dict[str, list[str]],
             body.append(f"<h3>{e(title)}</h3><table class=\"sortable\"><thead><tr>"
                         + "".join(f"<th>{e(h)}</th>" for h in HEAD) + "</tr></thead><tbody>")
             for r in rs:
-                cls = f' class="{r.mark}"' if r.mark else ""
+                cls = f' class="{r.mark}{" df" if r.gap is None else ""}"' if r.mark else ""  # df: CLIP, on Acc Df
                 cells = _cells(r)
                 body.append(f"<tr{cls}>" + "".join(
                     f'<td data-sort="{e(_sort_key(r, i))}">{e(c.replace("**", ""))}</td>'
@@ -428,10 +469,11 @@ def render_html(tables: dict[str, list[Row]], plots: dict[str, list[str]],
             "</title><style>body{font-family:sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse;"
             "margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}td:first-child,"
             "th:first-child{text-align:left}th{cursor:pointer;background:#f3f3f3}tr.best td{font-weight:bold;"
-            "background:#e8f6e8}tr.tie td:nth-child(8){background:#f6f6e0}p.warn{background:#fde8e8;padding:.5em}img{max-width:48em}</style></head><body>"
+            "background:#e8f6e8}tr.tie td:nth-child(8){background:#f6f6e0}tr.tie.df td:nth-child(5){background:#f6f6e0}"
+            "p.warn{background:#fde8e8;padding:.5em}img{max-width:48em}</style></head><body>"
             "<h1>unlearnbench leaderboard</h1><p>Generated by <code>unlearnbench leaderboard</code> from recorded "
-            "runs; mean ± std over seeds; click a column to sort. Bold row: lowest Avg. Gap beyond seed noise; "
-            "≈: within noise of the lowest. Oracle-selected rows are in their own table.</p>"
+            "runs; mean ± std over seeds; click a column to sort. Bold row: lowest Avg. Gap (CLIP negation: lowest "
+            "Acc Df) beyond seed noise; ≈: within noise of the lowest. Oracle-selected rows are in their own table.</p>"
             f"<nav>{nav}</nav>" + "".join(body) + f"<script>{SORT_JS}</script></body></html>\n")
 
 
