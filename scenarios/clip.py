@@ -11,9 +11,10 @@ by torch.randperm with generator seed 0 in the order the files are read; D_f^tra
 rest. The drawn indices are stored in the manifest, never regenerated (§1.3).
 
 Implemented forget data sets, each in its native (torchvision / [TTA]) layout: MNIST (IDX),
-SVHN (.mat), EuroSAT (the [TTA] train/val/test class folders; its val split is predefined)
-and Cars (the Stanford release with its devkit .mat files). ImageNet (the control) is read
-from the standard class-folder layout. DTD, GTSRB, RESISC45 and SUN397 are not implemented yet.
+SVHN (.mat), EuroSAT (the [TTA] train/val/test class folders; its val split is predefined),
+Cars (the Stanford release with its devkit .mat files) and DTD (the release's split 1, as
+[TTA] uses it). ImageNet (the control) is read from the standard class-folder layout. GTSRB,
+RESISC45 and SUN397 are not implemented yet.
 
 Storage: a data set is kept in memory as uint8 at its native size (MNIST 28 × 28) or, for
 photos, as CLIP's eval view (Resize 224 bicubic + CenterCrop 224); the model does the rest of
@@ -254,6 +255,55 @@ def load_cars(data_root: str | None) -> RawData:
                    source=str(base), classnames=tuple(names))
 
 
+DTD_TEMPLATES = tuple(f"a photo of {a} {{}} {w}." for a in ("a", "the") for w in ("texture", "pattern", "thing",
+                                                                                 "object"))
+
+
+def load_dtd(data_root: str | None) -> RawData:
+    """DTD, split 1, as [TTA] uses it: train1 + val1 form the train split (re-split by the [NM]
+    rule), test1 is the test split. Read from the release (dtd/images + dtd/labels/*1.txt) or from
+    [TTA]'s prepared folders (dtd/train = train1 + val1, dtd/val = test1); both give the same
+    file order, so the same manifest. Class names are the folder names."""
+    import numpy as np
+    import torch
+
+    def ok(b):
+        labels = all((b / "labels" / f"{p}1.txt").is_file() for p in ("train", "val", "test"))
+        return (b / "images").is_dir() and labels or (b / "train").is_dir() and (b / "val").is_dir()
+
+    base = _first_dir(data_root, ("dtd", "dtd/dtd"), ok,
+                      "DTD was not found: unpack dtd-r1.0.1.tar.gz so that <root>/dtd holds images/ and labels/ (or "
+                      "[TTA]'s prepared dtd/train and dtd/val folders) and pass --data-root.")
+    if (base / "images").is_dir() and (base / "labels").is_dir():
+        classes = sorted(e.name for e in os.scandir(base / "images") if e.is_dir())
+        index = {c: i for i, c in enumerate(classes)}
+
+        def listed(*names):
+            rels = []
+            for n in names:
+                rels += [ln.strip() for ln in (base / "labels" / n).read_text().splitlines() if ln.strip()]
+            rels = sorted(rels, key=lambda r: (r.split("/")[0], r.split("/")[-1]))  # ImageFolder order
+            bad = [r for r in rels if r.split("/")[0] not in index]
+            if bad:
+                raise DataNotFound(f"{base}/labels lists {bad[0]!r}, whose class folder is not in images/")
+            return [(str(base / "images" / r), index[r.split("/")[0]]) for r in rels]
+
+        train, test = listed("train1.txt", "val1.txt"), listed("test1.txt")
+    else:
+        classes = sorted(e.name for e in os.scandir(base / "train") if e.is_dir())
+        if sorted(e.name for e in os.scandir(base / "val") if e.is_dir()) != classes:
+            raise DataNotFound(f"{base}: train/ and val/ must hold the same class folders")
+        train, test = list_class_folders(base / "train"), list_class_folders(base / "val")
+    files = train + test
+    x, digest = read_views([f for f, _ in files])
+    y = np.array([c for _, c in files], dtype=np.int64)
+    names = tuple(c.replace("_", " ") for c in classes)
+    return RawData(x=torch.from_numpy(x), y=torch.from_numpy(y), train_pool=np.arange(len(train)),
+                   test=np.arange(len(train), len(files)),
+                   fingerprint=fingerprint(digest, "\n".join(classes).encode(), y.tobytes()),
+                   num_classes=len(classes), source=str(base), classnames=names)
+
+
 # -- ImageNet, the control ----------------------------------------------------------------------
 
 def clip_view(raw: bytes, where: str):
@@ -411,6 +461,7 @@ FORGET_SETS = {
     "eurosat": DatasetSpec("EuroSAT", load_eurosat, tuple(EUROSAT_CLASSES[k] for k in sorted(EUROSAT_CLASSES)),
                            EUROSAT_TEMPLATES),
     "cars": DatasetSpec("Cars", load_cars, None, CARS_TEMPLATES),
+    "dtd": DatasetSpec("DTD", load_dtd, None, DTD_TEMPLATES),
 }
 
 

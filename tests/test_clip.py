@@ -370,3 +370,38 @@ def test_clip_board_marks_the_lowest_forget_accuracy_beyond_noise():
            [_clip_record("uniform", t, 22.0 + 5 * t) for t in range(3)]
     md = render_markdown("clip-mnist", aggregate(recs)["clip-mnist"], [])
     assert md.count(" ≈ |") == 2 and "**" not in md.split("## Methods")[1]  # within noise: a tie, no winner
+
+
+def write_dtd(root, prepared=False, seed=0):
+    """DTD split 1 (3 classes, 4 images each: 1 train1, 1 val1, 2 test1), as released or as [TTA] prepares it."""
+    rng = np.random.default_rng(seed)
+    base = root / "dtd"
+    labels = {"train1.txt": [], "val1.txt": [], "test1.txt": []}
+    for c in ("banded", "blotchy", "crystalline"):
+        for j, part in enumerate(("train1.txt", "val1.txt", "test1.txt", "test1.txt")):
+            name = f"{c}_{j:04d}.jpg"
+            labels[part].append(f"{c}/{name}")
+            data = jpeg(rng, 300 + 20 * j, 300)
+            if prepared:
+                d = base / ("val" if part == "test1.txt" else "train") / c
+                d.mkdir(parents=True, exist_ok=True)
+            else:
+                d = base / "images" / c
+                d.mkdir(parents=True, exist_ok=True)
+            (d / name).write_bytes(data)
+    if not prepared:
+        (base / "labels").mkdir()
+        for part, rels in labels.items():
+            (base / "labels" / part).write_text("\n".join(rels[::-1]) + "\n")  # any order: sorted like ImageFolder
+
+
+def test_dtd_release_and_tta_folders_give_one_manifest(tmp_path):
+    from unlearnbench.scenarios.clip import load_dtd
+
+    write_dtd(tmp_path / "a")
+    write_dtd(tmp_path / "b", prepared=True)
+    a, b = load_dtd(str(tmp_path / "a")), load_dtd(str(tmp_path / "b"))
+    assert a.classnames == b.classnames == ("banded", "blotchy", "crystalline")
+    assert len(a.train_pool) == 6 and len(a.test) == 6  # train1 + val1 | test1
+    assert a.fingerprint == b.fingerprint and torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+    assert a.x.shape[1:] == (3, 224, 224)
