@@ -242,6 +242,12 @@ def test_randaugment_is_replayable_and_leaves_global_rngs_alone():
     assert torch.equal(a, b) and random.random() == after
     c = aug(x, torch.Generator().manual_seed(1))
     assert not torch.equal(a, c) and a.shape == x.shape
+    grey = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.uint8)  # MNIST: made RGB first (§6.1)
+    for s in range(4):  # timm fills rotations with the RGB mean: a one-band image would crash
+        assert aug(grey, torch.Generator().manual_seed(s)).shape == (16, 3, 28, 28)
+    low = recipe_augmentation(Recipe(epochs=1, batch=4, lr=0.1, augment="clip_randaug", randaug_n=3, randaug_m=1))
+    for s in range(10):  # Posterize draws 0 bits at low magnitude: a black image, as Pillow used to give
+        low(torch.rand(32, 3, 16, 16), torch.Generator().manual_seed(s))
     plain = recipe_augmentation(Recipe(epochs=1, batch=4, lr=0.1, augment="clip_randaug"))
     assert not torch.equal(plain(x, torch.Generator().manual_seed(0)), a)  # RandAugment did something
 
@@ -279,6 +285,13 @@ def test_negmerge_cli_run_on_clip_mnist(clip_root, tmp_path):
     row = next(line for line in board.splitlines() if line.startswith("| negmerge"))
     assert f"| {m['acc_control_test']:.2f} | {m['acc_forget_test']:.2f} | – | – |" in row
     assert "| paper: NegMerge | forget+val |" in board and "| 59.90 | 20.50 |" in board  # [P T B1] MNIST
+
+    # the default pool (pool1_randaug: RRC + flip + RandAugment, 30 epochs) trains on grey MNIST
+    r = CliRunner().invoke(main, args + ["--method", "uniform", "-o", "pool.size=2"])
+    assert r.exit_code == 0, r.output
+    (path,) = runs.glob("clip-mnist/uniform*/seed-0/run.json")
+    rec = json.loads(path.read_text())
+    assert rec["config"]["pool"]["name"] == "default" and rec["timings"]["pool_trained"] == 2
 
     # a method that reads D_r is refused, with what to use instead
     r = CliRunner().invoke(main, args + ["--method", "finetune"])

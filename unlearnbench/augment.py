@@ -125,6 +125,16 @@ def clip_randaug(xb: "torch.Tensor", gen: "torch.Generator") -> "torch.Tensor":
     return _rrc(xb, gen, (0.08, 1.0), ("bilinear", "bicubic"), flip=True)
 
 
+def _posterize_compat(img, bits_to_keep, **kw):
+    """timm's Posterize draws 0 bits at low magnitudes. Pillow used to turn that into a black image
+    (mask 0) and now raises; this keeps the old result, which [NM]'s runs got."""
+    from timm.data.auto_augment import posterize
+
+    if bits_to_keep < 1:
+        return img.point(lambda _: 0)
+    return posterize(img, bits_to_keep, **kw)
+
+
 def rand_augment(n: int, m: int, mean=(0.48145466, 0.4578275, 0.40821073)) -> Augment:
     """timm's ``rand-m{m}-n{n}-mstd0.5`` on each image (PIL), seeded per image from ``gen``."""
     import random
@@ -134,6 +144,7 @@ def rand_augment(n: int, m: int, mean=(0.48145466, 0.4578275, 0.40821073)) -> Au
 
     try:
         from PIL import Image
+        from timm.data.auto_augment import posterize as timm_posterize
         from timm.data.auto_augment import rand_augment_transform
     except ImportError:
         raise ConfigError("RandAugment needs timm and Pillow: pip install 'unlearnbench[clip]'") from None
@@ -141,12 +152,18 @@ def rand_augment(n: int, m: int, mean=(0.48145466, 0.4578275, 0.40821073)) -> Au
 
     def ra_for(size: int):
         if size not in cache:  # timm's defaults for its train transform: translate 45% of the side, fill = mean
-            cache[size] = rand_augment_transform(f"rand-m{m}-n{n}-mstd0.5", {
+            ra = rand_augment_transform(f"rand-m{m}-n{n}-mstd0.5", {
                 "translate_const": int(size * 0.45), "img_mean": tuple(min(255, round(255 * c)) for c in mean)})
+            for op in ra.ops:
+                if op.aug_fn is timm_posterize:
+                    op.aug_fn = _posterize_compat
+            cache[size] = ra
         return cache[size]
 
     def apply(xb: "torch.Tensor", gen: "torch.Generator") -> "torch.Tensor":
         xb = _float(xb)
+        if xb.shape[1] == 1:  # grey (MNIST) becomes RGB first, as [NM] converts it (PROTOCOL §6.1); timm fills
+            xb = xb.expand(-1, 3, -1, -1)  # rotations with the RGB mean, which a one-band image cannot take
         ra = ra_for(min(xb.shape[-2:]))
         seeds = torch.randint(0, 2 ** 31 - 1, (len(xb),), generator=gen).tolist()
         py_state, np_state = random.getstate(), np.random.get_state()
@@ -156,11 +173,9 @@ def rand_augment(n: int, m: int, mean=(0.48145466, 0.4578275, 0.40821073)) -> Au
                 random.seed(s)
                 np.random.seed(s)
                 arr = (xb[i].clamp(0, 1) * 255).round().to(torch.uint8)
-                grey = arr.shape[0] == 1
-                img = Image.fromarray(arr[0].numpy() if grey else arr.permute(1, 2, 0).numpy())
-                res = np.asarray(ra(img))
-                t = torch.from_numpy(res.copy())
-                out[i] = (t[None] if grey else t.permute(2, 0, 1)).float().div_(255.0)
+                img = Image.fromarray(arr.permute(1, 2, 0).contiguous().numpy())
+                res = torch.from_numpy(np.asarray(ra(img)).copy())
+                out[i] = res.permute(2, 0, 1).float().div_(255.0)
         finally:
             random.setstate(py_state)
             np.random.set_state(np_state)
