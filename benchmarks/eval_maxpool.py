@@ -11,8 +11,9 @@ recorded trials keep reproducing. Timing is meaningful only on an idle machine (
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
+
+from eval_batch import _timed  # run as a script, benchmarks/ is on sys.path
 
 
 def stock(model):
@@ -83,12 +84,6 @@ def main() -> int:
             checked += 1
     print(f"{checked} stored models checked")
     return 0 if checked else 2
-
-
-def _timed(fn, *args) -> float:
-    t = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - t
 
 
 if __name__ == "__main__":

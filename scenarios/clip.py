@@ -37,13 +37,11 @@ from unlearnbench.seeding import sha256_hex, stream_seed
 
 VAL_FRAC, VAL_CAP = 0.1, 5000  # [NM], [TTA] split_train_into_train_val
 SIDE = 224
-MNIST_FILES = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
-               "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
 # [TTA] templates and class names, as data (PROTOCOL §2.2: MNIST 1 template)
 MNIST_TEMPLATES = ('a photo of the number: "{}".',)
 MNIST_CLASSES = tuple(str(i) for i in range(10))
 IMAGENET_HELP = (
-    "ImageNet (the control data set) was not found under {looked}. Put ILSVRC-2012 at <root>/imagenet with "
+    "ImageNet (the control data set) was not found. Put ILSVRC-2012 at <root>/imagenet with "
     "train/<wnid>/*.JPEG (1,000 class folders) and val/<wnid>/*.JPEG (the 50,000 val images sorted into the same "
     "class folders, e.g. by the usual valprep.sh), and pass --data-root <root> (or set UNLEARNBENCH_DATA).")
 
@@ -59,50 +57,6 @@ def nm_val_split(n: int, cap: int = VAL_CAP, frac: float = VAL_FRAC):
     return np.sort(perm[:n - v]), np.sort(perm[n - v:])
 
 
-# -- MNIST ---------------------------------------------------------------------------------------
-
-def load_mnist(data_root: str | None) -> RawData:
-    """MNIST from its four IDX files (gzipped or not), in <root>, <root>/MNIST/raw or <root>/mnist."""
-    import numpy as np
-    import torch
-
-    from unlearnbench.scenarios.fmnist import read_idx
-
-    looked = []
-    for root, explicit in data_roots(data_root):
-        for base in (root / "MNIST" / "raw", root / "mnist", root):
-            looked.append(str(base))
-            found = {}
-            for key, stem in MNIST_FILES.items():
-                for cand in (base / stem, base / f"{stem}.gz"):
-                    if cand.exists():
-                        found[key] = cand
-                        break
-            if len(found) != len(MNIST_FILES):
-                continue
-            arrays, raw_bytes = {}, []
-            for key in ("train_x", "train_y", "test_x", "test_y"):
-                arrays[key], b = read_idx(found[key])
-                raw_bytes.append(b)
-            if arrays["train_x"].shape[0] != arrays["train_y"].shape[0] or \
-                    arrays["test_x"].shape[0] != arrays["test_y"].shape[0]:
-                raise DataNotFound(f"MNIST files in {base} disagree on the number of samples")
-            x = np.concatenate([arrays["train_x"], arrays["test_x"]])
-            y = np.concatenate([arrays["train_y"], arrays["test_y"]]).astype(np.int64)
-            n_train = arrays["train_x"].shape[0]
-            return RawData(x=torch.from_numpy(x.copy()).unsqueeze(1), y=torch.from_numpy(y),
-                           train_pool=np.arange(n_train), test=np.arange(n_train, len(y)),
-                           fingerprint=fingerprint(*raw_bytes, y.tobytes()), num_classes=10, source=str(base))
-        if explicit:
-            break
-    raise DataNotFound("MNIST was not found. Put the four IDX files (train-images-idx3-ubyte, "
-                       "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, optionally .gz) in "
-                       "<root>/MNIST/raw (torchvision's layout) and pass --data-root <root>. Looked in: "
-                       f"{', '.join(looked) or 'nowhere (no root given)'}")
-
-
-# -- SVHN, EuroSAT, Cars ---------------------------------------------------------------------------
-
 def _first_dir(data_root: str | None, subdirs: tuple[str, ...], ok, help_text: str) -> Path:
     """The first <root>/<subdir> for which ``ok(path)`` holds; an explicit root must hold it."""
     looked = []
@@ -116,6 +70,27 @@ def _first_dir(data_root: str | None, subdirs: tuple[str, ...], ok, help_text: s
             break
     raise DataNotFound(f"{help_text} Looked in: {', '.join(looked) or 'nowhere (give --data-root)'}")
 
+
+# -- MNIST ---------------------------------------------------------------------------------------
+
+def load_mnist(data_root: str | None) -> RawData:
+    """MNIST from its four IDX files (gzipped or not), in <root>/MNIST/raw, <root>/mnist or <root>."""
+    import numpy as np
+    import torch
+
+    from unlearnbench.scenarios.fmnist import find_idx, read_idx_set
+
+    base = _first_dir(data_root, ("MNIST/raw", "mnist", ""), lambda b: find_idx(b) is not None,
+                      "MNIST was not found. Put the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+                      "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, optionally .gz) in <root>/MNIST/raw "
+                      "(torchvision's layout) and pass --data-root <root>.")
+    x, y, n_train, raw_bytes = read_idx_set(find_idx(base), "MNIST")
+    return RawData(x=torch.from_numpy(x.copy()).unsqueeze(1), y=torch.from_numpy(y),
+                   train_pool=np.arange(n_train), test=np.arange(n_train, len(y)),
+                   fingerprint=fingerprint(*raw_bytes, y.tobytes()), num_classes=10, source=str(base))
+
+
+# -- SVHN, EuroSAT, Cars ---------------------------------------------------------------------------
 
 def load_svhn(data_root: str | None) -> RawData:
     """SVHN cropped digits: train_32x32.mat and test_32x32.mat (torchvision's files); label 10 is
@@ -159,33 +134,23 @@ EUROSAT_TEMPLATES = ("a centered satellite photo of {}.", "a centered satellite 
                      "a centered satellite photo of the {}.")
 
 
-def read_native(paths: list[str], side: int, threads: int = 8):
-    """Decode images that are all ``side`` × ``side`` to uint8 (N, 3, side, side), in parallel;
-    any other size is an error (the data set is not the one expected)."""
-    import numpy as np
-    from PIL import Image
+def native_view(side: int):
+    """A decoder for data sets whose images are all ``side`` × ``side`` (kept as they are); any other
+    size is an error: the data set is not the one expected."""
+    def decode(raw: bytes, where: str):
+        import numpy as np
+        from PIL import Image
 
-    x = np.empty((len(paths), 3, side, side), dtype=np.uint8)
-    h = hashlib.sha256()
-
-    def one(i):
-        with open(paths[i], "rb") as f:
-            raw = f.read()
         try:
             with Image.open(io.BytesIO(raw)) as im:
                 arr = np.asarray(im.convert("RGB"))
         except Exception as e:
-            raise DataNotFound(f"{paths[i]} is not a readable image ({type(e).__name__}: {e})") from None
+            raise DataNotFound(f"{where} is not a readable image ({type(e).__name__}: {e})") from None
         if arr.shape[:2] != (side, side):
-            raise DataNotFound(f"{paths[i]} is {arr.shape[1]} x {arr.shape[0]}, the data set's images are "
-                               f"{side} x {side}")
-        x[i] = arr.transpose(2, 0, 1)
-        return hashlib.sha256(raw).digest()
+            raise DataNotFound(f"{where} is {arr.shape[1]} x {arr.shape[0]}, the data set's images are {side} x {side}")
+        return arr.transpose(2, 0, 1)
 
-    with ThreadPoolExecutor(max(1, min(threads, os.cpu_count() or 1))) as ex:
-        for d in ex.map(one, range(len(paths))):
-            h.update(d)
-    return x, h.digest()
+    return decode
 
 
 def load_eurosat(data_root: str | None) -> RawData:
@@ -204,7 +169,7 @@ def load_eurosat(data_root: str | None) -> RawData:
             raise DataNotFound(f"{base / p} must hold the 10 EuroSAT class folders {sorted(EUROSAT_CLASSES)}, "
                                f"not {found}")
     files = parts["train"] + parts["val"] + parts["test"]
-    x, digest = read_native([f for f, _ in files], 64)
+    x, digest = read_images([f for f, _ in files], native_view(64), 64)
     y = np.array([c for _, c in files], dtype=np.int64)
     a, b = len(parts["train"]), len(parts["train"]) + len(parts["val"])
     names = "\n".join(os.path.relpath(f, base) for f, _ in files).encode()
@@ -248,7 +213,7 @@ def load_cars(data_root: str | None) -> RawData:
     y = np.array(labels[0] + labels[1], dtype=np.int64)
     if y.min() < 0 or y.max() >= len(names):
         raise DataNotFound(f"{base}: annotation classes must run 1..{len(names)} (cars_meta.mat lists {len(names)})")
-    x, digest = read_views(files[0] + files[1])
+    x, digest = read_images(files[0] + files[1])
     n = len(files[0])
     return RawData(x=torch.from_numpy(x), y=torch.from_numpy(y), train_pool=np.arange(n), test=np.arange(n, len(y)),
                    fingerprint=fingerprint(digest, "\n".join(names).encode(), y.tobytes()), num_classes=len(names),
@@ -295,7 +260,7 @@ def load_dtd(data_root: str | None) -> RawData:
             raise DataNotFound(f"{base}: train/ and val/ must hold the same class folders")
         train, test = list_class_folders(base / "train"), list_class_folders(base / "val")
     files = train + test
-    x, digest = read_views([f for f, _ in files])
+    x, digest = read_images([f for f, _ in files])
     y = np.array([c for _, c in files], dtype=np.int64)
     names = tuple(c.replace("_", " ") for c in classes)
     return RawData(x=torch.from_numpy(x), y=torch.from_numpy(y), train_pool=np.arange(len(train)),
@@ -307,23 +272,10 @@ def load_dtd(data_root: str | None) -> RawData:
 # -- ImageNet, the control ----------------------------------------------------------------------
 
 def clip_view(raw: bytes, where: str):
-    """CLIP's eval transform on one image file: Resize(224, bicubic, shorter side), CenterCrop(224);
-    uint8 (3, 224, 224)."""
-    import numpy as np
-    from PIL import Image
+    """CLIP's eval transform on one image file: Resize(224, bicubic), CenterCrop(224); uint8 (3, 224, 224)."""
+    from unlearnbench.scenarios.cub200 import eval_view
 
-    try:
-        with Image.open(io.BytesIO(raw)) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            size = (SIDE, max(SIDE, round(SIDE * h / w))) if w <= h else (max(SIDE, round(SIDE * w / h)), SIDE)
-            im = im.resize(size, Image.BICUBIC)
-            w, h = im.size
-            top, left = int(round((h - SIDE) / 2.0)), int(round((w - SIDE) / 2.0))
-            arr = np.asarray(im.crop((left, top, left + SIDE, top + SIDE)))
-    except Exception as e:
-        raise DataNotFound(f"{where} is not a readable image ({type(e).__name__}: {e})") from None
-    return arr.transpose(2, 0, 1)
+    return eval_view(raw, where, SIDE, SIDE, bicubic=True)
 
 
 IMG_EXT = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
@@ -340,17 +292,18 @@ def list_class_folders(folder: Path) -> list[tuple[str, int]]:
     return out
 
 
-def read_views(paths: list[str], threads: int = 8):
-    """Decode many images to CLIP eval views, in parallel (PIL releases the GIL while decoding)."""
+def read_images(paths: list[str], decode=clip_view, side: int = SIDE, threads: int = 8):
+    """Decode many image files with ``decode(raw, where) -> uint8 (3, side, side)`` in parallel (PIL
+    releases the GIL while decoding); returns the stacked images and a digest of the files' bytes."""
     import numpy as np
 
-    x = np.empty((len(paths), 3, SIDE, SIDE), dtype=np.uint8)
+    x = np.empty((len(paths), 3, side, side), dtype=np.uint8)
     h = hashlib.sha256()
 
     def one(i):
         with open(paths[i], "rb") as f:
             raw = f.read()
-        x[i] = clip_view(raw, paths[i])
+        x[i] = decode(raw, paths[i])
         return hashlib.sha256(raw).digest()
 
     with ThreadPoolExecutor(max(1, min(threads, os.cpu_count() or 1))) as ex:
@@ -368,16 +321,8 @@ def load_imagenet_control(data_root: str | None, n_classes: int = 1000) -> tuple
     import numpy as np
     import torch
 
-    looked = []
-    for root, explicit in data_roots(data_root):
-        base = root / "imagenet"
-        looked.append(str(base))
-        if (base / "train").is_dir() and (base / "val").is_dir():
-            break
-        if explicit:
-            raise DataNotFound(IMAGENET_HELP.format(looked=", ".join(looked)))
-    else:
-        raise DataNotFound(IMAGENET_HELP.format(looked=", ".join(looked) or "no root (give --data-root)"))
+    base = _first_dir(data_root, ("imagenet",), lambda b: (b / "train").is_dir() and (b / "val").is_dir(),
+                      IMAGENET_HELP)
     key = (str(base.resolve()), n_classes)
     if key in _CONTROL_CACHE:  # 55,000 decoded images: read once per process (a sweep runs many cells)
         return _CONTROL_CACHE[key]
@@ -391,7 +336,7 @@ def load_imagenet_control(data_root: str | None, n_classes: int = 1000) -> tuple
         raise DataNotFound(f"{base}/val holds no images: sort the 50,000 val images into class folders")
     _, held = nm_val_split(len(train))
     chosen = [train[i] for i in held] + val
-    x, digest = read_views([p for p, _ in chosen])
+    x, digest = read_images([p for p, _ in chosen])
     y = np.array([c for _, c in chosen], dtype=np.int64)
     names = [os.path.relpath(p, base) for p, _ in chosen]
     raw = RawData(x=torch.from_numpy(x), y=torch.from_numpy(y), train_pool=np.arange(len(held)),

@@ -104,26 +104,27 @@ def _table(text: str, where: str) -> dict[int, str]:
     return out
 
 
-def eval_view(raw: bytes, where: str):
-    """Resize(256) (shorter side, bilinear, antialiased) then CenterCrop(224), as uint8 (3, 224, 224)."""
+def eval_view(raw: bytes, where: str, resize: int = RESIZE, side: int = SIDE, bicubic: bool = False):
+    """Resize(resize) (shorter side, antialiased; bilinear, or bicubic for CLIP) then CenterCrop(side),
+    torchvision's rounding, as uint8 (3, side, side). Default: CUB-200's Resize(256), CenterCrop(224)."""
     import numpy as np
 
     try:
         from PIL import Image
     except ImportError:
-        raise DataNotFound("reading CUB-200's JPEGs needs Pillow: pip install 'unlearnbench[vision]'") from None
+        raise DataNotFound("reading JPEGs needs Pillow: pip install 'unlearnbench[vision]'") from None
     try:
         with Image.open(io.BytesIO(raw)) as im:
             im = im.convert("RGB")
             w, h = im.size
             if w <= h:
-                size = (RESIZE, int(RESIZE * h / w))
+                size = (resize, int(resize * h / w))
             else:
-                size = (int(RESIZE * w / h), RESIZE)
-            im = im.resize(size, Image.BILINEAR)
+                size = (int(resize * w / h), resize)
+            im = im.resize(size, Image.BICUBIC if bicubic else Image.BILINEAR)
             w, h = im.size
-            top, left = int(round((h - SIDE) / 2.0)), int(round((w - SIDE) / 2.0))
-            arr = np.asarray(im.crop((left, top, left + SIDE, top + SIDE)))
+            top, left = int(round((h - side) / 2.0)), int(round((w - side) / 2.0))
+            arr = np.asarray(im.crop((left, top, left + side, top + side)))
     except Exception as e:  # truncated or not an image
         raise DataNotFound(f"{where} is not a readable image ({type(e).__name__}: {e})") from None
     return arr.transpose(2, 0, 1)

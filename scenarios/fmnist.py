@@ -53,8 +53,9 @@ def read_idx(path: Path):
     return body.reshape(dims), data
 
 
-def _find(folder: Path) -> dict[str, Path] | None:
-    for base in (folder, folder / "FashionMNIST" / "raw", folder / "fashion-mnist"):
+def find_idx(*bases: Path) -> dict[str, Path] | None:
+    """The four IDX files of the MNIST family (gzipped or not) in the first base that has them all."""
+    for base in bases:
         found = {}
         for key, stem in FILES.items():
             for cand in (base / stem, base / f"{stem}.gz"):
@@ -64,6 +65,26 @@ def _find(folder: Path) -> dict[str, Path] | None:
         if len(found) == len(FILES):
             return found
     return None
+
+
+def _find(folder: Path) -> dict[str, Path] | None:
+    return find_idx(folder, folder / "FashionMNIST" / "raw", folder / "fashion-mnist")
+
+
+def read_idx_set(files: dict[str, Path], what: str):
+    """(x uint8 (N, 28, 28), y int64, n_train, raw bytes): train then test, checked for agreement."""
+    import numpy as np
+
+    arrays, raw_bytes = {}, []
+    for key in ("train_x", "train_y", "test_x", "test_y"):
+        arrays[key], b = read_idx(files[key])
+        raw_bytes.append(b)
+    if (arrays["train_x"].shape[0] != arrays["train_y"].shape[0]
+            or arrays["test_x"].shape[0] != arrays["test_y"].shape[0]):
+        raise DataNotFound(f"{what} files in {files['train_x'].parent} disagree on the number of samples")
+    x = np.concatenate([arrays["train_x"], arrays["test_x"]])
+    y = np.concatenate([arrays["train_y"], arrays["test_y"]]).astype(np.int64)
+    return x, y, arrays["train_x"].shape[0], raw_bytes
 
 
 def locate(data_root: str | None) -> dict[str, Path]:
@@ -102,15 +123,7 @@ def load(data_root: str | None) -> RawData:
     import torch
 
     files = locate(data_root)
-    arrays, raw_bytes = {}, []
-    for key in ("train_x", "train_y", "test_x", "test_y"):
-        arrays[key], b = read_idx(files[key])
-        raw_bytes.append(b)
-    if arrays["train_x"].shape[0] != arrays["train_y"].shape[0] or arrays["test_x"].shape[0] != arrays["test_y"].shape[0]:
-        raise DataNotFound(f"Fashion-MNIST files in {files['train_x'].parent} disagree on the number of samples")
-    x = np.concatenate([arrays["train_x"], arrays["test_x"]])
-    y = np.concatenate([arrays["train_y"], arrays["test_y"]]).astype(np.int64)
-    n_train = arrays["train_x"].shape[0]
+    x, y, n_train, raw_bytes = read_idx_set(files, "Fashion-MNIST")
     return RawData(
         x=torch.from_numpy(x.copy()).unsqueeze(1).float().div_(255.0),
         y=torch.from_numpy(y),

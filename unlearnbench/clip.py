@@ -83,19 +83,27 @@ def tokenizer(arch: str):
     return _open_clip().get_tokenizer(ARCHS[arch] or "ViT-B-32")
 
 
+_DIGESTS: dict[tuple, str] = {}
+
+
 def file_digest(arch: str, path: Path) -> str:
-    """sha256 of a weights file; a missing file is an error that says how to get it."""
+    """sha256 of a weights file (hashed once per process while the file is unchanged); a missing
+    file is an error that says how to get it."""
     if not path.is_file():
         raise DataNotFound(HOW_TO_GET_WEIGHTS.format(arch=arch, path=path, oc=ARCHS.get(arch) or "ViT-B-32",
                                                      name=path.name, hf=HF_REPOS.get(arch, "?")))
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 24), b""):
+                h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
 
 
-def load_weights(arch: str, path: Path) -> tuple[dict, str]:
+def load_weights(arch: str, path: Path, want: dict | None = None) -> tuple[dict, str]:
     """A CLIP state dict from a .safetensors file or a plain state dict (.pt/.bin/.pth, read with
     weights_only=True, so no code from the file runs), checked key by key against ``arch``;
     returns it and the file's sha256."""
@@ -120,7 +128,7 @@ def load_weights(arch: str, path: Path) -> tuple[dict, str]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DataNotFound(f"{path} does not hold a state dict of tensors")
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    want = build_clip(arch).state_dict()
+    want = want if want is not None else build_clip(arch).state_dict()  # the keys and shapes to match
     missing = [k for k in want if k not in state]
     if missing:
         raise DataNotFound(f"{path} is not an open_clip {arch} state dict: it lacks {missing[:3]} "
@@ -222,7 +230,7 @@ def pretrained_state(arch: str, weights: str, heads: dict[str, tuple[Sequence[st
     the caller seeded) and the two zero-shot heads built from its text encoder."""
     full = build_clip(arch)
     if weights != "random":
-        state, digest = load_weights(arch, Path(weights).expanduser())
+        state, digest = load_weights(arch, Path(weights).expanduser(), want=full.state_dict())
         full.load_state_dict(state)
     else:
         digest = "random"

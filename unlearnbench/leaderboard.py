@@ -175,61 +175,48 @@ def _row_from(label: str, key: str, metrics: list[dict], retrains: list[dict | N
     return row
 
 
-def _mark_best(rows: list[Row]) -> None:
-    """Bold the lowest Avg. Gap only if every other row is worse by more than seed noise
-    (NOISE_Z standard errors of the paired per-trial gaps); rows within noise are ties."""
-    rows = [r for r in rows if r.gap is not None and not math.isnan(r.gap)]
-    single = [r for r in rows if len(r.paired) < 2]  # one seed: its noise is unknown
-    rows = [r for r in rows if len(r.paired) >= 2]
+def _mark_lowest_beyond_noise(rows: list[Row], value, std, n) -> None:
+    """Mark the row with the lowest ``value`` as best only if every other row is worse by more than
+    seed noise (NOISE_Z standard errors of the difference: sqrt(s_b²/n_b + s_r²/n_r)); rows within
+    noise, or whose noise is unknown, tie with it. A row with fewer than 2 seeds cannot win; if it looks
+    as good as the best, no win can be claimed."""
+    rows = [r for r in rows if value(r) is not None and not math.isnan(value(r))]
+    single = [r for r in rows if n(r) < 2]  # one seed: its noise is unknown
+    rows = [r for r in rows if n(r) >= 2]
     if not rows:
         return
-    best = min(rows, key=lambda r: (r.gap, r.label))
-    if any(r.gap <= best.gap for r in single):  # an unreplicated row looks as good: no win can be claimed
+    best = min(rows, key=lambda r: (value(r), r.label))
+    if any(value(r) <= value(best) for r in single):
         best.mark = "tie"
         return
-    n_b = len(best.paired)
-    s_b = best.gap_paired[1] if best.gap_paired else None
     tied = []
     for r in rows:
         if r is best:
             continue
-        s_r = r.gap_paired[1] if r.gap_paired else None
-        if s_b is None or s_r is None:
+        if std(best) is None or std(r) is None:
             tied.append(r)
             continue
-        se = math.sqrt(s_b ** 2 / n_b + s_r ** 2 / len(r.paired))
-        if r.gap - best.gap <= NOISE_Z * se:
+        se = math.sqrt(std(best) ** 2 / n(best) + std(r) ** 2 / n(r))
+        if value(r) - value(best) <= NOISE_Z * se:
             tied.append(r)
-    if tied:
-        best.mark = "tie"
-        for r in tied:
-            r.mark = "tie"
-    else:
-        best.mark = "best"
-
-
-def _mark_lowest(rows: list[Row], col: str) -> None:
-    """Mark the lowest mean of ``col`` as best only if every other row is higher by more than seed
-    noise (NOISE_Z standard errors of the difference of means, unpaired); rows within noise tie."""
-    def ok(r):
-        c = r.cells.get(col)
-        return c is not None and c.get("mean") is not None and not math.isnan(c["mean"])
-
-    rows = [r for r in rows if ok(r)]
-    multi = [r for r in rows if len(r.trials) >= 2 and r.cells[col].get("std") is not None]
-    single = [r for r in rows if r not in multi]
-    if not multi:
-        return
-    best = min(multi, key=lambda r: (r.cells[col]["mean"], r.label))
-    b = best.cells[col]
-    if any(r.cells[col]["mean"] <= b["mean"] for r in single):  # unreplicated and as good: no win claimed
-        best.mark = "tie"
-        return
-    tied = [r for r in multi if r is not best and r.cells[col]["mean"] - b["mean"] <= NOISE_Z * math.sqrt(
-        b["std"] ** 2 / len(best.trials) + r.cells[col]["std"] ** 2 / len(r.trials))]
     best.mark = "tie" if tied else "best"
     for r in tied:
         r.mark = "tie"
+
+
+def _mark_best(rows: list[Row]) -> None:
+    """Bold the lowest Avg. Gap beyond the noise of the paired per-trial gaps."""
+    _mark_lowest_beyond_noise(rows, lambda r: r.gap, lambda r: r.gap_paired[1] if r.gap_paired else None,
+                              lambda r: len(r.paired))
+
+
+def _mark_lowest(rows: list[Row], col: str) -> None:
+    """Bold the lowest mean of ``col`` beyond seed noise (unpaired, from the per-column std)."""
+    def std(r):
+        return (r.cells.get(col) or {}).get("std")
+
+    _mark_lowest_beyond_noise(rows, lambda r: (r.cells.get(col) or {}).get("mean"), std,
+                              lambda r: len(r.trials) if std(r) is not None else 1)
 
 
 # -- like for like ------------------------------------------------------------------------------
