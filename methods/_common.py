@@ -33,7 +33,7 @@ def search_active(ctx) -> bool:
     mode = lr_search_mode(ctx.cfg.lr_search)
     if mode != "auto":
         return mode == "on"
-    return ctx.task.kind == "classifier" and ctx.task.search_baseline_lr  # the scenario says (§7.3)
+    return ctx.task.search_baseline_lr  # the scenario says (§7.3)
 
 
 def scaled_grid(base: float) -> list[float]:

@@ -198,6 +198,7 @@ def negmerge(taus, **options: Any) -> dict[str, "torch.Tensor"]:
 
 class NegMerge(MergeMethod):
     name = "negmerge"
+    title = "NegMerge"
     elementwise = True  # all §4.7 variants too: per-element state only
     description = "keep task-vector elements whose sign all pool members agree on, average, negate"
     reference_url = "https://arxiv.org/abs/2410.05583"

@@ -10,6 +10,7 @@ class Retrain(Method):
     description = "ORACLE: retrain from the original's initial weights on D_r, same recipe"
     reference_url = "https://arxiv.org/abs/2310.12508"
     uses = frozenset({"retain"})
+    oracle = True  # the reference of every Avg. Gap: shown as the Retrain row, never ranked
     selects = False
 
     def unlearn(self, ctx) -> Result:

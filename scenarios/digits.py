@@ -13,7 +13,6 @@ from unlearnbench.scenario import fingerprint
 
 class Digits(ClassifierScenario):
     title = "scikit-learn digits, cnn-s; CPU, no download"
-    family = "digits"
     arch = "cnn-s"
     in_channels = 1
     val_frac = 0.125  # ⌈0.125·1,437⌉ = 180 [PROTOCOL §1.1]

@@ -137,7 +137,6 @@ def load(data_root: str | None) -> RawData:
 
 class FashionMNIST(ClassifierScenario):
     title = "Fashion-MNIST, cnn-bn; CPU flagship, ~5 min per model"
-    family = "fmnist"
     arch = "cnn-bn"
     in_channels = 1
     val_frac = 0.1  # 6,000 of 60,000, 600 per class [PROTOCOL §1.1]

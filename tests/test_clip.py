@@ -153,7 +153,7 @@ def test_task_splits_heads_and_routing(host, clip_root):
     assert (s["forget_train"], s["forget_val"], s["forget_test"]) == (54, 6, 20)
     assert (s["control_val"], s["control_test"]) == (3, 10)  # int(0.1 · 30) held out of ImageNet train
     assert t.manifest["splits"]["forget"] == t.manifest["splits"]["forget_train"]
-    assert t.kind == "clip" and not t.has_oracle and not t.mia
+    assert not t.scoring.has_oracle and not t.scoring.mia and t.scoring.rank == "acc_forget"
     x, y = t.tensors("forget_test")
     assert x.dtype == torch.uint8 and x.shape[1:] == (1, 28, 28)  # stored at native size
     xc, yc = t.tensors("control_test")
@@ -295,7 +295,7 @@ def test_negmerge_cli_run_on_clip_mnist(clip_root, tmp_path):
 
     # a method that reads D_r is refused, with what to use instead
     r = CliRunner().invoke(main, args + ["--method", "finetune"])
-    assert r.exit_code != 0 and "does not have" in r.output and "merge family" in r.output
+    assert r.exit_code == 2 and "does not have" in r.output and "used splits do not include retain" in r.output
 
 
 def test_bad_arch_and_missing_imagenet(host, tmp_path):
@@ -362,12 +362,14 @@ def test_clip_pools_take_the_data_sets_epochs(host):
 
 
 def _clip_record(method, trial, df, dr=60.0):
+    from unlearnbench.scenarios.clip import SCORING
+
     m = {"acc_forget_test": df, "acc_control_test": dr, "acc_forget_val": df, "acc_control_val": dr}
     return {"scenario": "clip-mnist", "method": method, "config_hash": method, "trial": trial, "variant": [],
             "_file": f"{method}/seed-{trial}/run.json", "metrics": m, "retrain": None, "gap": None,
             "original": {**m, "acc_forget_test": 90.0, "acc_control_test": 63.0}, "used_splits": "forget+val",
             "selection": {"rule": "control_threshold", "oracle": False}, "timings": {"total_s": 1.0},
-            "lambda": 0.5, "sparsity": None, "info": {}}
+            "lambda": 0.5, "sparsity": None, "info": {}, "scoring": SCORING.record()}
 
 
 def test_clip_board_marks_the_lowest_forget_accuracy_beyond_noise():

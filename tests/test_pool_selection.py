@@ -60,8 +60,10 @@ def test_named_pools_match_protocol():
 
 
 class _Task:
+    from unlearnbench.scenario import Scoring
+
     class_wise = False
-    kind = "classifier"
+    scoring = Scoring()
 
 
 def _run_sweep(rule, cfg, table, reference=None):

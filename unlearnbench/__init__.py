@@ -10,7 +10,7 @@ from .errors import (ConfigError, DataNotFound, ManifestMismatch, PluginError, S
 from .hookspecs import hookimpl
 from .method import MergeMethod, Method, Result
 from .recipe import PoolGrid, Recipe
-from .scenario import ClassifierScenario, RawData, Scenario, Task
+from .scenario import ClassifierScenario, RawData, Scenario, Scoring, Task, paper_table
 from .selection import Selection, SelectionRule
 
 __version__ = "0.1.0"
@@ -18,5 +18,6 @@ __version__ = "0.1.0"
 __all__ = [
     "ClassifierScenario", "ConfigError", "DataNotFound", "ManifestMismatch", "MergeMethod", "Method",
     "PluginError", "PoolGrid", "RawData", "Recipe", "Result", "Scenario", "Selection", "SelectionRule",
-    "SplitAccessError", "StoreError", "Task", "UnlearnbenchError", "hookimpl", "opt", "__version__",
+    "Scoring", "SplitAccessError", "StoreError", "Task", "UnlearnbenchError", "hookimpl", "opt", "paper_table",
+    "__version__",
 ]

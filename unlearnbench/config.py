@@ -31,7 +31,7 @@ class PoolConfig:
 @dataclass
 class SelectionCommon:
     name: str = "val_matched"
-    grid: str = "classifier"  # classifier: {0,...,2} step 0.05 | unit: {0,...,1} | clip: {0,...,1} [PROTOCOL §5]
+    grid: str = "classifier"  # classifier: {0,...,2} step 0.05 | unit: {0,...,1} | start:stop:step [PROTOCOL §5]
     diagnostic: bool = False  # also evaluate test at every lambda; such rows never feed leaderboards
 
 

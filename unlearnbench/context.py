@@ -110,15 +110,13 @@ class Ctx:
         editor = InPlaceEditor(model, self._stages.original(), tau)
         allowed = rule.reads_for(rcfg, self.task)
         reference = self._stages.retrain_metrics() if "retrain" in allowed else None
-        from .evaluate import metric_splits
-
         sel = sweep(editor.set, lambda names: self._stages.evaluator.measure(model, names),
                     lambdas if lambdas is not None else grid(rcfg.grid), rule, rcfg, self.task, reference,
-                    frozenset(allowed), metric_splits)
+                    frozenset(allowed), self.task.scoring.metric_splits)
         if rcfg.diagnostic:  # PROTOCOL §5: test at every λ, after λ* is fixed; never fed to leaderboards
             for point in sel.curve:
                 editor.set(point["lambda"])
-                point["diagnostic"] = self._stages.evaluator.measure(model, ["acc_test", "acc_retain"])
+                point["diagnostic"] = self._stages.evaluator.measure(model, list(self.task.scoring.diagnostic))
             self.info["diagnostic"] = True
         self.timings["select_s"] = self.timings.get("select_s", 0.0) + sel.seconds
         self.timings["select_evals"] = self.timings.get("select_evals", 0) + sel.evals
@@ -130,13 +128,11 @@ class Ctx:
         ``build(candidate)`` returns the unlearned state dict for one setting (it trains);
         each is measured on the rule's splits only, against θ_0 as the baseline. The grid,
         every candidate's metrics and the choice are recorded in the run."""
-        from .evaluate import metric_splits
-
         rule, rcfg = self._rule, self._rule_cfg
         allowed = frozenset(rule.reads_for(rcfg, self.task))
         needs = rule.needs(rcfg, self.task)
         for m in needs:
-            if metric_splits(m) - allowed:
+            if self.task.scoring.metric_splits(m) - allowed:
                 raise SplitAccessError(f"selection rule {rule.name!r} asks for {m!r} beyond {sorted(allowed)}")
         reference = self._stages.retrain_metrics() if "retrain" in allowed else None
         t0 = time.perf_counter()

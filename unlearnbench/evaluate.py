@@ -1,14 +1,13 @@
 """The evaluator: metrics by name, each computed on a known split (PROTOCOL §8).
 
 ``acc_<split>`` is top-1 accuracy on a manifest split; ``mia`` is MIA-efficacy. Every
-metric declares the data it reads (``metric_splits``), which is what lets selection rules
-and methods be held to the splits they declared.
+metric declares the data it reads (``Scoring.metric_splits``, from the scenario's split roles),
+which is what lets selection rules and methods be held to the splits they declared.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError
 from .metrics import accuracy, confidence, logits, mia_efficacy
 
 if TYPE_CHECKING:
@@ -16,24 +15,7 @@ if TYPE_CHECKING:
 
     from .scenario import Task
 
-# Which declared data a manifest split belongs to.
-SPLIT_ROLE = {
-    "forget": {"forget"}, "retain": {"retain"}, "retain_floor": {"retain"}, "val": {"val"},
-    "val_retain": {"val"}, "test": {"test"}, "test_forget_class": {"test"}, "train": {"forget", "retain"},
-    "mia_members": {"retain"}, "mia_nonmembers": {"test"},
-    # CLIP dataset negation (PROTOCOL §1.3): D_f^train / D_f^val / D_f^test, control val / test
-    "forget_train": {"forget"}, "forget_val": {"val"}, "forget_test": {"test"},
-    "control_val": {"val"}, "control_test": {"test"},
-}
 MIA_SPLITS = ("mia_members", "mia_nonmembers", "forget")
-
-
-def metric_splits(name: str) -> frozenset[str]:
-    if name == "mia":
-        return frozenset({"forget", "retain", "test"})
-    if name.startswith("acc_") and name[4:] in SPLIT_ROLE:
-        return frozenset(SPLIT_ROLE[name[4:]])
-    raise ConfigError(f"unknown metric {name!r}")
 
 
 class Evaluator:
@@ -80,7 +62,7 @@ class Evaluator:
     def measure(self, model: "torch.nn.Module", names: list[str]) -> dict[str, float]:
         need: list[str] = []
         for n in names:
-            metric_splits(n)
+            self.task.scoring.metric_splits(n)  # an unknown metric is an error before any forward
             for s in (MIA_SPLITS if n == "mia" else (n[4:],)):
                 if s not in need:
                     need.append(s)
@@ -110,9 +92,9 @@ class Evaluator:
 
     def report_names(self) -> list[str]:
         """What every final evaluation reports: the task's accuracies, MIA, and class-wise extras."""
-        names = [f"acc_{s}" for s in self.task.report]
+        names = [f"acc_{s}" for s in self.task.scoring.report]
         if self.task.class_wise:
             names.append("acc_test_forget_class")
-        if self.task.mia:
+        if self.task.scoring.mia:
             names.append("mia")
         return names

@@ -20,22 +20,24 @@ from typing import Any
 
 from .metrics import GAP_METRICS
 from .provenance import where
-from .reference import PAPER
+from .scenario import Scoring
 
 METRICS = [("acc_retain", "Acc Dr"), ("acc_forget", "Acc Df"), ("acc_test", "Acc Dtest"), ("mia", "MIA")]
 NOISE_Z = 2.0  # a win needs mean difference > 2 standard errors of the difference (~95%)
-SCENARIO_ORDER = ("digits-10pct", "digits-class", "fmnist-10pct", "fmnist-class")
+# The classifier board's sentence on its columns; a scenario with other columns brings its own
+# (``Scoring.legend``, recorded in each run.json).
+LEGEND = ("Mean ± std over seeds. Avg. Gap: mean |Δ| to Retrain over Acc Dr, Acc Df, Acc Dtest, MIA, from the "
+          "trial means (paper-comparable); paired: per trial, then mean ± std. **Bold** = lowest Avg. Gap, "
+          "separated from every other row by more than seed noise; ≈ = within noise of the lowest.")
 
 
-# CLIP dataset negation reports Acc D_r on the control set and Acc D_f on the forget set's test
-# split (PROTOCOL §8.4); on the board they take the paper's columns of the same names [P T1].
-CLIP_AS_BOARD = {"acc_control_test": "acc_retain", "acc_forget_test": "acc_forget"}
-
-
-def _board(m: dict | None) -> dict | None:
-    if not m or "acc_control_test" not in m:
-        return m
-    return {**m, **{board: m[k] for k, board in CLIP_AS_BOARD.items() if k in m}}
+def scoring_of(rec: dict) -> Scoring:
+    """The Scoring a record was made under (records from before it was recorded: the defaults)."""
+    doc = rec.get("scoring")
+    if not doc:
+        return Scoring()
+    return Scoring(board=tuple(doc["board"].items()), rank=doc.get("rank", "avg_gap"), legend=doc.get("legend", ""),
+                   summary=tuple(tuple(c) for c in doc.get("summary", Scoring().summary)))
 
 
 def load_runs(runs_dir: str | Path) -> list[dict]:
@@ -95,10 +97,14 @@ class Row:
     mark: str = ""  # "best", "tie" (within noise of the best), or ""
     source: str = ""
     extra: dict = field(default_factory=dict)
+    rank: str = "avg_gap"  # what orders the table and carries the mark: Avg. Gap or a board column
+    legend: str = ""  # the scenario's sentence on its columns (Scoring.legend); "" = LEGEND
 
 
 def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Row]]:
-
+    """Rows per scenario: Original and Retrain (the oracle method's model), one row per (method,
+    config) over trials, every registered method without a record as a visibly missing row, and
+    the paper's numbers (``Scenario.paper``) as labelled rows."""
     by_scen: dict[str, dict[tuple, list[dict]]] = {}
     for r in records:
         if (r.get("info") or {}).get("diagnostic"):  # test read at every λ: never a leaderboard row (§5)
@@ -112,16 +118,17 @@ def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Ro
         # Original and Retrain: one per trial, shared by every method (dedup by trial).
         per_trial = {r["trial"]: r for r in sorted(all_recs, key=lambda r: r["_file"])}
         trials = sorted(per_trial)
+        scoring = scoring_of(per_trial[trials[0]])
         for label, key in (("Original (no unlearning)", "original"), ("Retrain (oracle)", "retrain")):
             if key == "retrain" and not has_oracle:
                 continue
-            rows.append(_row_from(label, key, [_board(per_trial[t][key]) for t in trials],
+            rows.append(_row_from(label, key, [scoring_of(per_trial[t]).to_board(per_trial[t][key]) for t in trials],
                                   [per_trial[t].get("retrain") for t in trials], trials, "reference"))
         for (method, _), recs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
             recs = sorted(recs, key=lambda r: r["trial"])
-            if method == "retrain":
+            if _is_oracle_method(recs[0], host):
                 continue  # the Retrain row above is this model
-            row = _row_from(variant_label(recs[0], host), "metrics", [_board(r["metrics"]) for r in recs],
+            row = _row_from(variant_label(recs[0], host), "metrics", [scoring_of(r).to_board(r["metrics"]) for r in recs],
                             [r.get("retrain") for r in recs], [r["trial"] for r in recs], "measured")
             row.method = method
             row.used_splits = recs[0]["used_splits"]
@@ -133,26 +140,46 @@ def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Ro
                          "sparsity": _mean_std([(r.get("sparsity") or {}).get("u_all") for r in recs]),
                          "records": [r["_file"] for r in recs]}
             rows.append(row)
-        if has_oracle:
-            _mark_best([r for r in rows if r.kind == "measured" and not r.oracle])
-        else:  # CLIP negation: no Retrain, so no gap; the paper bolds the lowest Acc Df [P T1]
-            _mark_lowest([r for r in rows if r.kind == "measured" and not r.oracle], "acc_forget")
+        ranked = [r for r in rows if r.kind == "measured" and not r.oracle]
+        if has_oracle and scoring.rank == "avg_gap":
+            _mark_best(ranked)
+        else:  # no Retrain, so no gap: the scenario's rank column (CLIP: the paper bolds the lowest Acc Df [P T1])
+            _mark_lowest(ranked, scoring.rank)
+        for row in rows:
+            row.rank, row.legend = scoring.rank, scoring.legend
         if host is not None:  # every registered method without a record here: visibly missing, never filled
             seen = {m for m, _ in groups}
             for name in host.methods.names():
                 if not has_oracle and "retain" in host.methods.get(name).uses:
-                    continue  # CLIP negation has no D_r: such a method cannot run there (runner refuses it)
+                    continue  # the scenario has no D_r: such a method cannot run there (the runner refuses it)
                 if name not in seen:
                     rows.append(Row(label=name, method=name, kind="missing",
                                     used_splits="+".join(sorted(host.methods.get(name).uses)),
-                                    cells={c: None for c, _ in METRICS}))
-        for paper in PAPER.get(scen, {}).get("rows", []):
-            rows.append(Row(label=f"paper: {paper['label']}", method=paper["method"], kind="paper",
-                            used_splits=paper["used_splits"], cells={k: v for k, v in paper["cells"].items()
-                                                                      if k != "avg_gap"},
-                            gap=(paper["cells"]["avg_gap"] or {}).get("mean"), source=PAPER[scen]["table"]))
+                                    cells={c: None for c, _ in METRICS}, rank=scoring.rank,
+                                    legend=scoring.legend))
+        paper = _paper(scen, host)
+        for p in (paper or {}).get("rows", []):
+            rows.append(Row(label=f"paper: {p['label']}", method=p["method"], kind="paper",
+                            used_splits=p["used_splits"], cells={k: v for k, v in p["cells"].items() if k != "avg_gap"},
+                            gap=(p["cells"]["avg_gap"] or {}).get("mean"), source=paper["table"], rank=scoring.rank,
+                            legend=scoring.legend))
         out[scen] = rows
     return out
+
+
+def _is_oracle_method(rec: dict, host: Any | None) -> bool:
+    """The record is of the oracle method (Retrain): its model is the Retrain row already. Read from
+    the registered method; without a host, from the record (an oracle method runs no selection)."""
+    if host is not None and rec["method"] in host.methods:
+        return bool(host.methods.get(rec["method"]).oracle)
+    return bool(rec.get("oracle")) and not rec.get("selection")
+
+
+def _paper(scen: str, host: Any | None) -> dict | None:
+    """The paper's reported rows for a scenario, from the registered scenario (``Scenario.paper``)."""
+    if host is None or scen not in host.scenarios:
+        return None
+    return getattr(host.scenarios.get(scen), "paper", None)
 
 
 def _row_from(label: str, key: str, metrics: list[dict], retrains: list[dict | None], trials: list[int],
@@ -313,8 +340,8 @@ def _cells(row: Row) -> list[str]:
     if row.kind == "missing":
         sel = "not run yet"
     cells = [_cell(row.cells.get(c)) for c, _ in METRICS]
-    if row.gap is None and row.mark and row.kind == "measured":  # CLIP: the mark is on Acc Df
-        i = [c for c, _ in METRICS].index("acc_forget")
+    if row.rank != "avg_gap" and row.mark and row.kind == "measured":  # the mark sits on the rank column
+        i = [c for c, _ in METRICS].index(row.rank)
         cells[i] = f"**{cells[i]}**" if row.mark == "best" else f"{cells[i]} ≈"
     return [row.label, row.used_splits or "–", sel or "–", *cells,
             _gap(row), _paired(row), str(len(row.trials)) if row.trials else "–",
@@ -332,7 +359,7 @@ def _sections(rows: list[Row]) -> list[tuple[str, list[Row]]]:
     def rank(r):
         if r.gap is not None:
             return r.gap
-        c = r.cells.get("acc_forget") or {}
+        c = r.cells.get(r.rank) or {}
         return c["mean"] if c.get("mean") is not None and not math.isnan(c["mean"]) else math.inf
 
     measured = sorted([r for r in rows if r.kind == "measured" and not r.oracle], key=lambda r: (rank(r), r.label))
@@ -349,19 +376,13 @@ def _sections(rows: list[Row]) -> list[tuple[str, list[Row]]]:
 
 
 def render_markdown(scen: str, rows: list[Row], plots: list[str], warnings: list[str] | None = None) -> str:
+    legend = next((r.legend for r in rows if r.legend), "") or LEGEND
     parts = [f"# {scen}", "", *(f"> **Not like for like.** {w}\n" for w in warnings or []),
              "Generated by `unlearnbench leaderboard` from the run records in `runs/`; do not edit by hand.",
-             "Mean ± std over seeds. Avg. Gap: mean |Δ| to Retrain over Acc Dr, Acc Df, Acc Dtest, MIA, from the "
-             "trial means (paper-comparable); paired: per trial, then mean ± std. **Bold** = lowest Avg. Gap, "
-             "separated from every other row by more than seed noise; ≈ = within noise of the lowest.", ""]
-    if not any(r.gap is not None for r in rows if r.kind in ("measured", "reference")):  # CLIP negation
-        parts[-2] = ("Mean ± std over seeds. CLIP dataset negation (PROTOCOL §8.4): Acc Dr is ImageNet val (the "
-                     "control), Acc Df the forget data set's test split; there is no Retrain, so no Avg. Gap. "
-                     "**Bold** = lowest Acc Df, separated from every other row by more than seed noise; ≈ = within "
-                     "noise of the lowest.")
+             legend, ""]
     for title, rs in _sections(rows):
         parts += [f"## {title}", "", _md_table(rs), ""]
-    if scen not in PAPER:
+    if not any(r.kind == "paper" for r in rows):
         parts += ["The paper reports no numbers for this scenario.", ""]
     for p in plots:
         parts += [f"![{p}](plots/{p})", ""]
@@ -442,7 +463,8 @@ def render_html(tables: dict[str, list[Row]], plots: dict[str, list[str]],
             body.append(f"<h3>{e(title)}</h3><table class=\"sortable\"><thead><tr>"
                         + "".join(f"<th>{e(h)}</th>" for h in HEAD) + "</tr></thead><tbody>")
             for r in rs:
-                cls = f' class="{r.mark}{" df" if r.gap is None else ""}"' if r.mark else ""  # df: CLIP, on Acc Df
+                # "df": the mark sits on a board column (Acc Df, 5th), not on the gap
+                cls = f' class="{r.mark}{" df" if r.rank != "avg_gap" else ""}"' if r.mark else ""
                 cells = _cells(r)
                 body.append(f"<tr{cls}>" + "".join(
                     f'<td data-sort="{e(_sort_key(r, i))}">{e(c.replace("**", ""))}</td>'
@@ -487,14 +509,15 @@ def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None) ->
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     records = load_runs(runs_dir)
     tables = aggregate(records, host)
-    order = sorted(tables, key=lambda s: (SCENARIO_ORDER.index(s) if s in SCENARIO_ORDER else 99, s))
-    tables = {s: tables[s] for s in order}
+    tables = {s: tables[s] for s in sorted(tables)}
     warnings = consistency(records)
+    titles = {n: host.methods.get(n).title or n for n in host.methods.names()} if host is not None else {}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "plots").mkdir(exist_ok=True)
     written, plots = [], {}
     for scen, rows in tables.items():
-        plots[scen] = make_plots(scen, [r for r in records if r["scenario"] == scen], rows, out_dir / "plots")
+        recs = [r for r in records if r["scenario"] == scen]
+        plots[scen] = make_plots(scen, recs, rows, out_dir / "plots", titles)
         (out_dir / f"{scen}.md").write_text(render_markdown(scen, rows, plots[scen], warnings.get(scen)))
         (out_dir / f"{scen}.csv").write_text(render_csv(rows))
         written += [f"{scen}.md", f"{scen}.csv", *(f"plots/{p}" for p in plots[scen])]

@@ -35,10 +35,11 @@ class Method:
     """
 
     name: str = ""
+    title: str = ""  # the name papers print (plot titles); "" = ``name``
     description: str = ""
     reference_url: str = ""
     uses: frozenset[str] = frozenset()
-    needs_pool: bool = False
+    oracle: bool = False  # True for the exact-unlearning reference (Retrain): never a ranked row
     selects: bool = True  # whether a selection rule chooses a hyperparameter (adds its splits)
     Config: type | None = None
     suite_defaults: dict = {}
@@ -62,7 +63,6 @@ class MergeMethod(Method):
     """
 
     uses = frozenset({"forget"})
-    needs_pool = True
     # True when element j of the merge depends only on element j of the inputs: such merges
     # run chunk by chunk over files (unlearnbench.fastmerge), near the I/O floor.
     elementwise = False

@@ -2,7 +2,8 @@
 
 - ``<scen>-tradeoff.png``: forget vs retain accuracy, every pool member as a point (the paper's
   Figure 1) and each method as a marker;
-- ``<scen>-nsweep.png``: NegMerge sparsity and Acc D_f against the number of merged models ([P T4]);
+- ``<scen>-nsweep.png``: a merge method's sparsity and Acc D_f against the number of merged models
+  (its records that differ only in ``pool.size``, [P T4]);
 - ``<scen>-depth.png``: sparsity of each merged vector by layer depth ([P T6]).
 """
 from __future__ import annotations
@@ -23,16 +24,19 @@ def _fig():
     return plt
 
 
-def make_plots(scen: str, records: list[dict], rows: list, out: Path) -> list[str]:
+def make_plots(scen: str, records: list[dict], rows: list, out: Path, titles: dict[str, str] | None = None) -> list[str]:
+    """The plots of one scenario; ``titles`` maps method names to the names papers print."""
     made = []
-    for fn in (_tradeoff, _nsweep, _depth):
-        name = fn(scen, records, rows, out)
-        if name:
+    for fn in (_tradeoff, _nsweeps, _depth):
+        name = fn(scen, records, rows, out, titles or {})
+        if isinstance(name, list):
+            made += name
+        elif name:
             made.append(name)
     return made
 
 
-def _tradeoff(scen, records, rows, out):
+def _tradeoff(scen, records, rows, out, titles):
     plt = _fig()
     fig, ax = plt.subplots(figsize=(8.5, 4.6), dpi=110)
     pts = [p for r in records for p in (r.get("pool_points") or [])]
@@ -59,19 +63,31 @@ def _tradeoff(scen, records, rows, out):
     return name
 
 
-def _nsweep(scen, records, rows, out):
-    by_n: dict[int, list[dict]] = {}
+def _pool_size_sweeps(records: list[dict]) -> dict[str, dict[int, list[dict]]]:
+    """Per merge method, its records by the number of merged members n, for the methods whose
+    records differ from their defaults in ``pool.size`` alone (the [P T4] sweep) at two or more n."""
+    out: dict[str, dict[int, list[dict]]] = {}
     for r in records:
-        if r["method"] != "negmerge" or (r.get("selection") or {}).get("oracle"):
+        if (r.get("selection") or {}).get("oracle"):
             continue
-        cfg = r["config"]["method"]
-        if any(cfg.get(k) not in (v, None) for k, v in (("value", "avg"), ("mask", "consensus"), ("consensus_q", 0))):
-            continue
-        n = (r.get("info", {}).get("merge_cost") or {}).get("n")
+        if any(not v.startswith("pool.size=") for v in r.get("variant") or []):
+            continue  # another option differs too: not a point of the method's own sweep
+        n = ((r.get("info") or {}).get("merge_cost") or {}).get("n")
         if n:
-            by_n.setdefault(int(n), []).append(r)
-    if len(by_n) < 2:
-        return None
+            out.setdefault(r["method"], {}).setdefault(int(n), []).append(r)
+    return {m: by_n for m, by_n in out.items() if len(by_n) >= 2}
+
+
+def _nsweeps(scen, records, rows, out, titles) -> list[str]:
+    """One plot per method with a pool-size sweep: ``<scen>-nsweep.png`` when one method has one,
+    ``<scen>-nsweep-<method>.png`` each when several do."""
+    sweeps = sorted(_pool_size_sweeps(records).items())
+    return [_nsweep(scen, method, by_n, out, titles.get(method, method),
+                    f"{scen}-nsweep.png" if len(sweeps) == 1 else f"{scen}-nsweep-{method}.png")
+            for method, by_n in sweeps]
+
+
+def _nsweep(scen, method, by_n, out, title, name):
     ns = sorted(by_n)
     sp = [statistics.mean(x["sparsity"]["u_all"] for x in by_n[n]) for n in ns]
     af = [statistics.mean(x["metrics"]["acc_forget"] for x in by_n[n]) for n in ns]
@@ -83,16 +99,15 @@ def _nsweep(scen, records, rows, out):
     ax2 = ax.twinx()
     ax2.plot(ns, af, "s--", color="C1", label="Acc D_f (%)")
     ax2.set_ylabel("Acc D_f (%)")
-    ax.set_title(f"{scen}: NegMerge vs n (P T4)")
+    ax.set_title(f"{scen}: {title} vs n (P T4)")
     fig.legend(loc="lower right", fontsize=6)
-    name = f"{scen}-nsweep.png"
     fig.tight_layout()
     fig.savefig(out / name, metadata=PNG_META)
     plt.close(fig)
     return name
 
 
-def _depth(scen, records, rows, out):
+def _depth(scen, records, rows, out, titles):
     groups: dict[str, dict[str, list[float]]] = {}
     for r in records:
         sp = r.get("sparsity") or {}

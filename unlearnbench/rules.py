@@ -82,9 +82,10 @@ class ControlThresholdConfig:
 
 class ControlThreshold(SelectionRule):
     """(a) The CLIP default: minimise forget val accuracy while the control val accuracy keeps
-    kappa of its λ = 0 value [PROTOCOL §5(a)]. On a classifier scenario the control split is
-    D_val^r and the forget split D_f (the "option for classifiers"; not recommended for random
-    forgetting, where minimising Acc D_f over-forgets compared with Retrain)."""
+    kappa of its λ = 0 value [PROTOCOL §5(a)]. The scenario names the pair (``Scoring.control``):
+    on a classifier the control split is D_val^r and the forget split D_f (the "option for
+    classifiers"; not recommended for random forgetting, where minimising Acc D_f over-forgets
+    compared with Retrain)."""
 
     name = "control_threshold"
     description = "min forget val acc while control val acc >= kappa x baseline (CLIP default)"
@@ -92,9 +93,7 @@ class ControlThreshold(SelectionRule):
     reads = frozenset({"forget", "val"})
 
     def _metrics(self, task: Any) -> tuple[str, str]:
-        if task.kind == "clip":
-            return "acc_forget_val", "acc_control_val"
-        return "acc_forget", "acc_val_retain"
+        return task.scoring.control
 
     def needs(self, cfg, task):
         return list(self._metrics(task))

@@ -14,6 +14,7 @@ from . import progress
 from .config import Resolved
 from .errors import ConfigError, StoreError
 from .metrics import avg_gap, sparsity, sparsity_breakdown
+from .scenario import Scoring
 from .seeding import deterministic_kernels
 from .store import tensor_digest
 
@@ -68,10 +69,10 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
             raw_cache[scen.name] = raw
     task = scen.build_task(cfg.scenario, trial, data_root, raw=raw) if raw is not None else \
         scen.build_task(cfg.scenario, trial, data_root)
-    if not task.has_oracle and "retain" in meth.uses:
-        raise ConfigError(f"method {meth.name!r} reads D_r, which scenario {scen.name!r} does not have: CLIP dataset "
-                          "negation has only the forget data set and a control set (PROTOCOL §1.3). Methods that "
-                          "apply: the merge family and task-arithmetic (`unlearnbench list methods`)")
+    if not task.scoring.has_oracle and "retain" in meth.uses:
+        raise ConfigError(f"method {meth.name!r} reads D_r, which scenario {scen.name!r} does not have (it has no "
+                          "retain set and no Retrain oracle). Pick a method whose used splits do not include "
+                          "retain: `unlearnbench list methods` shows each method's [uses: ...]")
     threads = pick_threads(int(cfg.threads), task.threads)
     torch.set_num_threads(threads)
     device = str(cfg.device)
@@ -87,10 +88,10 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
 
     stages = Stages(task, store, device)
     stages.original()
-    if task.has_oracle:
+    if task.scoring.has_oracle:
         stages.retrain()
     orig_m = stages.metrics_of("original")
-    retr_m = stages.metrics_of("retrain") if task.has_oracle else None
+    retr_m = stages.metrics_of("retrain") if task.scoring.has_oracle else None
 
     ctx = Ctx(stages, meth, cfg.method, rule, cfg.selection, cfg.pool)
     t0 = time.perf_counter()
@@ -131,8 +132,9 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
         "used_splits": used_splits(meth, rule, cfg.selection, task, result.selection is not None),
         "selection": sel.summary() if sel is not None else None,
         "selection_rule": (sel.rule if sel is not None else None),
-        "oracle": bool(sel is not None and sel.oracle) or meth.name == "retrain",
+        "oracle": bool(sel is not None and sel.oracle) or meth.oracle,
         "lambda": result.lam,
+        "scoring": task.scoring.record(),  # how the report maps these metrics onto the board
         "metrics": metrics,
         "original": orig_m,
         "retrain": retr_m,
@@ -205,11 +207,6 @@ def sweep_grid(resolved: list[Resolved], seeds: list[int] | None, *, store, runs
 
 # -- summaries -----------------------------------------------------------------------------
 
-COLUMNS = [("acc_retain", "Acc Dr"), ("acc_forget", "Acc Df"), ("acc_test", "Acc Dtest"),
-           ("acc_val", "Acc Dval"), ("mia", "MIA")]
-# CLIP dataset negation (PROTOCOL §8.4): Acc D_f on the forget set's test split, Acc D_r on ImageNet val.
-CLIP_COLUMNS = [("acc_forget_test", "Acc Df"), ("acc_control_test", "Acc Dr"), ("acc_forget_val", "Acc Df val"),
-                ("acc_control_val", "Acc Dc val")]
 
 
 def _fmt(values: list[float]) -> str:
@@ -232,7 +229,7 @@ def summarise(records: list[dict]) -> list[dict]:
     variant = (records[0].get("info") or {}).get("variant")
     name = records[0]["method"] + (f" ({variant})" if variant and variant != "default" else "")
     trials = [r["trial"] for r in records]
-    columns = CLIP_COLUMNS if "acc_control_test" in records[0]["metrics"] else COLUMNS
+    columns = [tuple(c) for c in (records[0].get("scoring") or {}).get("summary", Scoring().summary)]
     rows = []
     for label, key in sources + [(name, "metrics")]:
         stats = _row_from(label, key, [r[key] for r in records], [r["retrain"] for r in records], trials,

@@ -1,25 +1,21 @@
-"""Scenarios and the Task they build for one trial.
+"""Scenarios, the Task they build for one trial, and the Scoring a scenario declares.
 
 A scenario owns the data, ONE fixed index manifest per (scenario, trial) (PROTOCOL §1.2),
 the model factory and the recipes. It never knows which method runs.
 
-Two families share this interface. ``ClassifierScenario`` (digits, Fashion-MNIST,
-CIFAR-10/CUB/Tiny ImageNet) trains its own original model and has a retrain oracle. The CLIP
-dataset-negation scenarios (PROTOCOL §1.3, scenarios/clip.py) subclass ``Scenario`` directly: their
-``original`` is a pretrained zero-shot encoder (``Task.original_source = "pretrained"``),
-``Task.has_oracle`` is False (no Retrain, so no Avg. Gap), the manifest carries named splits
-(``forget_train``, ``forget_val``, ``forget_test``, ``control_val``, ``control_test``, whose
-access roles are in ``unlearnbench.evaluate.SPLIT_ROLE``), ``Task.report`` lists the splits
-whose accuracy is reported (``forget_test`` = Acc D_f, ``control_test`` = Acc D_r, §8.4),
-``Task.mia`` is False, a ``control_threshold`` rule reads ``acc_forget_val`` and
-``acc_control_val``, the pool trains on ``forget_train``, and ``Task.frozen`` names the
-parameters that stay in τ as exact zeros (attention, text leftovers).
+How a trial is scored is data, not a branch in the core: ``Task.scoring`` (a frozen
+``Scoring``) says which accuracies every run reports, whether MIA and a Retrain oracle exist,
+the board's columns and which record metric fills each, what orders the board, the control
+pair threshold rules read, the metrics of pool-member points and of the diagnostic test pass,
+and the access role of every split. ``ClassifierScenario`` uses the defaults; a family with
+other splits (CLIP dataset negation, scenarios/clip/) sets its own, with no core edit.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .errors import ConfigError
 from .recipe import PoolGrid, Recipe
@@ -27,6 +23,64 @@ from .seeding import numpy_rng, sha256_hex, stream_seed
 
 if TYPE_CHECKING:
     import torch
+
+
+# Which declared data (forget / retain / val / test) each split of the classifier manifest
+# belongs to (PROTOCOL §1.1-1.2, §8.2): what lets rules and methods be held to their splits.
+CLASSIFIER_SPLIT_ROLES: Mapping[str, frozenset[str]] = MappingProxyType({
+    "forget": frozenset({"forget"}), "retain": frozenset({"retain"}), "retain_floor": frozenset({"retain"}),
+    "val": frozenset({"val"}), "val_retain": frozenset({"val"}), "test": frozenset({"test"}),
+    "test_forget_class": frozenset({"test"}), "train": frozenset({"forget", "retain"}),
+    "mia_members": frozenset({"retain"}), "mia_nonmembers": frozenset({"test"}),
+})
+
+# The board's columns (PROTOCOL §8, [P T2]): column -> the record metric that fills it.
+BOARD_COLUMNS = ("acc_retain", "acc_forget", "acc_test", "mia")
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How a scenario's trials are scored and shown; the runner, rules, stages and the report
+    read it instead of branching on a family. The defaults are the classifier protocol."""
+
+    # splits whose top-1 accuracy every final evaluation reports (``acc_<split>``), in order
+    report: tuple[str, ...] = ("retain", "forget", "test", "val")
+    mia: bool = True  # MIA-efficacy is reported (§8.2)
+    has_oracle: bool = True  # a Retrain oracle exists: Avg. Gap is defined (§8.3)
+    # board column -> record metric (a column with no metric here stays visibly empty)
+    board: tuple[tuple[str, str], ...] = tuple((c, c) for c in BOARD_COLUMNS)
+    rank: str = "avg_gap"  # what orders the board: Avg. Gap, or a board column (lowest first)
+    legend: str = ""  # the board's sentence on what its columns mean; "" = the classifier one
+    # (record metric, header) of the CLI's run summary
+    summary: tuple[tuple[str, str], ...] = (("acc_retain", "Acc Dr"), ("acc_forget", "Acc Df"),
+                                            ("acc_test", "Acc Dtest"), ("acc_val", "Acc Dval"), ("mia", "MIA"))
+    # (forget metric, control metric) a threshold rule reads (PROTOCOL §5(a)): classifiers use D_f
+    # and D_val^r (the "option for classifiers")
+    control: tuple[str, str] = ("acc_forget", "acc_val_retain")
+    member_points: tuple[str, ...] = ("acc_retain", "acc_forget", "acc_test")  # each pool member at its λ*
+    diagnostic: tuple[str, ...] = ("acc_test", "acc_retain")  # the test pass after selection (§5)
+    split_roles: Mapping[str, frozenset[str]] = field(default_factory=lambda: CLASSIFIER_SPLIT_ROLES)
+
+    def metric_splits(self, name: str) -> frozenset[str]:
+        """The declared data a metric reads: ``acc_<split>`` its split's role, ``mia`` forget,
+        retain and test (members, non-members, D_f)."""
+        if name == "mia":
+            return frozenset({"forget", "retain", "test"})
+        if name.startswith("acc_") and name[4:] in self.split_roles:
+            return frozenset(self.split_roles[name[4:]])
+        raise ConfigError(f"unknown metric {name!r}: metrics are 'mia' and acc_<split> for the splits "
+                          f"{sorted(self.split_roles)}")
+
+    def to_board(self, metrics: dict | None) -> dict | None:
+        """A record's metrics with each board column filled from its metric."""
+        if not metrics:
+            return metrics
+        return {**metrics, **{col: metrics[m] for col, m in self.board if m in metrics}}
+
+    def record(self) -> dict:
+        """What run.json keeps, so the report renders a record without the scenario installed."""
+        return {"board": dict(self.board), "rank": self.rank, "legend": self.legend,
+                "summary": [list(c) for c in self.summary]}
 
 
 @dataclass
@@ -58,12 +112,9 @@ class Task:
     recipe: Recipe  # the original's recipe; Retrain uses the same (PROTOCOL §2.1)
     pools: dict[str, PoolGrid]
     threads: int = 1
-    kind: str = "classifier"
-    has_oracle: bool = True
-    original_source: str = "train"  # "train" (from θ_init on D_train) or "pretrained" (CLIP)
-    report: tuple[str, ...] = ("retain", "forget", "test", "val")  # splits whose accuracy every run reports
-    mia: bool = True  # MIA-efficacy is reported (classifiers); CLIP reports accuracies only (§8.4)
-    frozen: tuple[str, ...] = ()  # parameter names that stay 0 in τ (CLIP attention)
+    scoring: Scoring = field(default_factory=Scoring)
+    original_source: str = "train"  # "train" (from θ_init on D_train) or "pretrained" (a given θ_0)
+    frozen: tuple[str, ...] = ()  # parameter names that stay 0 in τ (e.g. CLIP's attention)
     search_baseline_lr: bool = False  # PROTOCOL §7.3: CPU scenarios select baseline lrs by rule (c)
     # Pretrained classifier scenarios (CUB-200): returns (weights, tag) where weights are loaded over
     # the init-stream draw (the backbone; the head stays drawn) and tag identifies them in store keys.
@@ -92,7 +143,7 @@ class Task:
 
     def route(self, model, split: str | None) -> None:
         """Prepare ``model`` to score ``split`` (None: back to training). One head serves every
-        split of a classifier; CLIP switches between its forget and control heads."""
+        split of a classifier; a multi-head model (CLIP) switches heads here."""
 
     def new_model(self):
         from .models import build_model
@@ -107,12 +158,38 @@ class Scenario:
     description: str = ""
     Config: type | None = None
     suite_defaults: dict = {}
+    # The paper's reported numbers for this scenario (``paper_table``), shown by the leaderboard as
+    # labelled rows beside the measured ones, never mixed with them; None: the paper reports none.
+    paper: dict | None = None
 
     def build_task(self, cfg: Any, trial: int, data_root: str | None) -> Task:  # pragma: no cover
         raise NotImplementedError
 
-    def describe(self) -> str:
-        return self.description
+
+PAPER_COLUMNS = ("acc_retain", "acc_forget", "acc_test", "mia", "avg_gap")
+
+
+def paper_table(table: str, rows: list[tuple]) -> dict:
+    """A paper's reported rows as data (PROTOCOL §9.3-9.4), for ``Scenario.paper``.
+
+    Each row is ``(method, label, used_splits, Acc Dr, Acc Df, Acc Dtest, MIA, Avg. Gap)``; a value is
+    a number, ``(mean, std)``, None (not reported) or a string ``"80.58d"``: derived, back-solved from
+    the printed Avg. Gap. Labels keep the paper's marks: ``*`` borrowed by the paper, ``†`` single
+    best after a hyperparameter search."""
+    out = []
+    for method, label, splits, *vals in rows:
+        cells: dict[str, dict | None] = {}
+        for col, v in zip(PAPER_COLUMNS, vals):
+            if v is None:
+                cells[col] = None
+            elif isinstance(v, tuple):
+                cells[col] = {"mean": v[0], "std": v[1]}
+            elif isinstance(v, str):  # "80.58d": derived
+                cells[col] = {"mean": float(v[:-1]), "std": None, "derived": True}
+            else:
+                cells[col] = {"mean": float(v), "std": None}
+        out.append({"method": method, "label": label, "used_splits": splits, "cells": cells})
+    return {"table": table, "rows": out}
 
 
 # -- classifier scenarios -----------------------------------------------------------------
@@ -169,16 +246,16 @@ class ClassifierScenario(Scenario):
 
     title: str = ""  # e.g. "scikit-learn digits, cnn-s"
 
-    def __init__(self, name: str, forget: str, pct: float = 10.0):
+    def __init__(self, name: str, forget: str, pct: float = 10.0, paper: dict | None = None):
         if forget not in ("random", "class"):
             raise ValueError(f"forget must be 'random' or 'class', not {forget!r}")
         self.name = name
+        self.paper = paper
         self.forget = forget
         self.Config = random_forget_config(pct) if forget == "random" else ClassForgetConfig
         what = f"{pct:g}% random" if forget == "random" else "class-wise (class 0)"
         self.description = f"{self.title}, {what} forgetting"
 
-    family: str = ""
     arch: str = ""
     in_channels: int = 1
     recipe: Recipe

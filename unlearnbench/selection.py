@@ -15,7 +15,6 @@ from .errors import ConfigError, SplitAccessError
 GRIDS = {
     "classifier": [round(0.05 * i, 2) for i in range(41)],  # {0, 0.05, ..., 2.00} [PROTOCOL §5, OURS]
     "unit": [round(0.05 * i, 2) for i in range(21)],  # {0, ..., 1}: the third parties' grid
-    "clip": [round(0.05 * i, 2) for i in range(21)],  # {0, ..., 1} [NM], [TTA]
 }
 
 ORACLE_READS = frozenset({"test", "retrain"})
@@ -29,7 +28,7 @@ def grid(name: str) -> list[float]:
         n = int(round((b - a) / s))
         return [round(a + i * s, 10) for i in range(n + 1)]
     except ValueError:
-        raise ConfigError(f"unknown lambda grid {name!r}: use classifier, unit, clip or start:stop:step") from None
+        raise ConfigError(f"unknown lambda grid {name!r}: use classifier, unit or start:stop:step") from None
 
 
 class SelectionRule:

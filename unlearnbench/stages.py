@@ -112,7 +112,7 @@ class Stages:
         return self._train_on("train", "original")
 
     def retrain(self) -> dict:
-        if not self.task.has_oracle:
+        if not self.task.scoring.has_oracle:
             raise ConfigError(f"scenario {self.task.scenario!r} has no retrain oracle")
         return self._train_on("retain", "retrain")
 
@@ -176,9 +176,7 @@ class Stages:
         for m in members:
             theta, _ = self.store.get("pool", m["key"], self.task.manifest_hash)
             InPlaceEditor(model, theta0, task_vector(theta, theta0, self.param_keys)).set(float(m["lambda"]))
-            names = ["acc_retain", "acc_forget", "acc_test"] if self.task.kind != "clip" else \
-                ["acc_control_test", "acc_forget_test"]
-            out.append({**m, **self.evaluator.measure(model, names)})
+            out.append({**m, **self.evaluator.measure(model, list(self.task.scoring.member_points))})
         return out
 
     # -- cached metrics ----------------------------------------------------------------------
