@@ -25,8 +25,7 @@ import pickle
 import tarfile
 from pathlib import Path
 
-from unlearnbench import ClassifierScenario, DataNotFound, RawData, Recipe, hookimpl, paper_table
-from unlearnbench.pools import CLASSIFIER_POOLS
+from unlearnbench import ClassifierScenario, DataNotFound, PoolGrid, RawData, Recipe, classifier_pool, hookimpl, paper_table
 from unlearnbench.scenario import fingerprint
 
 BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]  # 5 x 10,000 train, then 10,000 test
@@ -54,6 +53,21 @@ _ALLOWED = {
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("_codecs", "encode"),  # how Python 3 writes bytes at protocol 2 (a codec call, no user code)
 }
+
+
+# The fine-tune pool (PROTOCOL §6.3): SGD momentum 0.9, constant lr, BN in train mode,
+# epochs x wd x label smoothing = 27 members.
+POOL = classifier_pool("default", 0.05, 256, (40, 50, 60), "crop_flip", "[P App. A]")
+POOL_VGG16 = classifier_pool("default", 0.01, 64, (40, 50, 60), "crop_flip", "[P App. A]")
+# [P T D4]: RandAugment N = 1, M in 1..5; the rest at the centre of the default grid [OURS].
+POOL_RANDAUG = PoolGrid(
+    "pool_randaug", Recipe(epochs=50, batch=256, lr=0.05, wd=5e-5, schedule="constant", augment="crop_flip",
+                           randaug_n=1), (("randaug_m", (1, 2, 3, 4, 5)),), "[P T D4]")
+# For a Swin-T scenario (PROTOCOL §6.3; none is registered yet: the suite has no Swin-T architecture).
+POOL_SWIN_T = PoolGrid(
+    "default", Recipe(epochs=40, batch=64, lr=1e-5, optimizer="adamw", schedule="constant", augment="rrc_flip"),
+    (("epochs", (40, 50, 60)), ("wd", (1e-4, 5e-5, 1e-5)), ("label_smoothing", (0.0, 0.05, 0.1))),
+    "[OURS]: sources silent")
 
 
 class _BatchUnpickler(pickle.Unpickler):
@@ -190,7 +204,7 @@ class CIFAR10(ClassifierScenario):
     threads = 8  # host-side batch work on a GPU machine; never more than the free cores (runner)
     recipe = Recipe(epochs=182, batch=256, lr=0.1, momentum=0.9, wd=5e-4, schedule="multistep",
                     milestones=(91, 136), augment="crop_flip")  # [SAL], PROTOCOL §2.1
-    pools = {"default": CLASSIFIER_POOLS["cifar10/resnet18"]}  # PROTOCOL §6.3
+    pools = {"default": POOL, "pool_randaug": POOL_RANDAUG}
 
     def load_raw(self, data_root: str | None) -> RawData:
         return load(data_root)
@@ -201,7 +215,7 @@ class CIFAR10VGG(CIFAR10):
 
     title = "CIFAR-10, VGG-16 with BN; GPU scale, ~182 epochs per model"
     arch = "vgg16-bn-cifar"
-    pools = {"default": CLASSIFIER_POOLS["cifar10/vgg16"]}  # PROTOCOL §6.3 [P App. A]
+    pools = {"default": POOL_VGG16}
 
 
 # The paper's reported numbers for these scenarios (PROTOCOL §9.3-9.4), shown as labelled rows

@@ -27,8 +27,7 @@ import tarfile
 from dataclasses import field, make_dataclass
 from pathlib import Path
 
-from unlearnbench import ClassifierScenario, ConfigError, DataNotFound, RawData, Recipe, hookimpl, paper_table
-from unlearnbench.pools import CLASSIFIER_POOLS
+from unlearnbench import ClassifierScenario, ConfigError, DataNotFound, RawData, Recipe, classifier_pool, hookimpl, paper_table
 from unlearnbench.scenario import data_roots, fingerprint
 
 TOP = "CUB_200_2011"
@@ -39,6 +38,11 @@ HOW_TO_GET = (
     "CUB-200-2011 was not found. Download CUB_200_2011.tgz (https://data.caltech.edu/records/65de6-vp158) and pass "
     "the folder that holds it, or the unpacked CUB_200_2011/, with --data-root (or UNLEARNBENCH_DATA). Looked in: {looked}"
 )
+
+
+# The fine-tune pool (PROTOCOL §6.3): SGD momentum 0.9, constant lr, BN in train mode,
+# epochs x wd x label smoothing = 27 members.
+POOL = classifier_pool("default", 0.01, 64, (5, 10, 20), "rrc_flip", "[P App. A]")
 
 
 class _Folder:
@@ -226,7 +230,7 @@ class CUB200(ClassifierScenario):
     threads = 8  # host-side batch work on a GPU machine; never more than the free cores (runner)
     recipe = Recipe(epochs=50, batch=64, lr=0.01, momentum=0.9, wd=5e-4, schedule="cosine",
                     augment="rrc_flip")  # [OURS] PROTOCOL §2.1
-    pools = {"default": CLASSIFIER_POOLS["cub200/resnet18"]}  # PROTOCOL §6.3
+    pools = {"default": POOL}
 
     def __init__(self, name: str, forget: str, paper: dict | None = None):
         super().__init__(name, forget, paper=paper)

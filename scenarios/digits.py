@@ -6,9 +6,13 @@ digits is a smoke/CI scenario: |D_f| = 125, so one sample is 0.8 points.
 """
 from __future__ import annotations
 
-from unlearnbench import ClassifierScenario, Recipe, RawData, hookimpl
-from unlearnbench.pools import CLASSIFIER_POOLS
+from unlearnbench import ClassifierScenario, RawData, Recipe, classifier_pool, hookimpl
 from unlearnbench.scenario import fingerprint
+
+
+# The fine-tune pool (PROTOCOL §6.3): SGD momentum 0.9, constant lr, BN in train mode,
+# epochs x wd x label smoothing = 27 members.
+POOL = classifier_pool("default", 0.01, 32, (20, 30, 40), "none", "[OURS], [PILOT]")
 
 
 class Digits(ClassifierScenario):
@@ -20,7 +24,7 @@ class Digits(ClassifierScenario):
     threads = 1  # PROTOCOL §10.1: digits piloted on 1 thread
     recipe = Recipe(epochs=60, batch=32, lr=0.05, momentum=0.9, wd=5e-4, schedule="cosine")  # [OURS], [PILOT]
     search_baseline_lr = True  # reference lrs were tuned for ResNet-18/CIFAR-10 [PROTOCOL §7.3]
-    pools = {"default": CLASSIFIER_POOLS["digits/cnn-s"]}  # PROTOCOL §6.3
+    pools = {"default": POOL}
 
     def load_raw(self, data_root: str | None) -> RawData:
         import numpy as np

@@ -15,8 +15,7 @@ import os
 import struct
 from pathlib import Path
 
-from unlearnbench import ClassifierScenario, DataNotFound, RawData, Recipe, hookimpl
-from unlearnbench.pools import CLASSIFIER_POOLS
+from unlearnbench import ClassifierScenario, DataNotFound, RawData, Recipe, classifier_pool, hookimpl
 from unlearnbench.scenario import fingerprint
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -135,6 +134,11 @@ def load(data_root: str | None) -> RawData:
     )
 
 
+# The fine-tune pool (PROTOCOL §6.3): SGD momentum 0.9, constant lr, BN in train mode,
+# epochs x wd x label smoothing = 27 members.
+POOL = classifier_pool("default", 0.01, 128, (5, 10, 15), "none", "[OURS]")
+
+
 class FashionMNIST(ClassifierScenario):
     title = "Fashion-MNIST, cnn-bn; CPU flagship, ~5 min per model"
     arch = "cnn-bn"
@@ -143,7 +147,7 @@ class FashionMNIST(ClassifierScenario):
     threads = 2  # PROTOCOL §10.1: fmnist piloted on 2 threads
     recipe = Recipe(epochs=30, batch=128, lr=0.05, momentum=0.9, wd=5e-4, schedule="cosine")  # [OURS], [PILOT]
     search_baseline_lr = True  # reference lrs were tuned for ResNet-18/CIFAR-10 [PROTOCOL §7.3]
-    pools = {"default": CLASSIFIER_POOLS["fmnist/cnn-bn"]}  # PROTOCOL §6.3
+    pools = {"default": POOL}
 
     def load_raw(self, data_root: str | None) -> RawData:
         return load(data_root)

@@ -18,8 +18,7 @@ import io
 import zipfile
 from pathlib import Path
 
-from unlearnbench import ClassifierScenario, DataNotFound, RawData, Recipe, hookimpl, paper_table
-from unlearnbench.pools import CLASSIFIER_POOLS
+from unlearnbench import ClassifierScenario, DataNotFound, RawData, Recipe, classifier_pool, hookimpl, paper_table
 from unlearnbench.scenario import data_roots, fingerprint
 
 TOP = "tiny-imagenet-200"
@@ -29,6 +28,11 @@ HOW_TO_GET = (
     "and pass the folder that holds it, or the unpacked tiny-imagenet-200/, with --data-root (or UNLEARNBENCH_DATA). "
     "Looked in: {looked}"
 )
+
+
+# The fine-tune pool (PROTOCOL §6.3): SGD momentum 0.9, constant lr, BN in train mode,
+# epochs x wd x label smoothing = 27 members.
+POOL = classifier_pool("default", 0.05, 256, (40, 50, 60), "crop_flip", "[OURS]: the CIFAR-10 grid")
 
 
 class _Folder:
@@ -156,7 +160,7 @@ class TinyImageNet(ClassifierScenario):
     threads = 8  # host-side batch work on a GPU machine; never more than the free cores (runner)
     recipe = Recipe(epochs=182, batch=256, lr=0.1, momentum=0.9, wd=5e-4, schedule="multistep",
                     milestones=(91, 136), augment="crop_flip")  # "as cifar10", RandomCrop 64 pad 4 [§2.1]
-    pools = {"default": CLASSIFIER_POOLS["tinyimagenet/resnet18"]}  # PROTOCOL §6.3
+    pools = {"default": POOL}
 
     def load_raw(self, data_root: str | None) -> RawData:
         return load(data_root)

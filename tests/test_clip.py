@@ -122,7 +122,7 @@ TINY = {"arch": "tiny", "weights": "random", "control_templates": "simple"}
 
 
 def test_vit_b32_parameter_counts_match_the_protocol():
-    from unlearnbench.clip import clip_classifier, frozen_names
+    from unlearnbench.scenarios.clip.model import clip_classifier, frozen_names
     from unlearnbench.taskvec import param_keys
 
     m = clip_classifier("vit-b-32", 10, 1000)
@@ -178,7 +178,7 @@ def test_task_splits_heads_and_routing(host, clip_root):
 
 
 def test_missing_and_corrupt_weights_are_explained(host, clip_root, tmp_path):
-    from unlearnbench.clip import load_weights
+    from unlearnbench.scenarios.clip.model import load_weights
 
     scen, cfg = scen_cfg(host, "clip-mnist", arch="tiny")
     with pytest.raises(DataNotFound, match="tiny-openai.safetensors"):
@@ -196,7 +196,7 @@ def test_missing_and_corrupt_weights_are_explained(host, clip_root, tmp_path):
 def test_saved_weights_load_exactly(tmp_path):
     from safetensors.torch import save_file
 
-    from unlearnbench.clip import build_clip, load_weights
+    from unlearnbench.scenarios.clip.model import build_clip, load_weights
 
     torch.manual_seed(3)
     ref = build_clip("tiny").state_dict()
@@ -206,8 +206,10 @@ def test_saved_weights_load_exactly(tmp_path):
 
 
 def test_clip_recipe_adamw_warmup_clip_and_frozen():
-    from unlearnbench.clip import clip_classifier
+    from unlearnbench.augment import recipe_augmentation
     from unlearnbench.recipe import Recipe
+    from unlearnbench.scenarios.clip.augment import AUGMENTATIONS
+    from unlearnbench.scenarios.clip.model import clip_classifier
     from unlearnbench.training import lr_at, train
 
     r = Recipe(epochs=2, batch=4, lr=1e-3, momentum=0.0, wd=0.1, optimizer="adamw", warmup_steps=3,
@@ -219,7 +221,8 @@ def test_clip_recipe_adamw_warmup_clip_and_frozen():
     m.head_forget.normal_()  # a zero head (the fresh model's) would give no gradient at all
     before = {k: v.clone() for k, v in m.state_dict().items()}
     x, y = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8), torch.arange(8) % 10
-    train(m, x, y, r, torch.Generator().manual_seed(0), show_progress=False)
+    train(m, x, y, r, torch.Generator().manual_seed(0), show_progress=False,
+          augment=recipe_augmentation(r, AUGMENTATIONS))
     after = m.state_dict()
     for n, p in m.named_parameters():
         changed = not torch.equal(before[n], after[n])
@@ -229,8 +232,12 @@ def test_clip_recipe_adamw_warmup_clip_and_frozen():
 def test_randaugment_is_replayable_and_leaves_global_rngs_alone():
     import random
 
-    from unlearnbench.augment import recipe_augmentation
+    from unlearnbench.augment import recipe_augmentation as _recipe_augmentation
     from unlearnbench.recipe import Recipe
+    from unlearnbench.scenarios.clip.augment import AUGMENTATIONS
+
+    def recipe_augmentation(r):
+        return _recipe_augmentation(r, AUGMENTATIONS)  # the CLIP tasks' named augmentations
 
     x = torch.rand(4, 3, 32, 32)
     aug = recipe_augmentation(Recipe(epochs=1, batch=4, lr=0.1, augment="clip_randaug", randaug_n=2, randaug_m=9))
@@ -344,10 +351,10 @@ def test_wrong_eurosat_layout_is_explained(host, tmp_path):
         load_svhn(str(tmp_path))
 
 
-def test_clip_pools_take_the_data_sets_epochs(host):
-    from unlearnbench.augment import recipe_augmentation
+def test_clip_pools_take_the_data_sets_epochs(host, clip_root):
+    from unlearnbench.errors import ConfigError
 
-    scen, _ = scen_cfg(host, "clip-mnist", **TINY)
+    scen, cfg = scen_cfg(host, "clip-mnist", **TINY)
     default = scen.pools["default"]
     assert default.name == "pool1_randaug" and len(default) == 30  # [P App. A]
     assert {m.epochs for m in default.members()} == {30}  # MNIST, RandAugment table (§2.2)
@@ -356,7 +363,12 @@ def test_clip_pools_take_the_data_sets_epochs(host):
     assert scen.pools["pool2"].base.epochs == 5 and scen.pools["pool2"].base.augment == "clip_rrc"  # TA table
     r = default.base
     assert (r.optimizer, r.lr, r.wd, r.batch, r.warmup_steps, r.grad_clip) == ("adamw", 1e-5, 0.1, 128, 500, 1.0)
-    assert recipe_augmentation(default.members()[0]) is not None
+    task = scen.build_task(cfg, 0, str(clip_root))
+    assert task.augment_for(default.members()[0]) is not None  # the scenario brings clip_randaug
+    with pytest.raises(ConfigError, match="clip_randaug"):  # the suite alone does not know it
+        from unlearnbench.augment import recipe_augmentation
+
+        recipe_augmentation(default.members()[0])
     scen, _ = scen_cfg(host, "clip-eurosat", **TINY)
     assert scen.pools["default"].base.epochs == 40 and scen.pools["ta_paper"].base.epochs == 12
 

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from unlearnbench.config import resolve
-from unlearnbench.pools import CLASSIFIER_POOLS, CLIP_POOLS
 from unlearnbench.recipe import PoolGrid, Recipe
 from unlearnbench.rules import ControlThreshold, OracleAvgGap, ValMatched
 from unlearnbench.selection import sweep
@@ -46,12 +45,16 @@ def test_first_k_members_read_without_retraining(host, session_store):
     assert all(torch.equal(a[k], b[k]) for k in a)  # NegMerge on the first k of n [P T4]
 
 
-def test_named_pools_match_protocol():
+def test_named_pools_match_protocol(host):
+    from unlearnbench.scenarios.clip.pools import CLIP_POOLS
+
     assert {k: len(v) for k, v in CLIP_POOLS.items()} == {
         "pool1_randaug": 30, "pool2": 16, "pool3": 8, "pool4": 6, "pool5": 64, "pool6": 32, "pool7": 8,
         "ta_paper": 1}
-    assert all(len(p) == 27 for k, p in CLASSIFIER_POOLS.items() if ":" not in k)
-    first = CLASSIFIER_POOLS["cifar10/resnet18"].members()[:2]  # canonical order: leftmost outermost
+    classifiers = [host.scenarios.get(s) for s in host.scenarios.names() if not s.startswith("clip-")]
+    assert classifiers and all(len(s.pools["default"]) == 27 for s in classifiers)  # §6.3: 3 x 3 x 3
+    assert len(host.scenarios.get("cifar10-10pct").pools["pool_randaug"]) == 5  # [P T D4]
+    first = host.scenarios.get("cifar10-10pct").pools["default"].members()[:2]  # canonical: leftmost outermost
     assert (first[0].epochs, first[0].wd, first[0].label_smoothing) == (40, 1e-4, 0.0)
     assert (first[1].epochs, first[1].wd, first[1].label_smoothing) == (40, 1e-4, 0.05)
     p7 = CLIP_POOLS["pool7"]

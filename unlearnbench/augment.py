@@ -11,7 +11,7 @@ draws stay replayable and nothing else's randomness is disturbed.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from .errors import ConfigError, unknown
 
@@ -75,7 +75,7 @@ def _float(xb: "torch.Tensor") -> "torch.Tensor":
     return xb if xb.is_floating_point() else xb.float().div(255.0)
 
 
-def _rrc(xb: "torch.Tensor", gen: "torch.Generator", scale, modes, flip: bool) -> "torch.Tensor":
+def random_resized_crop(xb: "torch.Tensor", gen: "torch.Generator", scale, modes, flip: bool) -> "torch.Tensor":
     import torch
     import torch.nn.functional as F
 
@@ -99,19 +99,7 @@ def rrc_flip(xb: "torch.Tensor", gen: "torch.Generator") -> "torch.Tensor":
     """RandomResizedCrop back to the input size (bilinear, antialiased), then RandomHorizontalFlip,
     per image: the CUB-200 train transform [PROTOCOL §2.1]. The scenario stores images at the
     network's input size, so the crop is taken from that stored image [OURS]."""
-    return _rrc(xb, gen, (0.08, 1.0), ("bilinear",), flip=True)
-
-
-def clip_rrc(xb: "torch.Tensor", gen: "torch.Generator") -> "torch.Tensor":
-    """The TA config's train transform: RandomResizedCrop(scale 0.9–1, bicubic), no flip [NM], [TTA].
-    The crop is resized back to the stored size; the CLIP model resizes to its input [OURS]."""
-    return _rrc(xb, gen, (0.9, 1.0), ("bicubic",), flip=False)
-
-
-def clip_randaug(xb: "torch.Tensor", gen: "torch.Generator") -> "torch.Tensor":
-    """The RandAugment pools' geometry (PROTOCOL §6.1): RandomResizedCrop(scale 0.08–1, bilinear or
-    bicubic at random), then HFlip 0.5; the recipe's RandAugment follows."""
-    return _rrc(xb, gen, (0.08, 1.0), ("bilinear", "bicubic"), flip=True)
+    return random_resized_crop(xb, gen, (0.08, 1.0), ("bilinear",), flip=True)
 
 
 def _posterize_compat(img, bits_to_keep, **kw):
@@ -173,13 +161,14 @@ def rand_augment(n: int, m: int, mean=(0.48145466, 0.4578275, 0.40821073)) -> Au
     return apply
 
 
-AUGMENTS: dict[str, Augment | None] = {"none": None, "crop_flip": crop_flip, "rrc_flip": rrc_flip,
-                                       "clip_rrc": clip_rrc, "clip_randaug": clip_randaug}
+# The named augmentations every task has; a scenario adds its own (``Task.augmentations``).
+AUGMENTS: dict[str, Augment | None] = {"none": None, "crop_flip": crop_flip, "rrc_flip": rrc_flip}
 
 
-def recipe_augmentation(recipe) -> Augment | None:
-    """The recipe's named augmentation, followed by RandAugment when ``randaug_n > 0``."""
-    base = augmentation(recipe.augment)
+def recipe_augmentation(recipe, extra: Mapping[str, Augment | None] | None = None) -> Augment | None:
+    """The recipe's named augmentation, followed by RandAugment when ``randaug_n > 0``; ``extra``
+    holds the names a scenario adds (``Task.augmentations``)."""
+    base = augmentation(recipe.augment, extra)
     if not recipe.randaug_n:
         return base
     ra = rand_augment(recipe.randaug_n, recipe.randaug_m)
@@ -188,8 +177,9 @@ def recipe_augmentation(recipe) -> Augment | None:
     return lambda xb, gen: ra(base(xb, gen), gen)
 
 
-def augmentation(name: str) -> Augment | None:
-    """The callable for a recipe's ``augment`` name (None for "none")."""
-    if name in AUGMENTS:
-        return AUGMENTS[name]
-    raise unknown("augmentation", name, list(AUGMENTS))
+def augmentation(name: str, extra: Mapping[str, Augment | None] | None = None) -> Augment | None:
+    """The callable for a recipe's ``augment`` name (None for "none"): the suite's, or ``extra``'s."""
+    table = {**AUGMENTS, **(extra or {})}
+    if name in table:
+        return table[name]
+    raise unknown("augmentation", name, list(table))

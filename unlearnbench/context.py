@@ -93,6 +93,7 @@ class Ctx:
         from .training import train
 
         gen = torch_gen(self.trial, stream, self.method.name)
+        kw.setdefault("augment", self.task.augment_for(recipe))  # the scenario's named augmentations too
         return train(model, x, y, recipe, gen, device=self.device, desc=f"{self.method.name}", **kw)
 
     # -- applying and selecting λ --------------------------------------------------------
@@ -111,7 +112,7 @@ class Ctx:
         allowed = rule.reads_for(rcfg, self.task)
         reference = self._stages.retrain_metrics() if "retrain" in allowed else None
         sel = sweep(editor.set, lambda names: self._stages.evaluator.measure(model, names),
-                    lambdas if lambdas is not None else grid(rcfg.grid), rule, rcfg, self.task, reference,
+                    lambdas if lambdas is not None else grid(rcfg.grid, self.task.grids), rule, rcfg, self.task, reference,
                     frozenset(allowed), self.task.scoring.metric_splits)
         if rcfg.diagnostic:  # PROTOCOL §5: test at every λ, after λ* is fixed; never fed to leaderboards
             for point in sel.curve:

@@ -25,10 +25,6 @@ def build_model(name: str, num_classes: int, in_channels: int = 1):
     return fn(num_classes, in_channels)
 
 
-def arch_names() -> list[str]:
-    return sorted(_ARCHS)
-
-
 def _maxpool(*args, **kw):
     """nn.MaxPool2d whose CPU inference runs in channels-last memory, where PyTorch's kernel is
     about 2x faster; a max is exact, so the values are the same bits
@@ -68,16 +64,6 @@ def cnn_bn(num_classes: int, in_channels: int = 1):
         nn.Conv2d(in_channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), _maxpool(2),
         nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), _maxpool(2),
         nn.Flatten(), nn.Linear(32 * 7 * 7, 256), nn.ReLU(), nn.Linear(256, num_classes),
-    )
-
-
-@arch("tiny-mlp")
-def tiny_mlp(num_classes: int, in_channels: int = 1):
-    """A two-layer MLP over 8x8 inputs with BN, for fast tests of the whole pipeline."""
-    from torch import nn
-
-    return nn.Sequential(
-        nn.Flatten(), nn.Linear(in_channels * 64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, num_classes)
     )
 
 

@@ -12,10 +12,6 @@ def set_quiet(value: bool) -> None:
     _quiet = value
 
 
-def is_quiet() -> bool:
-    return _quiet
-
-
 def bar(total: int | None = None, desc: str = "", unit: str = "it", leave: bool = False):
     """A tqdm bar on stderr; total=0 gives a silent bar (an inner loop under an outer bar)."""
     from tqdm.auto import tqdm

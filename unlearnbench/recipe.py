@@ -72,12 +72,8 @@ class PoolGrid:
             n *= len(v)
         return n
 
-    def describe(self) -> dict:
-        return {"name": self.name, "base": self.base.spec(), "columns": [[c, list(v)] for c, v in self.columns],
-                "n": len(self), "draw": self.draw, "source": self.source}
 
 
-SGD_POOL_COLUMNS = ("epochs", "wd", "label_smoothing")
 WD_GRID = (1e-4, 5e-5, 1e-5)
 LS_GRID = (0.0, 0.05, 0.1)
 

@@ -112,6 +112,11 @@ class Task:
     recipe: Recipe  # the original's recipe; Retrain uses the same (PROTOCOL §2.1)
     pools: dict[str, PoolGrid]
     threads: int = 1
+    # named train-time augmentations this scenario adds to the suite's (none, crop_flip, rrc_flip),
+    # for its recipes' ``augment`` names (CLIP: clip_rrc, clip_randaug)
+    augmentations: Mapping[str, Callable | None] = field(default_factory=dict)
+    # named λ grids this scenario adds to the suite's (classifier, unit), for ``selection.grid``
+    grids: Mapping[str, list[float]] = field(default_factory=dict)
     scoring: Scoring = field(default_factory=Scoring)
     original_source: str = "train"  # "train" (from θ_init on D_train) or "pretrained" (a given θ_0)
     frozen: tuple[str, ...] = ()  # parameter names that stay 0 in τ (e.g. CLIP's attention)
@@ -144,6 +149,12 @@ class Task:
     def route(self, model, split: str | None) -> None:
         """Prepare ``model`` to score ``split`` (None: back to training). One head serves every
         split of a classifier; a multi-head model (CLIP) switches heads here."""
+
+    def augment_for(self, recipe: Recipe) -> Callable | None:
+        """The augmentation ``recipe.augment`` names (with RandAugment when the recipe asks)."""
+        from .augment import recipe_augmentation
+
+        return recipe_augmentation(recipe, self.augmentations)
 
     def new_model(self):
         from .models import build_model

@@ -6,8 +6,6 @@ import hashlib
 import json
 from typing import Any
 
-STREAMS = ("forget", "init", "order", "pool", "mia")
-
 
 def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)

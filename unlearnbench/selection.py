@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from .errors import ConfigError, SplitAccessError
 
@@ -20,15 +20,18 @@ GRIDS = {
 ORACLE_READS = frozenset({"test", "retrain"})
 
 
-def grid(name: str) -> list[float]:
-    if name in GRIDS:
-        return list(GRIDS[name])
+def grid(name: str, extra: Mapping[str, list[float]] | None = None) -> list[float]:
+    """The λ grid ``selection.grid`` names: the suite's, a scenario's own (``Task.grids``), or an
+    explicit ``start:stop:step``."""
+    table = {**GRIDS, **(extra or {})}
+    if name in table:
+        return list(table[name])
     try:  # an explicit grid: "0:1:0.1" (start:stop:step, inclusive)
         a, b, s = (float(p) for p in name.split(":"))
         n = int(round((b - a) / s))
         return [round(a + i * s, 10) for i in range(n + 1)]
     except ValueError:
-        raise ConfigError(f"unknown lambda grid {name!r}: use classifier, unit or start:stop:step") from None
+        raise ConfigError(f"unknown lambda grid {name!r}: use {', '.join(table)} or start:stop:step") from None
 
 
 class SelectionRule:

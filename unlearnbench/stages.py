@@ -99,7 +99,7 @@ class Stages:
             model.load_state_dict(init)  # original and Retrain start from the same θ_init, bit for bit
             x, y = self.task.tensors(split)
             train(model, x, y, recipe, torch_gen(self.task.trial, "order", kind), device=self.device,
-                  desc=f"{kind} (trial {self.task.trial})")
+                  desc=f"{kind} (trial {self.task.trial})", augment=self.task.augment_for(recipe))
             return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
         return self._get(kind, spec, compute, kind)
@@ -155,7 +155,7 @@ class Stages:
                     g = torch.Generator()
                     g.manual_seed(seed)
                     train(model, fx, fy, recipe, g, device=self.device, desc=f"member {i}",
-                          show_progress=False)  # BN in train mode (§3)
+                          augment=self.task.augment_for(recipe), show_progress=False)  # BN in train mode (§3)
                     return {k: v.detach().cpu() for k, v in model.state_dict().items() if k in self.param_keys}
 
                 t0 = time.perf_counter()

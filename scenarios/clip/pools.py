@@ -1,31 +1,11 @@
-"""Every named fine-tune pool of PROTOCOL §6 as data.
+"""The CLIP fine-tune pools of PROTOCOL §6.1–6.2 as data, and each forget data set's epochs.
 
-Classifier pools (§6.3) are used by their scenarios; the CLIP pools (§6.1–6.2) are defined
-here, ready for the CLIP dataset-negation scenario. A pool is exactly its listed configs, in
-canonical order (the Cartesian product of the columns, leftmost outermost).
+A pool is exactly its listed configs, in canonical order (the Cartesian product of the columns,
+leftmost outermost); ``ClipNegation`` sets each pool's epochs from its data set's table.
 """
 from __future__ import annotations
 
-from .recipe import PoolGrid, Recipe, classifier_pool
-
-# §6.3: SGD momentum 0.9, constant lr, BN in train mode, epochs x wd x ls = 27 members.
-CLASSIFIER_POOLS: dict[str, PoolGrid] = {
-    "cifar10/resnet18": classifier_pool("default", 0.05, 256, (40, 50, 60), "crop_flip", "[P App. A]"),
-    "cifar10/vgg16": classifier_pool("default", 0.01, 64, (40, 50, 60), "crop_flip", "[P App. A]"),
-    "cub200/resnet18": classifier_pool("default", 0.01, 64, (5, 10, 20), "rrc_flip", "[P App. A]"),
-    "tinyimagenet/resnet18": classifier_pool("default", 0.05, 256, (40, 50, 60), "crop_flip",
-                                             "[OURS]: the CIFAR-10 grid"),
-    "digits/cnn-s": classifier_pool("default", 0.01, 32, (20, 30, 40), "none", "[OURS], [PILOT]"),
-    "fmnist/cnn-bn": classifier_pool("default", 0.01, 128, (5, 10, 15), "none", "[OURS]"),
-}
-CLASSIFIER_POOLS["cifar10/swin_t"] = PoolGrid(
-    "default", Recipe(epochs=40, batch=64, lr=1e-5, optimizer="adamw", schedule="constant", augment="rrc_flip"),
-    (("epochs", (40, 50, 60)), ("wd", (1e-4, 5e-5, 1e-5)), ("label_smoothing", (0.0, 0.05, 0.1))),
-    "[OURS]: sources silent")
-# [P T D4]: RandAugment N = 1, M in 1..5; the rest at the centre of the default grid [OURS].
-CLASSIFIER_POOLS["cifar10/resnet18:pool_randaug"] = PoolGrid(
-    "pool_randaug", Recipe(epochs=50, batch=256, lr=0.05, wd=5e-5, schedule="constant", augment="crop_flip",
-                           randaug_n=1), (("randaug_m", (1, 2, 3, 4, 5)),), "[P T D4]")
+from unlearnbench import PoolGrid, Recipe
 
 # §2.2 / §6.1–6.2: AdamW lr 1e-5, wd 0.1, 500-step warmup then cosine, clip 1.0, batch 128.
 # Epochs come from the data set's table (RandAugment or TA), so `epochs` is set per data set.

@@ -9,7 +9,7 @@ elements, of which 59,500,800 trainable). Visual attention is frozen too ("stand
 Two zero-shot heads are buffers, never parameters, so they are never in τ and every edited
 model takes θ_0's heads: ``head_forget`` for the forget data set and ``head_control`` for
 ImageNet. ``model.head`` names the one in use; the evaluator routes each split to its head
-(``ClipTask.route``). The model takes pixels in [0, 1] (or uint8) at any size, and does the
+(``ClipTask.route``, scenarios/clip/__init__.py). The model takes pixels in [0, 1] (or uint8) at any size, and does the
 CLIP preprocessing itself: grey → RGB, bicubic resize to the encoder's input size, CLIP
 mean/std. Data sets can then be stored at their native size (MNIST: 28 × 28 uint8) instead
 of 224 × 224 floats.
@@ -20,7 +20,7 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
-from .errors import ConfigError, DataNotFound
+from unlearnbench import ConfigError, DataNotFound
 
 if TYPE_CHECKING:
     import torch
@@ -54,9 +54,8 @@ def _open_clip():
 
 def check_arch(arch: str) -> str:
     if arch not in ARCHS:
-        from .errors import unknown
-
-        raise unknown("CLIP architecture", arch, ARCHS)
+        raise ConfigError(f"unknown CLIP architecture {arch!r}: choose one of {', '.join(ARCHS)} "
+                          "(-o scenario.arch=vit-b-32)")
     return arch
 
 
