@@ -1,9 +1,12 @@
 """unlearnbench: a reproducible benchmark suite for machine unlearning in image classifiers.
 
-The public surface for plugin authors. Importing it never imports torch.
+The public surface for plugin authors. Importing it never imports torch. Loader helpers (where a
+data set's files are, image decoding, safe weights loading, hashing) are in the public submodule
+``unlearnbench.data``.
 """
 from __future__ import annotations
 
+from . import data
 from .config import opt
 from .errors import (ConfigError, DataNotFound, ManifestMismatch, PluginError, SplitAccessError, StoreError,
                      UnlearnbenchError)
@@ -12,11 +15,14 @@ from .method import MergeMethod, Method, Result
 from .recipe import PoolGrid, Recipe
 from .scenario import ClassifierScenario, RawData, Scenario, Task
 from .selection import Selection, SelectionRule
+from .store import tensor_digest
+from .taskvec import StreamKeys, count_dtype
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ClassifierScenario", "ConfigError", "DataNotFound", "ManifestMismatch", "MergeMethod", "Method",
     "PluginError", "PoolGrid", "RawData", "Recipe", "Result", "Scenario", "Selection", "SelectionRule",
-    "SplitAccessError", "StoreError", "Task", "UnlearnbenchError", "hookimpl", "opt", "__version__",
+    "SplitAccessError", "StoreError", "StreamKeys", "Task", "UnlearnbenchError", "count_dtype", "data", "hookimpl",
+    "opt", "tensor_digest", "__version__",
 ]
