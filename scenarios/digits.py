@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from unlearnbench import ClassifierScenario, Recipe, RawData, hookimpl
 from unlearnbench.pools import CLASSIFIER_POOLS
-from unlearnbench.scenario import fingerprint
+from unlearnbench.data import fingerprint
 
 
 class Digits(ClassifierScenario):
