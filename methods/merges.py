@@ -16,8 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from unlearnbench import ConfigError, MergeMethod, Result, hookimpl, opt
-from unlearnbench.taskvec import StreamKeys, count_dtype
+from unlearnbench import ConfigError, MergeMethod, Result, StreamKeys, count_dtype, hookimpl, opt
 
 if TYPE_CHECKING:
     import torch

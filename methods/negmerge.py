@@ -32,8 +32,7 @@ import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from unlearnbench import ConfigError, MergeMethod, hookimpl, opt
-from unlearnbench.taskvec import StreamKeys, count_dtype
+from unlearnbench import ConfigError, MergeMethod, StreamKeys, count_dtype, hookimpl, opt
 
 if TYPE_CHECKING:
     import torch

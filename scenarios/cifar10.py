@@ -14,19 +14,19 @@ formats the CIFAR page distributes, unpacked or as the downloaded archive:
 The python batches are pickles. They are read with an unpickler that builds numpy arrays,
 lists, strings and numbers and refuses everything else, so a hostile file cannot run code.
 Both formats of the same data give the same fingerprint, hence the same manifests and
-stored models. When online (and HF_HUB_OFFLINE is not 1), torchvision downloads the python
-archive to the user cache as a last resort.
+stored models. An earlier torchvision download in the user cache is used next (also when
+HF_HUB_OFFLINE=1); when online (and HF_HUB_OFFLINE is not 1), torchvision downloads the python
+archive there as a last resort (``unlearnbench.data.find_or_download``).
 """
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import tarfile
 from pathlib import Path
 
 from unlearnbench import ClassifierScenario, DataNotFound, PoolGrid, RawData, Recipe, classifier_pool, hookimpl, paper_table
-from unlearnbench.scenario import fingerprint
+from unlearnbench.data import find_or_download, fingerprint
 
 BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]  # 5 x 10,000 train, then 10,000 test
 PIXELS = 3 * 32 * 32
@@ -145,38 +145,22 @@ def read_files(fmt: str, path: Path, prefix: str, suffix: str) -> list[bytes]:
                            "or unpack it and pass the folder") from None
 
 
-def locate(data_root: str | None):
-    looked = []
-    for r in [r for r in (data_root, os.environ.get("UNLEARNBENCH_DATA")) if r]:
-        looked.append(str(r))
-        for hit in _candidates(Path(r)):
-            return hit
-        if data_root:  # an explicit root that lacks the files is an error, not a reason to look elsewhere
-            raise DataNotFound(HOW_TO_GET.format(looked=", ".join(looked)))
-    try:  # torchvision's download, when online and installed
-        import platformdirs
-        from torchvision.datasets import CIFAR10
+def _download(cache: Path) -> None:
+    from torchvision import datasets
 
-        cache = Path(platformdirs.user_cache_dir("unlearnbench")) / "data"
-        for hit in _candidates(cache):  # downloaded by an earlier run
-            return hit
-        if os.environ.get("HF_HUB_OFFLINE") == "1":
-            looked.append(f"{cache} (no download: HF_HUB_OFFLINE=1)")
-        else:
-            looked.append(f"{cache} (torchvision download)")
-            CIFAR10(str(cache), train=True, download=True)
-            for hit in _candidates(cache):
-                return hit
-    except Exception as e:  # offline, or torchvision missing: say so in the error below
-        looked.append(f"download failed: {type(e).__name__}")
-    raise DataNotFound(HOW_TO_GET.format(looked=", ".join(looked)))
+    datasets.CIFAR10(str(cache), train=True, download=True)  # the python archive, unpacked
+
+
+def locate(data_root: str | None):
+    """((format, folder or archive, member prefix, file suffix), how it was found)."""
+    return find_or_download(data_root, lambda root: next(_candidates(root), None), HOW_TO_GET, download=_download)
 
 
 def load(data_root: str | None) -> RawData:
     import numpy as np
     import torch
 
-    fmt, path, prefix, suffix = locate(data_root)
+    (fmt, path, prefix, suffix), how = locate(data_root)
     parts = [parse_batch(fmt, raw, f"{path}: {b}{suffix}") for b, raw in zip(BATCHES, read_files(fmt, path, prefix,
                                                                                                   suffix))]
     x = np.concatenate([p[0] for p in parts])
@@ -191,7 +175,7 @@ def load(data_root: str | None) -> RawData:
         test=np.arange(n_train, len(y)),
         fingerprint=fingerprint(np.ascontiguousarray(x).tobytes(), y.tobytes()),
         num_classes=10,
-        source=str(path),
+        source=f"{path} ({how})",
     )
 
 

@@ -21,14 +21,13 @@ file cannot run code). Their digest is part of every stored model's key.
 from __future__ import annotations
 
 import hashlib
-import io
-import os
 import tarfile
 from dataclasses import field, make_dataclass
 from pathlib import Path
 
-from unlearnbench import ClassifierScenario, ConfigError, DataNotFound, RawData, Recipe, classifier_pool, hookimpl, paper_table
-from unlearnbench.scenario import data_roots, fingerprint
+from unlearnbench import (ClassifierScenario, ConfigError, DataNotFound, RawData, Recipe, classifier_pool, hookimpl,
+                          paper_table, tensor_digest)
+from unlearnbench.data import eval_view, find_or_download, fingerprint, load_state_dict, offline
 
 TOP = "CUB_200_2011"
 RESIZE, SIDE = 256, 224
@@ -83,18 +82,18 @@ class _Tgz:
         return out
 
 
+def _find(root: Path):
+    for cand in (root / TOP, root):
+        if (cand / "images.txt").is_file():
+            return _Folder(cand)
+    if (root / f"{TOP}.tgz").is_file():
+        return _Tgz(root / f"{TOP}.tgz")
+    return None
+
+
 def locate(data_root: str | None):
-    looked = []
-    for root, explicit in data_roots(data_root):
-        looked.append(str(root))
-        for cand in (root / TOP, root):
-            if (cand / "images.txt").is_file():
-                return _Folder(cand)
-        if (root / f"{TOP}.tgz").is_file():
-            return _Tgz(root / f"{TOP}.tgz")
-        if explicit:
-            break
-    raise DataNotFound(HOW_TO_GET.format(looked=", ".join(looked) or "no --data-root or UNLEARNBENCH_DATA given"))
+    """The release (a folder or the archive), and how it was found."""
+    return find_or_download(data_root, _find, HOW_TO_GET)
 
 
 def _table(text: str, where: str) -> dict[int, str]:
@@ -108,37 +107,11 @@ def _table(text: str, where: str) -> dict[int, str]:
     return out
 
 
-def eval_view(raw: bytes, where: str, resize: int = RESIZE, side: int = SIDE, bicubic: bool = False):
-    """Resize(resize) (shorter side, antialiased; bilinear, or bicubic for CLIP) then CenterCrop(side),
-    torchvision's rounding, as uint8 (3, side, side). Default: CUB-200's Resize(256), CenterCrop(224)."""
-    import numpy as np
-
-    try:
-        from PIL import Image
-    except ImportError:
-        raise DataNotFound("reading JPEGs needs Pillow: pip install 'unlearnbench[vision]'") from None
-    try:
-        with Image.open(io.BytesIO(raw)) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            if w <= h:
-                size = (resize, int(resize * h / w))
-            else:
-                size = (int(resize * w / h), resize)
-            im = im.resize(size, Image.BICUBIC if bicubic else Image.BILINEAR)
-            w, h = im.size
-            top, left = int(round((h - side) / 2.0)), int(round((w - side) / 2.0))
-            arr = np.asarray(im.crop((left, top, left + side, top + side)))
-    except Exception as e:  # truncated or not an image
-        raise DataNotFound(f"{where} is not a readable image ({type(e).__name__}: {e})") from None
-    return arr.transpose(2, 0, 1)
-
-
 def load(data_root: str | None) -> RawData:
     import numpy as np
     import torch
 
-    src = locate(data_root)
+    src, how = locate(data_root)
     meta = src.read_many(["images.txt", "image_class_labels.txt", "train_test_split.txt"])
     images = _table(meta["images.txt"].decode(), "images.txt")
     labels = _table(meta["image_class_labels.txt"].decode(), "image_class_labels.txt")
@@ -161,7 +134,7 @@ def load(data_root: str | None) -> RawData:
     for k, i in enumerate(order):
         raw = files[f"images/{images[i]}"]
         digests.append(hashlib.sha256(raw).digest())
-        x[k] = eval_view(raw, f"{src.where}: images/{images[i]}")
+        x[k] = eval_view(raw, f"{src.where}: images/{images[i]}", RESIZE, SIDE)
     y = np.array([int(labels[i]) - 1 for i in order], dtype=np.int64)
     return RawData(
         x=torch.from_numpy(x).float().div_(255.0),
@@ -170,7 +143,7 @@ def load(data_root: str | None) -> RawData:
         test=np.arange(n_train, len(order)),
         fingerprint=fingerprint(b"".join(digests), y.tobytes(), np.array(order, dtype=np.int64).tobytes()),
         num_classes=num_classes,
-        source=src.where,
+        source=f"{src.where} ({how})",
     )
 
 
@@ -178,11 +151,9 @@ def load_pretrained(spec: str, model_state: dict) -> tuple[dict, str]:
     """The backbone weights named by ``scenario.pretrained``, checked against the model, and their digest."""
     import torch
 
-    from unlearnbench.store import tensor_digest
-
     if spec == "torchvision":
         path = Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_FILE
-        if not path.is_file() and os.environ.get("HF_HUB_OFFLINE") != "1":
+        if not path.is_file() and not offline():
             try:  # torchvision's download, when online
                 from torchvision.models import ResNet18_Weights, resnet18
 
@@ -196,19 +167,7 @@ def load_pretrained(spec: str, model_state: dict) -> tuple[dict, str]:
         path = Path(spec).expanduser()
         if not path.is_file():
             raise DataNotFound(f"scenario.pretrained={spec!r}: no such file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)  # never runs code from the file
-    except Exception as e:
-        raise DataNotFound(f"{path} is not a loadable state dict ({type(e).__name__}: {e})") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DataNotFound(f"{path} does not hold a state dict of tensors")
+    state = load_state_dict(path)  # safetensors, or torch.load(weights_only=True): never runs code from the file
     backbone = {}
     for k, v in model_state.items():
         if k.startswith(HEAD) or k.startswith("normalize."):

@@ -7,7 +7,7 @@ digits is a smoke/CI scenario: |D_f| = 125, so one sample is 0.8 points.
 from __future__ import annotations
 
 from unlearnbench import ClassifierScenario, RawData, Recipe, classifier_pool, hookimpl
-from unlearnbench.scenario import fingerprint
+from unlearnbench.data import fingerprint
 
 
 # The fine-tune pool (PROTOCOL §6.3): SGD momentum 0.9, constant lr, BN in train mode,

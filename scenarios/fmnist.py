@@ -4,19 +4,19 @@ PROTOCOL §1.1: the official 60k train split gives 6,000 val (600 per class) and
 train; the official 10k test is D_test. Model cnn-bn and its recipe: §2.1; pool: §6.3.
 
 Files are found, in order: ``--data-root`` (or UNLEARNBENCH_DATA), the Debian package
-``dataset-fashion-mnist`` (/usr/share/datasets/fashion-mnist), then torchvision's download
-when online. Each accepts the four IDX files, gzipped or not, directly in the folder or
-in torchvision's ``FashionMNIST/raw`` layout.
+``dataset-fashion-mnist`` (/usr/share/datasets/fashion-mnist), an earlier torchvision download
+in the user cache (also when HF_HUB_OFFLINE=1), then torchvision's download when online
+(``unlearnbench.data.find_or_download``). Each accepts the four IDX files, gzipped or not,
+directly in the folder or in torchvision's ``FashionMNIST/raw`` layout.
 """
 from __future__ import annotations
 
 import gzip
-import os
 import struct
 from pathlib import Path
 
 from unlearnbench import ClassifierScenario, DataNotFound, RawData, Recipe, classifier_pool, hookimpl
-from unlearnbench.scenario import fingerprint
+from unlearnbench.data import find_or_download, fingerprint
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 FILES = {
@@ -86,42 +86,23 @@ def read_idx_set(files: dict[str, Path], what: str):
     return x, y, arrays["train_x"].shape[0], raw_bytes
 
 
-def locate(data_root: str | None) -> dict[str, Path]:
-    looked = []
-    roots = [r for r in (data_root, os.environ.get("UNLEARNBENCH_DATA")) if r]
-    for r in roots:
-        looked.append(str(r))
-        hit = _find(Path(r))
-        if hit:
-            return hit
-        if data_root:  # an explicit root that lacks the files is an error, not a reason to look elsewhere
-            raise DataNotFound(HOW_TO_GET.format(looked=", ".join(looked)))
-    looked.append(str(DEBIAN_DIR))
-    hit = _find(DEBIAN_DIR)
-    if hit:
-        return hit
-    try:  # torchvision's download, when online and installed
-        import platformdirs
-        from torchvision.datasets import FashionMNIST
+def _download(cache: Path) -> None:
+    from torchvision import datasets
 
-        cache = Path(platformdirs.user_cache_dir("unlearnbench")) / "data"
-        looked.append(f"{cache} (torchvision download)")
-        if os.environ.get("HF_HUB_OFFLINE") != "1":
-            FashionMNIST(str(cache), train=True, download=True)
-            FashionMNIST(str(cache), train=False, download=True)
-            hit = _find(cache)
-            if hit:
-                return hit
-    except Exception as e:  # offline, or torchvision missing: say so in the error below
-        looked.append(f"download failed: {type(e).__name__}")
-    raise DataNotFound(HOW_TO_GET.format(looked=", ".join(looked)))
+    datasets.FashionMNIST(str(cache), train=True, download=True)
+    datasets.FashionMNIST(str(cache), train=False, download=True)
+
+
+def locate(data_root: str | None) -> tuple[dict[str, Path], str]:
+    """The four IDX files, and how they were found."""
+    return find_or_download(data_root, _find, HOW_TO_GET, system=(DEBIAN_DIR,), download=_download)
 
 
 def load(data_root: str | None) -> RawData:
     import numpy as np
     import torch
 
-    files = locate(data_root)
+    files, how = locate(data_root)
     x, y, n_train, raw_bytes = read_idx_set(files, "Fashion-MNIST")
     return RawData(
         x=torch.from_numpy(x.copy()).unsqueeze(1).float().div_(255.0),
@@ -130,7 +111,7 @@ def load(data_root: str | None) -> RawData:
         test=np.arange(n_train, len(y)),
         fingerprint=fingerprint(*raw_bytes, y.tobytes()),
         num_classes=10,
-        source=str(files["train_x"].parent),
+        source=f"{files['train_x'].parent} ({how})",
     )
 
 

@@ -14,12 +14,11 @@ decoder; the unpacked folder and the zip give the same manifests.
 from __future__ import annotations
 
 import hashlib
-import io
 import zipfile
 from pathlib import Path
 
 from unlearnbench import ClassifierScenario, DataNotFound, RawData, Recipe, classifier_pool, hookimpl, paper_table
-from unlearnbench.scenario import data_roots, fingerprint
+from unlearnbench.data import find_or_download, fingerprint, native_view
 
 TOP = "tiny-imagenet-200"
 SIDE = 64
@@ -69,18 +68,18 @@ class _Zip:
         return sorted(f[len(pre):] for f in self.files if f.startswith(pre) and "/" not in f[len(pre):])
 
 
+def _find(root: Path):
+    for cand in (root / TOP, root):
+        if (cand / "wnids.txt").is_file():
+            return _Folder(cand)
+    if (root / f"{TOP}.zip").is_file():
+        return _Zip(root / f"{TOP}.zip")
+    return None
+
+
 def locate(data_root: str | None):
-    looked = []
-    for root, explicit in data_roots(data_root):
-        looked.append(str(root))
-        for cand in (root / TOP, root):
-            if (cand / "wnids.txt").is_file():
-                return _Folder(cand)
-        if (root / f"{TOP}.zip").is_file():
-            return _Zip(root / f"{TOP}.zip")
-        if explicit:
-            break
-    raise DataNotFound(HOW_TO_GET.format(looked=", ".join(looked) or "no --data-root or UNLEARNBENCH_DATA given"))
+    """The release (a folder or the zip), and how it was found."""
+    return find_or_download(data_root, _find, HOW_TO_GET)
 
 
 def _text(src, rel: str) -> str:
@@ -90,29 +89,15 @@ def _text(src, rel: str) -> str:
         raise DataNotFound(f"{src.where} lacks {rel}: not a complete Tiny ImageNet release") from None
 
 
-def decode(raw: bytes, where: str):
-    """One JPEG as uint8 (3, 64, 64); grayscale images (a few hundred in the release) become RGB."""
-    import numpy as np
-
-    try:
-        from PIL import Image
-    except ImportError:
-        raise DataNotFound("reading Tiny ImageNet's JPEGs needs Pillow: pip install 'unlearnbench[vision]'") from None
-    try:
-        with Image.open(io.BytesIO(raw)) as im:
-            arr = np.asarray(im.convert("RGB"))
-    except Exception as e:  # truncated or not an image
-        raise DataNotFound(f"{where} is not a readable image ({type(e).__name__}: {e})") from None
-    if arr.shape != (SIDE, SIDE, 3):
-        raise DataNotFound(f"{where} is {arr.shape[1]}x{arr.shape[0]}, Tiny ImageNet images are {SIDE}x{SIDE}")
-    return arr.transpose(2, 0, 1)
+# One JPEG as uint8 (3, 64, 64); grayscale images (a few hundred in the release) become RGB.
+decode = native_view(SIDE, "Tiny ImageNet images")
 
 
 def load(data_root: str | None) -> RawData:
     import numpy as np
     import torch
 
-    src = locate(data_root)
+    src, how = locate(data_root)
     wnids = sorted(w for w in _text(src, "wnids.txt").split() if w)
     if len(set(wnids)) != len(wnids) or not wnids:
         raise DataNotFound(f"{src.where}: wnids.txt is empty or lists a class twice")
@@ -147,7 +132,7 @@ def load(data_root: str | None) -> RawData:
         test=np.arange(n_train, len(y)),
         fingerprint=fingerprint(b"".join(digests), y.tobytes(), "\n".join(wnids).encode()),
         num_classes=len(wnids),
-        source=src.where,
+        source=f"{src.where} ({how})",
     )
 
 

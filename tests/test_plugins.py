@@ -119,3 +119,68 @@ def test_load_subset_env(monkeypatch):
     h = PluginHost()
     h.load_entry_points()
     assert h.methods.names() == ["all", "conflict", "negmerge", "negmerge-max", "negmerge-min"]  # one family
+
+
+def _method_plugin(method: str) -> str:
+    return f"""
+        from unlearnbench import Method, Result, hookimpl
+        class M(Method):
+            name = "{method}"
+            description = "a fake method"
+            uses = frozenset({{"forget"}})
+            def unlearn(self, ctx): return Result(state=ctx.original())
+        @hookimpl
+        def register_methods(register):
+            register(M())
+        """
+
+
+def test_same_entry_point_name_in_two_distributions_loads_both(tmp_path, monkeypatch):
+    """Two third-party distributions whose entry point is called `merges`, like a built-in's: all three load."""
+    for dist, mod, method in (("beta-plugin", "beta_mod", "beta-method"), ("alpha-plugin", "alpha_mod", "alpha-method")):
+        d = tmp_path / dist
+        d.mkdir()
+        _fake_dist(d, dist, {"merges": mod}, {mod: _method_plugin(method)})
+        monkeypatch.syspath_prepend(str(d))
+    h = PluginHost()
+    h.load_entry_points()
+    assert h.infos["merges"].dist == "unlearnbench"  # the built-in keeps its name, whatever sys.path's order
+    assert (h.infos["alpha-plugin:merges"].dist, h.infos["alpha-plugin:merges"].status) == ("alpha-plugin", "ok")
+    assert (h.infos["beta-plugin:merges"].dist, h.infos["beta-plugin:merges"].status) == ("beta-plugin", "ok")
+    assert {"alpha-method", "beta-method", "ties", "magmax"} <= set(h.methods.names())
+    assert h.methods.entries["alpha-method"].plugin == "alpha-plugin:merges"
+    # UNLEARNBENCH_LOAD_PLUGINS selects one of them by distribution or by its plugin name; the name stays
+    for sel in ("alpha-plugin", "alpha-plugin:merges"):
+        monkeypatch.setenv("UNLEARNBENCH_LOAD_PLUGINS", sel)
+        h = PluginHost()
+        h.load_entry_points()
+        assert list(h.infos) == ["alpha-plugin:merges"] and h.methods.names() == ["alpha-method"]
+    # and `unlearnbench plugins` lists both under their names
+    monkeypatch.delenv("UNLEARNBENCH_LOAD_PLUGINS")
+    env = cli_env(PYTHONPATH=f"{tmp_path / 'alpha-plugin'}:{tmp_path / 'beta-plugin'}")
+    out = subprocess.run([sys.executable, "-m", "unlearnbench.cli", "plugins"], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    lines = {ln.split()[0]: ln for ln in out.splitlines()}
+    assert "alpha-plugin" in lines["alpha-plugin:merges"] and "beta-plugin" in lines["beta-plugin:merges"]
+    assert "unlearnbench.methods.merges" in lines["merges"]
+
+
+def test_same_distribution_twice_on_sys_path_loads_once(tmp_path, monkeypatch):
+    for copy in ("a", "b"):
+        d = tmp_path / copy
+        d.mkdir()
+        _fake_dist(d, "gamma-plugin", {"gamma": "gamma_mod"}, {"gamma_mod": _method_plugin("gamma-method")})
+        monkeypatch.syspath_prepend(str(d))
+    h = PluginHost()
+    h.load_entry_points()
+    assert [n for n in h.infos if "gamma" in n] == ["gamma"] and "gamma-method" in h.methods.names()
+    # also where importlib.metadata itself does not fold the copies (older Pythons, importlib_metadata):
+    import unlearnbench.plugins as plugins
+
+    real = plugins.md.entry_points
+    monkeypatch.setattr(plugins.md, "entry_points", lambda group: list(real(group=group)) * 2)
+    h = PluginHost()
+    h.load_entry_points()
+    assert not [n for n in h.infos if ":" in n] and "gamma-method" in h.methods.names()
+    h.load_entry_points()  # a second call loads nothing new
+    assert not [n for n in h.infos if ":" in n]

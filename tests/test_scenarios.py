@@ -100,6 +100,25 @@ def test_fmnist_missing_says_where(host, tmp_path):
         scen.build_task(cfg, 0, str(tmp_path))
 
 
+def test_fmnist_reuses_an_earlier_torchvision_download_offline(host, tmp_path, monkeypatch):
+    """HF_HUB_OFFLINE=1 (tests, CI, tox) forbids a download, not reading one made earlier (issue 13)."""
+    import os
+
+    from unlearnbench.scenarios import fmnist
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # platformdirs' user cache
+    monkeypatch.delenv("UNLEARNBENCH_DATA", raising=False)
+    monkeypatch.setattr(fmnist, "DEBIAN_DIR", tmp_path / "no-debian-package")
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    with pytest.raises(DataNotFound, match=r"unlearnbench/data \(no download: HF_HUB_OFFLINE=1\)"):
+        fmnist.load(None)
+    raw = make_fmnist(tmp_path / "xdg" / "unlearnbench" / "data", gz=False, layout="torchvision")
+    scen, cfg = scen_cfg(host, "fmnist-10pct")
+    t = scen.build_task(cfg, 0, None)
+    assert t.data.x.shape == (250, 1, 28, 28) and t.manifest["sizes"]["test"] == 50
+    assert t.data.source == f"{raw} (an earlier download, reused; HF_HUB_OFFLINE=1, nothing downloaded)"
+
+
 def test_fmnist_corrupt_file_detected(host, tmp_path):
     d = make_fmnist(tmp_path, gz=False)
     p = d / "train-images-idx3-ubyte"

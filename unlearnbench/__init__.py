@@ -1,9 +1,12 @@
 """unlearnbench: a reproducible benchmark suite for machine unlearning in image classifiers.
 
-The public surface for plugin authors. Importing it never imports torch.
+The public surface for plugin authors. Importing it never imports torch. Loader helpers (where a
+data set's files are, image decoding, safe weights loading, hashing) are in the public submodule
+``unlearnbench.data``.
 """
 from __future__ import annotations
 
+from . import data
 from .augment import random_resized_crop
 from .config import opt
 from .errors import (ConfigError, DataNotFound, ManifestMismatch, PluginError, SplitAccessError, StoreError,
@@ -14,12 +17,15 @@ from .recipe import PoolGrid, Recipe, classifier_pool
 from .scenario import ClassifierScenario, RawData, Scenario, Scoring, Task, paper_table
 from .seeding import sha256_hex, stream_seed
 from .selection import Selection, SelectionRule
+from .store import tensor_digest
+from .taskvec import StreamKeys, count_dtype
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ClassifierScenario", "ConfigError", "DataNotFound", "ManifestMismatch", "MergeMethod", "Method",
     "PluginError", "PoolGrid", "RawData", "Recipe", "Result", "Scenario", "Scoring", "Selection", "SelectionRule",
-    "SplitAccessError", "StoreError", "Task", "UnlearnbenchError", "classifier_pool", "hookimpl", "opt",
-    "paper_table", "random_resized_crop", "sha256_hex", "stream_seed", "__version__",
+    "SplitAccessError", "StoreError", "StreamKeys", "Task", "UnlearnbenchError", "classifier_pool", "count_dtype",
+    "data", "hookimpl", "opt", "paper_table", "random_resized_crop", "sha256_hex", "stream_seed", "tensor_digest",
+    "__version__",
 ]

@@ -3,31 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import ConfigError, StoreError
-
-
-def load_state(path: str) -> dict:
-    """A state dict from safetensors, or from a torch file loaded with weights_only=True (no code runs)."""
-    import torch
-
-    p = Path(path)
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(p))
-        except Exception as e:
-            raise StoreError(f"{p} is not a readable safetensors file: {e}") from e
-    try:
-        obj = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise StoreError(f"{p} could not be loaded as a weights-only torch checkpoint (no pickled code is "
-                         f"allowed): {e}") from e
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise StoreError(f"{p} does not hold a state dict of tensors")
-    return obj
+from .data import load_state_dict
+from .errors import ConfigError
 
 
 def merge_keys(base: dict) -> list[str]:
@@ -72,7 +49,7 @@ def merge_files(host, method: str, base_path: str, ft_paths: list[str], output: 
     if chunked and not (all_st and getattr(meth, "elementwise", False)):
         raise ConfigError(f"--engine chunked needs safetensors inputs and an elementwise method "
                           f"({method} is {'not ' if not getattr(meth, 'elementwise', False) else ''}elementwise)")
-    base = load_state(base_path)
+    base = load_state_dict(base_path)
     keys = merge_keys(base)
     if chunked:  # every file byte read once, accumulators in cache (unlearnbench.fastmerge)
         from .fastmerge import merge_safetensors
@@ -81,7 +58,7 @@ def merge_files(host, method: str, base_path: str, ft_paths: list[str], output: 
     else:
         red = meth.reducer(cfg)
         for p in ft_paths:  # streamed: one checkpoint resident at a time
-            red.update(task_vector(load_state(p), base, keys))
+            red.update(task_vector(load_state_dict(p), base, keys))
         tau = red.result()
     out = edited_state(base, tau, lam) if lam is not None else tau
     Path(output).parent.mkdir(parents=True, exist_ok=True)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import os
+import re
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pluggy
 
@@ -85,31 +86,52 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
         self._registries: dict[str, Registry] = {}
+        self._loaded: set[tuple[str, str]] = set()  # (distribution, entry-point name) already loaded
 
     # -- loading -------------------------------------------------------------
     def load_entry_points(self, strict: bool | None = None) -> None:
+        """Load every entry point of the group, each under its own plugin name.
+
+        Two distributions may use one entry-point name (a third-party package whose entry point
+        is called ``merges`` or ``clip``): both load. The first keeps the plain name (our own
+        distribution first, then by distribution name, so the order does not depend on sys.path)
+        and the others are named ``<distribution>:<name>``, whichever of them UNLEARNBENCH_LOAD_PLUGINS
+        selects (it takes entry-point names, distribution names and ``<distribution>:<name>``).
+        Only the same distribution found twice on sys.path is loaded once (and a second call loads
+        nothing new)."""
         if strict is None:
             strict = os.environ.get(STRICT_ENV, "") not in ("", "0")
         wanted = os.environ.get(LOAD_ENV)
         allow = None if wanted is None else {w.strip() for w in wanted.split(",") if w.strip()}
-        for ep in sorted(md.entry_points(group=GROUP), key=lambda e: e.name):
-            dist = ep.dist.name if ep.dist is not None else "?"
+        eps = sorted(md.entry_points(group=GROUP), key=_load_order)
+        owner: dict[str, str] = {}  # entry-point name -> the distribution that keeps it as plugin name
+        for ep in eps:
+            owner.setdefault(ep.name, _canonical(_dist_name(ep)))
+        for ep in eps:
+            dist = _dist_name(ep)
             version = ep.dist.version if ep.dist is not None else "?"
-            if allow is not None and ep.name not in allow and dist not in allow:
+            qualified = f"{dist}:{ep.name}"
+            if allow is not None and not {ep.name, dist, qualified} & allow:
                 continue
-            if ep.name in self.infos:  # same distribution seen twice on sys.path
+            if (_canonical(dist), ep.name) in self._loaded:  # the same distribution seen twice on sys.path
                 continue
-            info = PluginInfo(ep.name, dist, version, ep.value)
-            self.infos[ep.name] = info
+            self._loaded.add((_canonical(dist), ep.name))
+            name = ep.name if owner[ep.name] == _canonical(dist) and ep.name not in self.infos else qualified
+            if name in self.infos:  # "<dist>:<name>" taken too: nothing can tell the two apart
+                raise PluginError(f"plugin {name!r} ({dist} {version}, {ep.value}) is declared twice, also by "
+                                  f"{self.infos[name].dist} {self.infos[name].version} ({self.infos[name].module}); "
+                                  "uninstall one of them")
+            info = PluginInfo(name, dist, version, ep.value)
+            self.infos[name] = info
             try:
                 module = ep.load()
-                self.register(module, ep.name, info)
+                self.register(module, name, info)
             except Exception as e:
                 info.status = f"failed: {type(e).__name__}: {e}"
                 if strict:
-                    raise PluginError(f"plugin {ep.name!r} ({dist} {version}) failed to load: {e}") from e
+                    raise PluginError(f"plugin {name!r} ({dist} {version}) failed to load: {e}") from e
                 print(
-                    f"unlearnbench: plugin {ep.name!r} ({dist} {version}, {ep.value}) failed to load and is "
+                    f"unlearnbench: plugin {name!r} ({dist} {version}, {ep.value}) failed to load and is "
                     f"skipped: {type(e).__name__}: {e}",
                     file=sys.stderr,
                 )
@@ -165,6 +187,21 @@ class PluginHost:
         return self._build("register_selection_rules", "selection rule", "unlearnbench list rules")
 
 
+def _canonical(dist: str) -> str:
+    """A distribution name as packaging normalises it (PEP 503): unlearnbench_example == unlearnbench-example."""
+    return re.sub(r"[-_.]+", "-", dist).lower()
+
+
+def _dist_name(ep: md.EntryPoint) -> str:
+    return ep.dist.name if ep.dist is not None else "?"
+
+
+def _load_order(ep: md.EntryPoint) -> tuple:
+    """By entry-point name; among equal names our own distribution first, then by distribution name."""
+    dist = _canonical(_dist_name(ep))
+    return ep.name, dist != _canonical(__name__.split(".")[0]), dist
+
+
 _host: PluginHost | None = None
 
 
@@ -176,11 +213,3 @@ def get_host() -> PluginHost:
         _host.load_entry_points()
     return _host
 
-
-def set_host(host: PluginHost | None) -> None:
-    """Replace the process-wide host (tests)."""
-    global _host
-    _host = host
-
-
-Register = Callable[[Any], None]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from .data import data_roots, fingerprint  # noqa: F401  scenarios/clip.py imports them from here until it moves
 from .errors import ConfigError
 from .recipe import PoolGrid, Recipe
 from .seeding import numpy_rng, sha256_hex, stream_seed
@@ -362,25 +363,3 @@ class ClassifierScenario(Scenario):
             arch=self.arch, in_channels=self.in_channels, recipe=self.recipe, pools=dict(self.pools),
             threads=self.threads, search_baseline_lr=self.search_baseline_lr,
         )
-
-
-def fingerprint(*parts: bytes) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(hashlib.sha256(p).digest())
-    return h.hexdigest()
-
-
-
-
-def data_roots(data_root: str | None):
-    """The folders a loader searches, in order: ``--data-root``, then UNLEARNBENCH_DATA; yields
-    (root, explicit). An explicit root that lacks the files is an error, not a reason to look on."""
-    import os
-    from pathlib import Path
-
-    for r, explicit in ((data_root, True), (os.environ.get("UNLEARNBENCH_DATA"), False)):
-        if r:
-            yield Path(r), explicit

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from .data import file_sha256
 from .errors import ManifestMismatch, StoreError
 from .seeding import canonical_json, sha256_hex
 
@@ -30,14 +31,6 @@ def default_root() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("unlearnbench")) / "store"
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tensor_digest(tensors: dict) -> str:
@@ -100,7 +93,7 @@ class Store:
         if side.exists():
             side.unlink()  # the sidecar is the commit marker: drop it before replacing the data
         _atomic_write(data, lambda tmp: save_file(flat, tmp, metadata={"artifact": f"{kind}/{key}"}))  # one key: same bytes every time
-        record = {"kind": kind, "key": key, "sha256": _file_sha256(data), "bytes": data.stat().st_size,
+        record = {"kind": kind, "key": key, "sha256": file_sha256(data), "bytes": data.stat().st_size,
                   "manifest": manifest, "spec": spec}
         _atomic_write(side, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1, default=str)))
 
@@ -119,7 +112,7 @@ class Store:
                 f"{kind} {key[:12]} was built on index manifest {str(record.get('manifest'))[:12]}, "
                 f"but this stage uses {manifest[:12]}; refusing to mix splits (PROTOCOL §1.2)"
             )
-        if not data.exists() or _file_sha256(data) != record.get("sha256"):
+        if not data.exists() or file_sha256(data) != record.get("sha256"):
             raise StoreError(f"{kind} {key[:12]} at {data} is corrupt (checksum mismatch)")
         try:
             return load_file(str(data)), record
