@@ -13,9 +13,11 @@ Importing this module never imports torch, numpy or Pillow; each helper imports 
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
+import struct
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
@@ -103,6 +105,65 @@ def find_or_download(data_root: str | None, find: Callable[[Path], Hit | None], 
                 if hit is not None:
                     return hit, "downloaded now"
     raise missing()
+
+
+# -- IDX (the MNIST family's format: MNIST, Fashion-MNIST) --------------------------------------
+
+# The four files of an MNIST-family release, by role (gzipped or not).
+IDX_FILES = {
+    "train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte",
+}
+
+
+def read_idx(path: Path):
+    """Read an IDX file (the MNIST family's native format), gzipped or not."""
+    import numpy as np
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4:
+        raise DataNotFound(f"{path} is not an IDX file (too short)")
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise DataNotFound(f"{path} is not an unsigned-byte IDX file (magic {data[:4].hex()})")
+    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    expected = int(np.prod(dims))
+    if body.size != expected:
+        raise DataNotFound(f"{path} is truncated or corrupt: header says {dims}, found {body.size} bytes")
+    return body.reshape(dims), data
+
+
+def find_idx(*bases: Path) -> dict[str, Path] | None:
+    """The four IDX files of the MNIST family (gzipped or not) in the first base that has them all."""
+    for base in bases:
+        found = {}
+        for key, stem in IDX_FILES.items():
+            for cand in (base / stem, base / f"{stem}.gz"):
+                if cand.exists():
+                    found[key] = cand
+                    break
+        if len(found) == len(IDX_FILES):
+            return found
+    return None
+
+
+def read_idx_set(files: dict[str, Path], what: str):
+    """(x uint8 (N, 28, 28), y int64, n_train, raw bytes): train then test, checked for agreement."""
+    import numpy as np
+
+    arrays, raw_bytes = {}, []
+    for key in ("train_x", "train_y", "test_x", "test_y"):
+        arrays[key], b = read_idx(files[key])
+        raw_bytes.append(b)
+    if (arrays["train_x"].shape[0] != arrays["train_y"].shape[0]
+            or arrays["test_x"].shape[0] != arrays["test_y"].shape[0]):
+        raise DataNotFound(f"{what} files in {files['train_x'].parent} disagree on the number of samples")
+    x = np.concatenate([arrays["train_x"], arrays["test_x"]])
+    y = np.concatenate([arrays["train_y"], arrays["test_y"]]).astype(np.int64)
+    return x, y, arrays["train_x"].shape[0], raw_bytes
 
 
 # -- images -------------------------------------------------------------------------------------

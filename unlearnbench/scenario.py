@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from .data import data_roots, fingerprint  # noqa: F401  scenarios/clip.py imports them from here until it moves
 from .errors import ConfigError
 from .recipe import PoolGrid, Recipe
 from .seeding import numpy_rng, sha256_hex, stream_seed

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from unlearnbench import ConfigError, DataNotFound, RawData, Scenario, Scoring, Task, hookimpl, paper_table
-from unlearnbench.scenario import data_roots
+from unlearnbench.data import data_roots
 from unlearnbench import sha256_hex, stream_seed
 
 from .augment import AUGMENTATIONS

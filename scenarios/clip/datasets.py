@@ -11,14 +11,13 @@ the preprocessing [OURS].
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from unlearnbench import DataNotFound, RawData
-from unlearnbench.scenario import data_roots, fingerprint
+from unlearnbench.data import (data_roots, find_idx, fingerprint, list_class_folders, native_view,
+                               read_idx_set, read_images)
 
 VAL_FRAC, VAL_CAP = 0.1, 5000  # [NM], [TTA] split_train_into_train_val
 SIDE = 224
@@ -62,8 +61,6 @@ def load_mnist(data_root: str | None) -> RawData:
     """MNIST from its four IDX files (gzipped or not), in <root>/MNIST/raw, <root>/mnist or <root>."""
     import numpy as np
     import torch
-
-    from unlearnbench.scenarios.fmnist import find_idx, read_idx_set
 
     base = _first_dir(data_root, ("MNIST/raw", "mnist", ""), lambda b: find_idx(b) is not None,
                       "MNIST was not found. Put the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
@@ -117,25 +114,6 @@ EUROSAT_CLASSES = {
     "Residential": "residential buildings or homes or apartments", "River": "river", "SeaLake": "lake or sea"}
 EUROSAT_TEMPLATES = ("a centered satellite photo of {}.", "a centered satellite photo of a {}.",
                      "a centered satellite photo of the {}.")
-
-
-def native_view(side: int):
-    """A decoder for data sets whose images are all ``side`` × ``side`` (kept as they are); any other
-    size is an error: the data set is not the one expected."""
-    def decode(raw: bytes, where: str):
-        import numpy as np
-        from PIL import Image
-
-        try:
-            with Image.open(io.BytesIO(raw)) as im:
-                arr = np.asarray(im.convert("RGB"))
-        except Exception as e:
-            raise DataNotFound(f"{where} is not a readable image ({type(e).__name__}: {e})") from None
-        if arr.shape[:2] != (side, side):
-            raise DataNotFound(f"{where} is {arr.shape[1]} x {arr.shape[0]}, the data set's images are {side} x {side}")
-        return arr.transpose(2, 0, 1)
-
-    return decode
 
 
 def load_eurosat(data_root: str | None) -> RawData:
@@ -255,47 +233,6 @@ def load_dtd(data_root: str | None) -> RawData:
 
 
 # -- ImageNet, the control ----------------------------------------------------------------------
-
-def clip_view(raw: bytes, where: str):
-    """CLIP's eval transform on one image file: Resize(224, bicubic), CenterCrop(224); uint8 (3, 224, 224)."""
-    from unlearnbench.scenarios.cub200 import eval_view
-
-    return eval_view(raw, where, SIDE, SIDE, bicubic=True)
-
-
-IMG_EXT = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
-
-
-def list_class_folders(folder: Path) -> list[tuple[str, int]]:
-    """(path, class index) in torchvision ImageFolder order: classes by sorted folder name, files sorted."""
-    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir())
-    out = []
-    for c, name in enumerate(classes):
-        files = sorted(e.name for e in os.scandir(folder / name)
-                       if e.is_file() and e.name.lower().endswith(IMG_EXT))
-        out.extend((str(folder / name / f), c) for f in files)
-    return out
-
-
-def read_images(paths: list[str], decode=clip_view, side: int = SIDE, threads: int = 8):
-    """Decode many image files with ``decode(raw, where) -> uint8 (3, side, side)`` in parallel (PIL
-    releases the GIL while decoding); returns the stacked images and a digest of the files' bytes."""
-    import numpy as np
-
-    x = np.empty((len(paths), 3, side, side), dtype=np.uint8)
-    h = hashlib.sha256()
-
-    def one(i):
-        with open(paths[i], "rb") as f:
-            raw = f.read()
-        x[i] = decode(raw, paths[i])
-        return hashlib.sha256(raw).digest()
-
-    with ThreadPoolExecutor(max(1, min(threads, os.cpu_count() or 1))) as ex:
-        for d in ex.map(one, range(len(paths))):
-            h.update(d)
-    return x, h.digest()
-
 
 _CONTROL_CACHE: dict = {}
 

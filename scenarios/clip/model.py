@@ -16,11 +16,11 @@ of 224 × 224 floats.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from unlearnbench import ConfigError, DataNotFound
+from unlearnbench.data import file_sha256, load_state_dict
 
 if TYPE_CHECKING:
     import torch
@@ -94,11 +94,7 @@ def file_digest(arch: str, path: Path) -> str:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _DIGESTS:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 24), b""):
-                h.update(chunk)
-        _DIGESTS[key] = h.hexdigest()
+        _DIGESTS[key] = file_sha256(path)
     return _DIGESTS[key]
 
 
@@ -106,26 +102,11 @@ def load_weights(arch: str, path: Path, want: dict | None = None) -> tuple[dict,
     """A CLIP state dict from a .safetensors file or a plain state dict (.pt/.bin/.pth, read with
     weights_only=True, so no code from the file runs), checked key by key against ``arch``;
     returns it and the file's sha256."""
-    import torch
-
     digest = file_digest(arch, path)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:
-        hint = (" OpenAI's original .pt files are TorchScript archives, which the suite does not load (loading "
-                "one can run code). Convert it once, where you trust it: python -c \"import open_clip, "
-                "safetensors.torch as s; m = open_clip.create_model('ViT-B-32', pretrained='ViT-B-32.pt'); "
-                "s.save_file(m.state_dict(), 'vit-b-32-openai.safetensors')\"") if path.suffix == ".pt" else ""
-        raise DataNotFound(f"{path} is not a loadable CLIP state dict ({type(e).__name__}: {e}).{hint}") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DataNotFound(f"{path} does not hold a state dict of tensors")
+    state = load_state_dict(path, what="CLIP state dict", convert=(
+        "OpenAI's original .pt files are TorchScript archives. Convert it once, where you trust it: "
+        "python -c \"import open_clip, safetensors.torch as s; m = open_clip.create_model('ViT-B-32', "
+        "pretrained='ViT-B-32.pt'); s.save_file(m.state_dict(), 'vit-b-32-openai.safetensors')\""))
     state = {k.removeprefix("module."): v for k, v in state.items()}
     want = want if want is not None else build_clip(arch).state_dict()  # the keys and shapes to match
     missing = [k for k in want if k not in state]
