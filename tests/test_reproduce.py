@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from unlearnbench.cli import main
 from unlearnbench.errors import ConfigError
-from unlearnbench.provenance import cpu_model
+from unlearnbench.provenance import cpu_capability, cpu_model
 from unlearnbench.reproduce import compare, find_records, reproduce
 
 REPO = Path(__file__).resolve().parent.parent
@@ -17,6 +17,11 @@ RUNS = REPO / "leaderboards" / "runs" / "digits-10pct"
 # One of each kind: the oracle, a merge with λ selection, an lr-searched baseline on D_r, and the
 # forget-only relabelling whose collapse amplifies any difference in the arithmetic.
 CELLS = ["retrain", "negmerge", "finetune", "random-label-forget"]
+# Cells whose result survives another vector ISA of the same CPU model (measured: on an AVX2
+# "AMD EPYC", retrain, negmerge and finetune reproduce the committed AVX-unknown records bit for
+# bit, random-label-forget's collapse does not). The ISA is recorded since provenance has
+# cpu_capability; a record without it is checked on these cells only.
+ISA_ROBUST = ["retrain", "negmerge", "finetune"]
 
 
 def _records(cells=CELLS, seed=0):
@@ -28,9 +33,13 @@ def test_committed_digits_cells_reproduce_bit_for_bit(host):
     prov = json.loads(recs[0].read_text())["provenance"]
     if prov["cpu"] != cpu_model():  # other CPU kernels may sum in another order
         pytest.skip(f"records were computed on {prov['cpu']!r}, this is {cpu_model()!r}")
-    out = reproduce(host, recs, echo=lambda s: None)
+    isa = prov.get("cpu_capability")
+    if isa is not None and isa != cpu_capability():
+        pytest.skip(f"records were computed with {isa} kernels, this machine dispatches to {cpu_capability()}")
+    cells = CELLS if isa is not None else ISA_ROBUST
+    out = reproduce(host, _records(cells), echo=lambda s: None)
     assert out["details"] and all(d == [] for d in out["details"].values()), out["details"]
-    assert out["reproduced"] == len(CELLS)
+    assert out["reproduced"] == len(cells)
 
 
 def test_a_changed_number_is_reported_and_fails_the_command(tmp_path):

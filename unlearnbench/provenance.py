@@ -30,6 +30,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_capability() -> str | None:
+    """torch's CPU kernel dispatch level here (e.g. "AVX2", "AVX512"), None where torch has no such query."""
+    import torch
+
+    get = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    return get() if get is not None else None
+
+
 def provenance(device: str, threads: int) -> dict:
     import importlib.metadata as md
 
@@ -49,6 +57,9 @@ def provenance(device: str, threads: int) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": cpu_model(),
+        # the vector ISA torch's CPU kernels dispatch to (AVX2, AVX512...): one model string ("AMD EPYC")
+        # covers generations whose kernels sum in another order, so bitwise reruns need this too
+        "cpu_capability": cpu_capability(),
         "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "threads": threads,
         "device": device,

@@ -63,12 +63,11 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
     t_start = time.perf_counter()
     t0 = time.perf_counter()
     raw = raw_cache.get(scen.name) if raw_cache is not None else None
-    if raw is None and hasattr(scen, "load_raw"):
+    if raw is None:
         raw = scen.load_raw(data_root)
         if raw_cache is not None:
             raw_cache[scen.name] = raw
-    task = scen.build_task(cfg.scenario, trial, data_root, raw=raw) if raw is not None else \
-        scen.build_task(cfg.scenario, trial, data_root)
+    task = scen.build_task(cfg.scenario, trial, data_root, raw=raw)
     if not task.scoring.has_oracle and "retain" in meth.uses:
         raise ConfigError(f"method {meth.name!r} reads D_r, which scenario {scen.name!r} does not have (it has no "
                           "retain set and no Retrain oracle). Pick a method whose used splits do not include "

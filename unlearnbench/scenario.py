@@ -163,7 +163,9 @@ class Task:
 
 
 class Scenario:
-    """Base of every scenario plugin. Subclasses set ``name`` and implement ``build_task``."""
+    """Base of every scenario plugin. Subclasses set ``name`` and implement ``load_raw`` (read the
+    data set, once per process: a sweep reuses it for every cell) and ``build_task`` (one trial's
+    Task over it)."""
 
     name: str = ""
     description: str = ""
@@ -173,7 +175,12 @@ class Scenario:
     # labelled rows beside the measured ones, never mixed with them; None: the paper reports none.
     paper: dict | None = None
 
-    def build_task(self, cfg: Any, trial: int, data_root: str | None) -> Task:  # pragma: no cover
+    def load_raw(self, data_root: str | None) -> RawData:  # pragma: no cover
+        raise NotImplementedError
+
+    def build_task(self, cfg: Any, trial: int, data_root: str | None,
+                   raw: RawData | None = None) -> Task:  # pragma: no cover
+        """One trial's Task; ``raw`` is ``load_raw``'s result when the caller already has it."""
         raise NotImplementedError
 
 
@@ -277,9 +284,6 @@ class ClassifierScenario(Scenario):
     forget: str = "random"  # "random" or "class"
     search_baseline_lr: bool = False  # PROTOCOL §7.3: True on the CPU scenarios
     suite_defaults = {"selection": {"name": "val_matched", "grid": "classifier"}}
-
-    def load_raw(self, data_root: str | None) -> RawData:  # pragma: no cover
-        raise NotImplementedError
 
     def base_partition(self, raw: RawData) -> dict:
         import numpy as np
