@@ -227,7 +227,7 @@ def test_summary_row_shows_the_variant():
 
 
 def test_diagnostic_sweep_reads_test_after_selection_and_stays_off_leaderboards(host, session_store, tmp_path):
-    from unlearnbench.leaderboard import aggregate
+    from unlearnbench.report import aggregate
 
     plain = run(host, session_store, tmp_path)
     diag = run(host, session_store, tmp_path, over=["selection.diagnostic=true"])

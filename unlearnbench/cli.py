@@ -176,7 +176,7 @@ def reproduce(records, scenarios, methods, seeds, store, out_dir, data_root, qui
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False))
 def leaderboard(runs_dir, out_dir):
     """Write Markdown + CSV tables per scenario, plots and a sortable HTML page from RUNS_DIR."""
-    from .leaderboard import build
+    from .report import build
 
     done = build(runs_dir, out_dir, _host())
     click.echo(f"{done['records']} run records, scenarios {', '.join(done['scenarios'])}; wrote "

@@ -220,7 +220,7 @@ def _fmt(values: list[float]) -> str:
 
 def summarise(records: list[dict]) -> list[dict]:
     """Rows for Original, Retrain and the method over trials, as the leaderboard computes them."""
-    from .leaderboard import _cell, _row_from
+    from .report.rows import _cell, _row_from
 
     if not records:
         return []

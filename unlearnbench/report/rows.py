@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .metrics import GAP_METRICS
-from .provenance import where
-from .scenario import Scoring
+from ..metrics import GAP_METRICS
+from ..provenance import where
+from ..scenario import Scoring
 
 METRICS = [("acc_retain", "Acc Dr"), ("acc_forget", "Acc Df"), ("acc_test", "Acc Dtest"), ("mia", "MIA")]
 NOISE_Z = 2.0  # a win needs mean difference > 2 standard errors of the difference (~95%)
@@ -60,7 +60,7 @@ def variant_label(rec: dict, host: Any | None = None) -> str:
 
 
 def _variant_from_defaults(rec: dict, host: Any | None) -> list[str] | None:
-    from .config import EXECUTION, _flat, resolve
+    from ..config import EXECUTION, _flat, resolve
 
     if host is None:
         return None
@@ -186,7 +186,7 @@ def _row_from(label: str, key: str, metrics: list[dict], retrains: list[dict | N
               kind: str, cols: list[tuple[str, str]] = METRICS) -> Row:
     """Mean ± std of each column over trials; Avg. Gap from the trial means (paper-comparable) and
     paired per trial (PROTOCOL §8.3). The CLI's run summary uses it too."""
-    from .metrics import avg_gap
+    from ..metrics import avg_gap
 
     cells = {}
     for col, _ in cols:
