@@ -218,7 +218,7 @@ def test_cli_prints_original_retrain_and_mean_std_over_seeds(session_store, tmp_
 
 
 def test_summary_row_shows_the_variant():
-    from unlearnbench.runner import summarise
+    from unlearnbench.report import summarise
 
     m = {"acc_retain": 99.0, "acc_forget": 90.0, "acc_test": 95.0, "acc_val": 95.0, "mia": 5.0}
     recs = [{"method": "salun", "trial": t, "metrics": m, "original": m, "retrain": m, "lambda": None,

@@ -78,7 +78,8 @@ def main():
 @click.option("--json", "as_json", is_flag=True, help="print the run records as JSON")
 def run(method, scenario, config_file, overrides, seeds, store, runs_dir, data_root, quiet, as_json):
     """Run one method on one scenario for each trial and record run.json per trial."""
-    from .runner import format_table, run_trial, summarise
+    from .report import format_table, summarise
+    from .runner import run_trial
     from .store import Store
 
     if quiet:
