@@ -30,13 +30,13 @@ __all__ = ["NOISE_Z", "Row", "aggregate", "build", "consistency", "format_cell",
 
 
 def load_runs(runs_dir: str | Path) -> list[dict]:
+    """Every run.json under ``runs_dir``, in path order, each with ``_file`` (its path there)."""
     out = []
     for p in sorted(Path(runs_dir).rglob("run.json")):
         rec = json.loads(p.read_text())
         rec["_file"] = str(p.relative_to(runs_dir))
         out.append(rec)
     return out
-
 
 
 def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None) -> dict:
