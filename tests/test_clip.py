@@ -385,7 +385,7 @@ def _clip_record(method, trial, df, dr=60.0):
 
 
 def test_clip_board_marks_the_lowest_forget_accuracy_beyond_noise():
-    from unlearnbench.leaderboard import aggregate, render_markdown
+    from unlearnbench.report import aggregate, render_markdown
 
     recs = [_clip_record("negmerge", t, 20.0 + 0.1 * t) for t in range(3)] + \
            [_clip_record("uniform", t, 30.0 + 0.1 * t) for t in range(3)]

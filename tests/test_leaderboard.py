@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from unlearnbench.leaderboard import aggregate, build, render_csv, render_markdown
+from unlearnbench.report import aggregate, build, render_csv, render_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -141,7 +141,7 @@ def test_methods_without_records_are_visibly_missing(host):
 def test_records_from_different_originals_are_flagged(tmp_path):
     """Same trial, same recipe, different weights (another device): not like for like, and said so
     in the tables and on the page; the committed boards carry no such warning by accident."""
-    from unlearnbench.leaderboard import consistency
+    from unlearnbench.report import consistency
 
     same = [rec("a", 0, m(100, 95, 95, 10)), rec("b", 0, m(99, 94, 95, 11))]
     assert consistency(same) == {}

@@ -39,7 +39,7 @@ def browser():
 def test_page_loads_sorts_and_shows_images(browser, tmp_path):
     from selenium.webdriver.common.by import By
 
-    from unlearnbench.leaderboard import build
+    from unlearnbench.report import build
 
     runs = tmp_path / "runs"
     recs = [rec("alpha", t, m(100, 95, 95, 10)) for t in range(3)] + \

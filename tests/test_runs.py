@@ -218,7 +218,7 @@ def test_cli_prints_original_retrain_and_mean_std_over_seeds(session_store, tmp_
 
 
 def test_summary_row_shows_the_variant():
-    from unlearnbench.runner import summarise
+    from unlearnbench.report import summarise
 
     m = {"acc_retain": 99.0, "acc_forget": 90.0, "acc_test": 95.0, "acc_val": 95.0, "mia": 5.0}
     recs = [{"method": "salun", "trial": t, "metrics": m, "original": m, "retrain": m, "lambda": None,
@@ -227,7 +227,7 @@ def test_summary_row_shows_the_variant():
 
 
 def test_diagnostic_sweep_reads_test_after_selection_and_stays_off_leaderboards(host, session_store, tmp_path):
-    from unlearnbench.leaderboard import aggregate
+    from unlearnbench.report import aggregate
 
     plain = run(host, session_store, tmp_path)
     diag = run(host, session_store, tmp_path, over=["selection.diagnostic=true"])

@@ -78,7 +78,8 @@ def main():
 @click.option("--json", "as_json", is_flag=True, help="print the run records as JSON")
 def run(method, scenario, config_file, overrides, seeds, store, runs_dir, data_root, quiet, as_json):
     """Run one method on one scenario for each trial and record run.json per trial."""
-    from .runner import format_table, run_trial, summarise
+    from .report import format_table, summarise
+    from .runner import run_trial
     from .store import Store
 
     if quiet:
@@ -176,7 +177,7 @@ def reproduce(records, scenarios, methods, seeds, store, out_dir, data_root, qui
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False))
 def leaderboard(runs_dir, out_dir):
     """Write Markdown + CSV tables per scenario, plots and a sortable HTML page from RUNS_DIR."""
-    from .leaderboard import build
+    from .report import build
 
     done = build(runs_dir, out_dir, _host())
     click.echo(f"{done['records']} run records, scenarios {', '.join(done['scenarios'])}; wrote "

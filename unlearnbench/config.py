@@ -220,8 +220,8 @@ def resolve(
         if check is not None:
             check(cfg[sec])
     OmegaConf.set_readonly(cfg, True)
-    final = _flat(OmegaConf.to_container(cfg, resolve=True))
-    base_flat = _flat(defaults)
+    final = flat(OmegaConf.to_container(cfg, resolve=True))
+    base_flat = flat(defaults)
     variant = [f"{k}={final[k]}" for k in sorted(final)
                if k.split(".")[0] not in EXECUTION and base_flat.get(k) != final[k]]
     return Resolved(cfg, scen, meth, rule, [v.replace("selection.name=", "selection=") for v in variant])
@@ -231,11 +231,12 @@ def resolve(
 EXECUTION = ("seeds", "threads", "device")
 
 
-def _flat(d: Any, prefix: str = "") -> dict:
+def flat(d: Any, prefix: str = "") -> dict:
+    """A nested config as one level, ``{"a.b": v}``: how variants are named and compared."""
     if isinstance(d, dict):
         out: dict = {}
         for k, v in d.items():
-            out.update(_flat(v, f"{prefix}{k}."))
+            out.update(flat(v, f"{prefix}{k}."))
         return out
     return {prefix[:-1]: d}
 

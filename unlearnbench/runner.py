@@ -3,9 +3,7 @@ record run.json. Each arrow goes one way: the method never reaches around ctx.""
 from __future__ import annotations
 
 import json
-import math
 import os
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,6 @@ from . import progress
 from .config import Resolved
 from .errors import ConfigError, StoreError
 from .metrics import avg_gap, sparsity, sparsity_breakdown
-from .scenario import Scoring
 from .seeding import deterministic_kernels
 from .store import tensor_digest
 
@@ -145,7 +142,7 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
         "timings": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in timings.items()},
         "artifacts": dict(stages.keys),
         # what the weights were, not only how they were made: the leaderboard checks that every
-        # record of one trial unlearned the same original (unlearnbench.leaderboard.consistency),
+        # record of one trial unlearned the same original (unlearnbench.report.consistency),
         # and a rerun can check it got the same unlearned model
         "weights_digest": {**{k: v for k, v in stages.digests.items() if k in ("init", "original", "retrain")},
                            "unlearned": tensor_digest(result.state)},
@@ -202,53 +199,3 @@ def sweep_grid(resolved: list[Resolved], seeds: list[int] | None, *, store, runs
             gap = rec["gap"]["avg_gap"] if rec.get("gap") else float("nan")
             echo(f"done {tag}: Avg. Gap {gap:.2f}, {rec['timings']['total_s']:.1f}s")
     return counts
-
-
-# -- summaries -----------------------------------------------------------------------------
-
-
-
-def _fmt(values: list[float]) -> str:
-    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    if not vals:
-        return "-"
-    if len(vals) == 1:
-        return f"{vals[0]:.2f}"
-    return f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}"
-
-
-def summarise(records: list[dict]) -> list[dict]:
-    """Rows for Original, Retrain and the method over trials, as the leaderboard computes them."""
-    from .leaderboard import _cell, _row_from
-
-    if not records:
-        return []
-    has_oracle = records[0]["retrain"] is not None
-    sources = [("Original", "original"), ("Retrain", "retrain")] if has_oracle else [("Original", "original")]
-    variant = (records[0].get("info") or {}).get("variant")
-    name = records[0]["method"] + (f" ({variant})" if variant and variant != "default" else "")
-    trials = [r["trial"] for r in records]
-    columns = [tuple(c) for c in (records[0].get("scoring") or {}).get("summary", Scoring().summary)]
-    rows = []
-    for label, key in sources + [(name, "metrics")]:
-        stats = _row_from(label, key, [r[key] for r in records], [r["retrain"] for r in records], trials,
-                          "measured", columns)
-        row = {"": label, **{h: _cell(stats.cells[k]) for k, h in columns}}
-        if stats.gap is not None:
-            paired = f" ({_cell(dict(zip(('mean', 'std'), stats.gap_paired)))})" if len(records) > 1 else ""
-            row["Avg. Gap"] = f"{stats.gap:.2f}{paired}"
-        row["λ*"] = _fmt([r["lambda"] for r in records]) if key == "metrics" else ""
-        rows.append(row)
-    return rows
-
-
-def format_table(rows: list[dict]) -> str:
-    if not rows:
-        return ""
-    heads = list(rows[0])
-    width = {h: max(len(h), *(len(str(r.get(h, ""))) for r in rows)) for h in heads}
-    line = "  ".join(h.ljust(width[h]) for h in heads)
-    out = [line, "  ".join("-" * width[h] for h in heads)]
-    for r in rows:
-        out.append("  ".join(str(r.get(h, "")).ljust(width[h]) for h in heads))
-    return "\n".join(out)

@@ -1,0 +1,65 @@
+"""The report: leaderboards generated from run records (Markdown + CSV per scenario, plots, one
+HTML page) and the CLI's run summary (`unlearnbench leaderboard`, `unlearnbench run`).
+
+Everything here is derived from ``run.json`` files; nothing is typed in. Rows are grouped by
+(method, config hash) and aggregated over trials: mean ± std, the number of seeds, Avg. Gap
+from the trial means (paper-comparable) and paired per trial (PROTOCOL §8.3). Rows chosen by
+an oracle selection rule go to their own table, never into the default ranking (§1.4). The
+best Avg. Gap is marked only when it is separated from the runner-up by more than seed noise.
+
+- ``rows``: records -> rows per scenario, and the noise rule that marks a winner;
+- ``consistency``: the like-for-like check (one original model per trial);
+- ``render``: Markdown, CSV, the HTML page and the index;
+- ``plots``: the PNG plots;
+- ``summary``: the table ``unlearnbench run`` prints.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .consistency import consistency
+from .render import format_cell, render_csv, render_html, render_index, render_markdown
+from .rows import NOISE_Z, Row, aggregate, row_from, scoring_of, variant_label
+from .summary import format_table, summarise
+
+__all__ = ["NOISE_Z", "Row", "aggregate", "build", "consistency", "format_cell", "format_table", "load_runs",
+           "render_csv", "render_html", "render_index", "render_markdown", "row_from", "scoring_of", "summarise",
+           "variant_label"]
+
+
+def load_runs(runs_dir: str | Path) -> list[dict]:
+    """Every run.json under ``runs_dir``, in path order, each with ``_file`` (its path there)."""
+    out = []
+    for p in sorted(Path(runs_dir).rglob("run.json")):
+        rec = json.loads(p.read_text())
+        rec["_file"] = str(p.relative_to(runs_dir))
+        out.append(rec)
+    return out
+
+
+def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None) -> dict:
+    """Write <scenario>.md/.csv, plots/*.png and index.html under ``out_dir``; returns what was written."""
+    from .plots import make_plots
+
+    runs_dir, out_dir = Path(runs_dir), Path(out_dir)
+    records = load_runs(runs_dir)
+    tables = aggregate(records, host)
+    tables = {s: tables[s] for s in sorted(tables)}
+    warnings = consistency(records)
+    titles = {n: host.methods.get(n).title or n for n in host.methods.names()} if host is not None else {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "plots").mkdir(exist_ok=True)
+    written, plots = [], {}
+    for scen, rows in tables.items():
+        recs = [r for r in records if r["scenario"] == scen]
+        plots[scen] = make_plots(scen, recs, rows, out_dir / "plots", titles)
+        (out_dir / f"{scen}.md").write_text(render_markdown(scen, rows, plots[scen], warnings.get(scen)))
+        (out_dir / f"{scen}.csv").write_text(render_csv(rows))
+        written += [f"{scen}.md", f"{scen}.csv", *(f"plots/{p}" for p in plots[scen])]
+    (out_dir / "index.html").write_text(render_html(tables, plots, warnings))
+    (out_dir / "README.md").write_text(render_index(tables, records))
+    written += ["index.html", "README.md"]
+    return {"records": len(records), "scenarios": list(tables), "written": written,
+            "warnings": {s: w for s, w in warnings.items() if s in tables}}
