@@ -65,7 +65,7 @@ class UniformReducer(StreamKeys):
         self.result_check("Uniform")
         return {k: self.finish(self.n, {"sum": s}) for k, s in self.S.items()}
 
-    fused_op = "sum_mean"  # the chunked engine's C kernel computes this merge itself (merge_kernel.c)
+    fused_op = "sum_mean"  # a FusedReducer: the chunked engine's C kernel computes this merge (merge/kernel.c)
 
     @staticmethod
     def finish(n: int, acc: dict) -> "torch.Tensor":
@@ -177,7 +177,7 @@ class MagMaxReducer(StreamKeys):
         self.result_check("MagMax")
         return {k: self.finish(self.n, {"absmax": r}) for k, r in self.R.items()}
 
-    fused_op = "absmax"  # merge_kernel.c: the same strict |v| > |R| replacement, in file order
+    fused_op = "absmax"  # merge/kernel.c: the same strict |v| > |R| replacement, in file order
 
     @staticmethod
     def finish(n: int, acc: dict) -> "torch.Tensor":

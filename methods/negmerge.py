@@ -231,14 +231,14 @@ class NegMerge(MergeMethod):
 
 class SignBoundsReducer:
     """NegMerge with full consensus (q = 0, every ``value``/``by``/``mask``), for the chunked file
-    engine (unlearnbench.fastmerge).
+    engine (unlearnbench.merge.engine: a ``FusedReducer``).
 
     All n signs agree and are non-zero exactly when min_i v_ij > 0 or max_i v_ij < 0, so a
     running min and max replace the sign count, and they are also the agreeing entries' extremes:
     where all are positive, lo = min|v| and hi = max|v|; where all are negative, the reverse.
     S is summed in the same order and each kept value is the same float, so the result is
     bitwise NegMergeReducer's. ``fused_op`` names the same merge in the engine's C kernel
-    (merge_kernel.c, one pass); ``update``/``result`` are the torch path. Its state is 3 tensors
+    (unlearnbench/merge/kernel.c, one pass); ``update``/``result`` are the torch path. Its state is 3 tensors
     of the input's size: fine for a chunk, not for a whole model."""
 
     def __init__(self, value: str = "avg", by: str = "magnitude", mask: str = "consensus") -> None:

@@ -292,7 +292,7 @@ def merge(method, base, finetuned, output, lam, params, engine):
     Writes the merged task vector, or with --lam the edited model BASE − lam·τ. Inputs are
     safetensors or torch state dicts (loaded with weights_only=True: no code is executed).
     """
-    from .merge_files import merge_files
+    from .merge import merge_files
 
     summary = merge_files(_host(), method, base, list(finetuned), output, lam, list(params), engine)
     click.echo(json.dumps(summary, indent=1))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import ConfigError, StoreError
+from ..errors import ConfigError, StoreError
 
 
 def load_state(path: str) -> dict:
@@ -47,8 +47,8 @@ def merge_files(host, method: str, base_path: str, ft_paths: list[str], output: 
     from omegaconf import OmegaConf
     from safetensors.torch import save_file
 
-    from .config import _section_class, parse_overrides
-    from .taskvec import edited_state, task_vector
+    from ..config import _section_class, parse_overrides
+    from ..taskvec import edited_state, task_vector
 
     meth = host.methods.get(method)
     if not hasattr(meth, "reducer"):
@@ -58,7 +58,7 @@ def merge_files(host, method: str, base_path: str, ft_paths: list[str], output: 
     given = parse_overrides(params) if params else {}
     unknown_keys = set(given) - set(schema.keys())
     if unknown_keys:
-        from .errors import unknown
+        from ..errors import unknown
 
         raise unknown(f"option of {method}", sorted(unknown_keys)[0], schema.keys())
     cfg = OmegaConf.merge(schema, given)
@@ -74,8 +74,8 @@ def merge_files(host, method: str, base_path: str, ft_paths: list[str], output: 
                           f"({method} is {'not ' if not getattr(meth, 'elementwise', False) else ''}elementwise)")
     base = load_state(base_path)
     keys = merge_keys(base)
-    if chunked:  # every file byte read once, accumulators in cache (unlearnbench.fastmerge)
-        from .fastmerge import merge_safetensors
+    if chunked:  # every file byte read once, accumulators in cache (unlearnbench.merge.engine)
+        from .engine import merge_safetensors
 
         tau = merge_safetensors(lambda: meth.chunk_reducer(cfg), ft_paths, base=base_path, keys=keys)
     else:
@@ -87,7 +87,7 @@ def merge_files(host, method: str, base_path: str, ft_paths: list[str], output: 
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in out.items()}, output,
               metadata={"method": method, "lam": "" if lam is None else str(lam), "n": str(len(ft_paths))})
-    from .metrics import sparsity
+    from ..metrics import sparsity
 
     sp = sparsity(tau)
     return {"method": method, "n": len(ft_paths), "output": output, "wrote": "model" if lam is not None else
@@ -97,8 +97,9 @@ def merge_files(host, method: str, base_path: str, ft_paths: list[str], output: 
 
 def _kernel_used(meth, cfg) -> str:
     """What reduced the chunks: the fused C kernel, or torch (and why)."""
-    from .ckernel import kernel_status
+    from .engine import fused_op
+    from .kernel import kernel_status
 
-    if getattr(meth.chunk_reducer(cfg), "fused_op", None) is None:
+    if fused_op(meth.chunk_reducer(cfg)) is None:
         return "torch (this operator has no fused form)"
     return kernel_status()
