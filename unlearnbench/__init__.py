@@ -4,7 +4,7 @@ The public surface for plugin authors. Importing it never imports torch.
 """
 from __future__ import annotations
 
-from .config import opt
+from .config import Choice, opt
 from .errors import (ConfigError, DataNotFound, ManifestMismatch, PluginError, SplitAccessError, StoreError,
                      UnlearnbenchError)
 from .hookspecs import hookimpl
@@ -16,7 +16,7 @@ from .selection import Selection, SelectionRule
 __version__ = "0.1.0"
 
 __all__ = [
-    "ClassifierScenario", "ConfigError", "DataNotFound", "ManifestMismatch", "MergeMethod", "Method",
+    "Choice", "ClassifierScenario", "ConfigError", "DataNotFound", "ManifestMismatch", "MergeMethod", "Method",
     "PluginError", "PoolGrid", "RawData", "Recipe", "Result", "Scenario", "Selection", "SelectionRule",
     "SplitAccessError", "StoreError", "Task", "UnlearnbenchError", "hookimpl", "opt", "__version__",
 ]

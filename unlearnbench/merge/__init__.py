@@ -10,10 +10,10 @@ Importing this package never imports torch.
 from __future__ import annotations
 
 from .engine import ChunkReader, ChunkReducer, Entry, FusedReducer, fused_op, merge_safetensors, read_index
-from .files import ENGINES, load_state, merge_files, merge_keys
+from .files import Engine, load_state, merge_files, merge_keys
 from .kernel import OPS, kernel_status  # not kernel(): the name stays the module's
 
 __all__ = [
-    "ChunkReader", "ChunkReducer", "ENGINES", "Entry", "FusedReducer", "OPS", "fused_op", "kernel_status",
+    "ChunkReader", "ChunkReducer", "Engine", "Entry", "FusedReducer", "OPS", "fused_op", "kernel_status",
     "load_state", "merge_files", "merge_keys", "merge_safetensors", "read_index",
 ]

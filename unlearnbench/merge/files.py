@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import Choice
 from ..errors import ConfigError, StoreError
 
 
@@ -39,34 +40,42 @@ def merge_keys(base: dict) -> list[str]:
     return [k for k, v in base.items() if v.is_floating_point() and not k.endswith(skip)]
 
 
-ENGINES = ("auto", "chunked", "per-file")
+class Engine(Choice):
+    """How ``merge_files`` reads the files: ``--engine``, a command-line option and never a config
+    value, so ``per-file`` may be spelled with a hyphen (its member is ``per_file``)."""
+
+    auto = "auto"  # chunked where it applies, else per-file
+    chunked = "chunked"  # chunk by chunk over all files (safetensors inputs, elementwise methods)
+    per_file = "per-file"  # one whole checkpoint at a time, into the method's streaming reducer
 
 
 def merge_files(host, method: str, base_path: str, ft_paths: list[str], output: str, lam: float | None,
-                params: list[str], engine: str = "auto") -> dict:
+                options: list[str], engine: str = "auto") -> dict:
+    """Merge the task vectors FTi − BASE with ``method`` (``options``: its KEY=VALUE options) and write
+    the merged τ, or with ``lam`` the edited model BASE − lam·τ, to ``output``; returns a summary."""
     from omegaconf import OmegaConf
     from safetensors.torch import save_file
 
-    from ..config import _section_class, parse_overrides
+    from ..config import merge_layer, parse_overrides, section_class
     from ..taskvec import edited_state, task_vector
 
     meth = host.methods.get(method)
     if not hasattr(meth, "reducer"):
-        raise ConfigError(f"method {method!r} is not a merge operator; `unlearnbench list methods` shows the "
-                          "merge methods (negmerge, ...)")
-    schema = OmegaConf.structured(_section_class("MergeOptions", [], meth.Config))
-    given = parse_overrides(params) if params else {}
+        merging = [n for n in host.methods.names() if hasattr(host.methods.get(n), "reducer")]
+        raise ConfigError(f"method {method!r} is not a merge operator; the merge methods are {', '.join(merging)} "
+                          "(`unlearnbench list methods`)")
+    schema = OmegaConf.structured(section_class("MergeOptions", [], meth.Config))
+    given = parse_overrides(options) if options else {}
     unknown_keys = set(given) - set(schema.keys())
     if unknown_keys:
         from ..errors import unknown
 
         raise unknown(f"option of {method}", sorted(unknown_keys)[0], schema.keys())
-    cfg = OmegaConf.merge(schema, given)
+    cfg = merge_layer(schema, given, "-o options")
     check = getattr(meth, "check_config", None)
     if check is not None:
         check(cfg)
-    if engine not in ENGINES:
-        raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    engine = Engine.of(engine, "--engine")
     all_st = all(p.endswith(".safetensors") for p in [base_path, *ft_paths])
     chunked = engine == "chunked" or (engine == "auto" and all_st and getattr(meth, "elementwise", False))
     if chunked and not (all_st and getattr(meth, "elementwise", False)):
