@@ -33,7 +33,7 @@ def test_merge_writes_task_vector_and_edited_model(tmp_path):
     base, fts, paths = _checkpoints(tmp_path)
     runner = CliRunner()
     r = runner.invoke(main, ["merge", "--method", "negmerge", str(tmp_path / "base.safetensors"), *paths,
-                             "-o", str(tmp_path / "tau.safetensors")])
+                             "--out", str(tmp_path / "tau.safetensors")])
     assert r.exit_code == 0, r.output
     tau = load_file(str(tmp_path / "tau.safetensors"))
     keys = [k for k, v in base.items() if v.is_floating_point() and "running" not in k]
@@ -42,7 +42,7 @@ def test_merge_writes_task_vector_and_edited_model(tmp_path):
     for k in keys:
         assert torch.allclose(tau[k], expect[k], atol=1e-6)
     r = runner.invoke(main, ["merge", str(tmp_path / "base.safetensors"), *paths, "--lam", "0.5",
-                             "-o", str(tmp_path / "model.safetensors")])
+                             "--out", str(tmp_path / "model.safetensors")])
     assert r.exit_code == 0, r.output
     model = load_file(str(tmp_path / "model.safetensors"))
     assert set(model) == set(base)
@@ -61,17 +61,17 @@ def test_pickled_code_is_refused(tmp_path):
     evil = tmp_path / "evil.pt"
     with open(evil, "wb") as f:
         pickle.dump({"0.weight": _Evil()}, f)
-    r = CliRunner().invoke(main, ["merge", str(tmp_path / "base.safetensors"), str(evil), "-o",
+    r = CliRunner().invoke(main, ["merge", str(tmp_path / "base.safetensors"), str(evil), "--out",
                                   str(tmp_path / "x.safetensors")])
     assert r.exit_code != 0 and "weights-only" in r.output and "code ran" not in r.output
 
 
 def test_merge_rejects_non_merge_method_and_bad_option(tmp_path):
     _, _, paths = _checkpoints(tmp_path)
-    r = CliRunner().invoke(main, ["merge", "-m", "retrain", str(tmp_path / "base.safetensors"), *paths, "-o",
+    r = CliRunner().invoke(main, ["merge", "-m", "retrain", str(tmp_path / "base.safetensors"), *paths, "--out",
                                   str(tmp_path / "x.safetensors")])
     assert r.exit_code != 0 and "not a merge operator" in r.output
-    r = CliRunner().invoke(main, ["merge", "-m", "negmrge", str(tmp_path / "base.safetensors"), *paths, "-o",
+    r = CliRunner().invoke(main, ["merge", "-m", "negmrge", str(tmp_path / "base.safetensors"), *paths, "--out",
                                   str(tmp_path / "x.safetensors")])
     assert "did you mean 'negmerge'" in r.output
 
@@ -112,9 +112,9 @@ def test_chunked_engine_is_bitwise_the_per_file_stream(tmp_path, method, params,
     outs = {}
     for engine in ("chunked", "per-file"):
         args = ["merge", "-m", method, str(tmp_path / "base.safetensors"), *paths, "--engine", engine,
-                "-o", str(tmp_path / f"{engine}.safetensors")]
+                "--out", str(tmp_path / f"{engine}.safetensors")]
         for p in params:
-            args += ["-p", p]
+            args += ["-o", p]
         r = CliRunner().invoke(main, args)
         assert r.exit_code == 0, r.output
         assert f'"engine": "{engine}"' in r.output
@@ -180,7 +180,7 @@ def test_chunked_engine_refuses_non_elementwise(tmp_path):
     _, _, paths = _checkpoints(tmp_path)
     st = [p for p in paths if p.endswith(".safetensors")]
     r = CliRunner().invoke(main, ["merge", "-m", "ties", str(tmp_path / "base.safetensors"), *st, "--engine",
-                                  "chunked", "-o", str(tmp_path / "x.safetensors")])
+                                  "chunked", "--out", str(tmp_path / "x.safetensors")])
     assert r.exit_code != 0 and "elementwise" in r.output
 
 
@@ -218,6 +218,21 @@ def test_no_compiler_means_torch_said_aloud_and_c_mode_fails(tmp_path, monkeypat
     monkeypatch.setenv("UNLEARNBENCH_KERNEL", "c")
     with pytest.raises(ConfigError, match="cannot be built"):
         engine.merge_safetensors(SignBoundsReducer, paths)
+
+
+def test_merge_options_are_dash_o_and_a_bad_choice_lists_the_choices(tmp_path):
+    """`merge` takes its method's options with -o (as `run` does); an enumerated option refuses a
+    value that is not one of its choices, with exit status 2 and the choices in the message."""
+    _, _, paths = _checkpoints(tmp_path)
+    args = ["merge", str(tmp_path / "base.safetensors"), *paths, "--out", str(tmp_path / "x.safetensors")]
+    r = CliRunner().invoke(main, args + ["-o", "value=median"])
+    assert r.exit_code == 2 and "value" in r.output and "expected one of [avg, min, max]" in r.output, r.output
+    r = CliRunner().invoke(main, args + ["-o", "valeu=min"])
+    assert r.exit_code == 2 and "did you mean 'value'" in r.output, r.output
+    r = CliRunner().invoke(main, args + ["-p", "value=min"])  # the old spelling is gone
+    assert r.exit_code == 2 and "No such option" in r.output
+    r = CliRunner().invoke(main, args + ["-m", "ties", "-o", "trim_scope=layer"])
+    assert r.exit_code == 2 and "expected one of [global, per_tensor]" in r.output, r.output
 
 
 def test_chunk_reducer_protocol():
