@@ -13,7 +13,7 @@
 # Everything stops by DEADLINE seconds after start and leaves $OUT/runs.tgz (records + logs): copy
 # its records into OLD (all of a trial that "differs", replacing what OLD had of it). Once OLD
 # holds every cell of a scenario not yet complete on the board, it replaces that scenario's records in
-# leaderboards/runs; then regenerate with `unlearnbench leaderboard leaderboards/runs -o leaderboards`.
+# leaderboards/runs; then regenerate with `unlearnbench leaderboard leaderboards/runs --out leaderboards`.
 # Since session 4 only fmnist-class is needed: fmnist-10pct's board is the complete CPU grid.
 # Measured (session 3, 6 trials, 3 groups each): phase 1 takes ~245 s; under that load one
 # retain-set baseline (5 lrs x 10 epochs) takes ~240 s, Task Arithmetic 120-180 s, a merge ~25 s.

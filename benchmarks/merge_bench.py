@@ -76,7 +76,7 @@ def write_files(d: Path, n: int, scale: float) -> list[str]:
 
 def op_floor(paths: list[str]) -> dict:
     """Every byte read: each file memory-mapped and each tensor summed (no copy)."""
-    from unlearnbench.fastmerge import ChunkReader
+    from unlearnbench.merge import ChunkReader
 
     total, nbytes = 0.0, 0
     for p in paths:
@@ -92,7 +92,7 @@ def op_floor_read(paths: list[str]) -> dict:
     """Every byte read with read(2) into one buffer, each chunk summed."""
     import torch
 
-    from unlearnbench.fastmerge import read_index
+    from unlearnbench.merge import read_index
 
     total, nbytes = 0.0, 0
     buf = torch.empty(1 << 22, dtype=torch.float32)
@@ -121,14 +121,13 @@ def _reducer(method: str, chunked: bool = False):
 
 def op_chunked(paths: list[str], method: str) -> dict:
     """The chunked engine; with the fused C kernel unless UNLEARNBENCH_KERNEL=torch (chunked-torch)."""
-    from unlearnbench.ckernel import kernel_status
-    from unlearnbench.fastmerge import merge_safetensors
+    from unlearnbench.merge import fused_op, kernel_status, merge_safetensors
 
     red = _reducer(method, chunked=True)
     t0 = time.perf_counter()
     out = merge_safetensors(red, paths)
     wall = time.perf_counter() - t0
-    used = kernel_status() if getattr(red(), "fused_op", None) else "torch (no fused form)"
+    used = kernel_status() if fused_op(red()) else "torch (no fused form)"
     return {"nonzero": int(sum(int((v != 0).sum()) for v in out.values())), "kernel": used, "wall_s": wall}
 
 
@@ -199,7 +198,7 @@ def worker(op: str, method: str, paths: list[str], threads: int) -> None:
     get_host().methods.names()
     torch.set_num_threads(threads)
     if op.startswith("chunked"):
-        from unlearnbench.ckernel import kernel
+        from unlearnbench.merge.kernel import kernel
 
         kernel()  # build/load the C kernel outside the timed region
     base = AnonPeak.read()

@@ -8,31 +8,30 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from unlearnbench import ConfigError, Method, Recipe, Result, opt
+from unlearnbench import Choice, ConfigError, Method, Recipe, Result, opt
 
 if TYPE_CHECKING:
     import torch
 
-LR_SEARCH = ("auto", "on", "off")
 LR_FACTORS = (1 / 10, 1 / 3, 1.0, 3.0, 10.0)  # {b/10, b/3, b, 3b, 10b} [OURS] PROTOCOL §7.3, §10.2 #36
 
 
+class LrSearch(Choice):
+    auto = "auto"
+    on = "on"  # `-o method.lr_search=on`/`off` arrive as YAML booleans; the config reads them back as words
+    off = "off"
+
+
 def lr_search_opt() -> Any:
-    return opt("auto", "select the step size by the run's rule from {b/10, b/3, b, 3b, 10b}: auto = on the "
-               "CPU classifier scenarios (digits, fmnist) only, on = always, off = never",
+    return opt(LrSearch.auto, "select the step size by the run's rule from {b/10, b/3, b, 3b, 10b}: auto = on "
+               "the CPU classifier scenarios (digits, fmnist) only, on = always, off = never",
                "[OURS] PROTOCOL §7.3, §10.2 #36")
 
 
-def lr_search_mode(value: Any) -> str:
-    """``on``/``off`` arrive as YAML booleans through ``-o``: read them back as the words."""
-    v = str(value).lower()
-    return {"true": "on", "false": "off"}.get(v, v)
-
-
 def search_active(ctx) -> bool:
-    mode = lr_search_mode(ctx.cfg.lr_search)
-    if mode != "auto":
-        return mode == "on"
+    mode = LrSearch.of(ctx.cfg.lr_search, "method.lr_search")
+    if mode != LrSearch.auto:
+        return mode == LrSearch.on
     return ctx.task.search_baseline_lr  # the scenario says (§7.3)
 
 
@@ -78,22 +77,18 @@ class Baseline(Method):
     the rule's splits; the runner's Used-splits column reads this class attribute."""
 
     selects = True
-    choices: dict[str, tuple[str, ...]] = {}  # option -> its allowed values
     variant_keys: tuple[str, ...] = ()  # the options that name the variant (recorded in run.json)
     step_key = "lr"  # the hyperparameter the search scales
+    positive: tuple[str, ...] = ()  # options, besides the step size, that must be > 0
+    fractions: tuple[str, ...] = ()  # options that must be in (0, 1]
 
     def check_config(self, cfg) -> None:
-        if str(cfg.lr_search) != lr_search_mode(cfg.lr_search):
-            cfg.lr_search = lr_search_mode(cfg.lr_search)  # record "off", not "False" (same config hash)
-        for k, allowed in {"lr_search": LR_SEARCH, **self.choices}.items():
-            if cfg[k] not in allowed:
-                raise ConfigError(f"method.{k}={cfg[k]!r} is not an option of {self.name!r}; "
-                                  f"choose one of {', '.join(allowed)}")
-        for k in (self.step_key, "epochs", "eps", "alpha", "delta"):
-            if k in cfg and not cfg[k] > 0:
+        for k in (self.step_key, *self.positive):
+            if not cfg[k] > 0:
                 raise ConfigError(f"method.{k} of {self.name!r} must be > 0, not {cfg[k]}")
-        if "mask_ratio" in cfg and not 0 < cfg.mask_ratio <= 1:
-            raise ConfigError(f"method.mask_ratio must be in (0, 1], not {cfg.mask_ratio}")
+        for k in self.fractions:
+            if not 0 < cfg[k] <= 1:
+                raise ConfigError(f"method.{k} must be in (0, 1], not {cfg[k]}")
 
     def variant(self, cfg) -> str:
         return ", ".join(f"{k}={cfg[k]}" for k in self.variant_keys) or "default"
@@ -122,6 +117,8 @@ class Baseline(Method):
 
 class Trained(Baseline):
     """A baseline that trains from θ_0 with the shared loop (everything but IU)."""
+
+    positive = ("epochs",)
 
     def train(self, ctx, model, x, y, lr: float, **kw: Any):
         rec = recipe(ctx, lr, ctx.cfg.epochs)

@@ -14,13 +14,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from unlearnbench import hookimpl, opt
+from unlearnbench import Choice, hookimpl, opt
 from unlearnbench.seeding import torch_gen
 
-from ._common import Trained, last_linear, lr_search_opt, state_of
+from ._common import LrSearch, Trained, last_linear, lr_search_opt, state_of
 
 if TYPE_CHECKING:
     import torch
+
+
+class BEVariant(Choice):
+    pruned = "pruned"
+    salun_port = "salun_port"
 
 
 @dataclass
@@ -29,17 +34,17 @@ class BoundaryShrinkConfig:
     epochs: int = opt(10, "epochs over D_f", "[BU], [SAL]; PROTOCOL §7")
     eps: float = opt(0.1, "FGSM step in [0,1] pixel units; 0.25 reproduces [BU]'s effective step",
                      "[SAL] port; PROTOCOL §7 BS notes, §10.2 #30")
-    lr_search: str = lr_search_opt()
+    lr_search: LrSearch = lr_search_opt()
 
 
 @dataclass
 class BoundaryExpandingConfig:
     lr: float = opt(1e-5, "learning rate (constant)", "[BU]; PROTOCOL §7")
     epochs: int = opt(10, "epochs over D_f", "[BU]; PROTOCOL §7")
-    variant: str = opt("pruned", "pruned: xavier-normal shadow row, bias 0, pruned after training [BU] | "
-                       "salun_port: default Linear init, no pruning [SAL] (evaluated C-way here; see run info)",
-                       "PROTOCOL §7, §10.2 #31")
-    lr_search: str = lr_search_opt()
+    variant: BEVariant = opt(BEVariant.pruned, "pruned: xavier-normal shadow row, bias 0, pruned after training "
+                             "[BU] | salun_port: default Linear init, no pruning [SAL] (evaluated C-way here; see run "
+                             "info)", "PROTOCOL §7, §10.2 #31")
+    lr_search: LrSearch = lr_search_opt()
 
 
 def fgsm(frozen, x: "torch.Tensor", y: "torch.Tensor", eps: float) -> "torch.Tensor":
@@ -76,6 +81,7 @@ class BoundaryShrink(Trained):
     uses = frozenset({"forget"})
     Config = BoundaryShrinkConfig
     variant_keys = ("eps",)
+    positive = ("epochs", "eps")
 
     def prepare(self, ctx):
         frozen = frozen_copy(ctx)
@@ -138,7 +144,6 @@ class BoundaryExpanding(Trained):
     reference_url = "https://arxiv.org/abs/2303.11570"
     uses = frozenset({"forget"})
     Config = BoundaryExpandingConfig
-    choices = {"variant": ("pruned", "salun_port")}
     variant_keys = ("variant",)
 
     def variant(self, cfg) -> str:

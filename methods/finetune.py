@@ -9,14 +9,14 @@ from dataclasses import dataclass
 
 from unlearnbench import hookimpl, opt
 
-from ._common import Trained, lr_search_opt, state_of
+from ._common import LrSearch, Trained, lr_search_opt, state_of
 
 
 @dataclass
 class FinetuneConfig:
     lr: float = opt(0.01, "learning rate (constant)", "[SAL] SPA README; PROTOCOL §7")
     epochs: int = opt(10, "epochs over D_r", "[SAL] SPA README; PROTOCOL §7")
-    lr_search: str = lr_search_opt()
+    lr_search: LrSearch = lr_search_opt()
 
 
 @dataclass
@@ -24,7 +24,7 @@ class L1SparseConfig:
     lr: float = opt(0.01, "learning rate (constant)", "[SAL] FT_l1; PROTOCOL §7")
     epochs: int = opt(10, "epochs over D_r", "[SAL] FT_l1; PROTOCOL §7")
     alpha: float = opt(1e-4, "ℓ1 coefficient α at epoch 0; α_t = α(1 − t/T)", "lab scripts; PROTOCOL §10.2 #35")
-    lr_search: str = lr_search_opt()
+    lr_search: LrSearch = lr_search_opt()
 
 
 class Finetune(Trained):
@@ -52,6 +52,7 @@ class L1Sparse(Trained):
     uses = frozenset({"retain"})
     Config = L1SparseConfig
     variant_keys = ("alpha",)
+    positive = ("epochs", "alpha")
 
     def build(self, ctx, prep, lr):
         import torch.nn.functional as F

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 
 from unlearnbench import hookimpl, opt
 
-from ._common import Trained, lr_search_opt, state_of
+from ._common import LrSearch, Trained, lr_search_opt, state_of
 
 
 @dataclass
 class GradientAscentConfig:
     lr: float = opt(1e-4, "learning rate (constant)", "[SAL] SPA README, SAL #8; PROTOCOL §7")
     epochs: int = opt(5, "epochs over D_f", "[SAL] SPA README; PROTOCOL §7")
-    lr_search: str = lr_search_opt()
+    lr_search: LrSearch = lr_search_opt()
 
 
 def negated_ce(m, xb, yb):

@@ -18,10 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from unlearnbench import hookimpl, opt
+from unlearnbench import Choice, hookimpl, opt
 from unlearnbench.seeding import torch_gen
 
-from ._common import Baseline, scaled_grid
+from ._common import Baseline, LrSearch, scaled_grid
 
 if TYPE_CHECKING:
     import torch
@@ -29,19 +29,24 @@ if TYPE_CHECKING:
 N_F = 1000  # hard-coded in the reference recursion and the iu_fisher subset size
 
 
+class IUVariant(Choice):
+    faithful = "faithful"
+    iu_fisher = "iu_fisher"
+
+
 @dataclass
 class InfluenceConfig:
     alpha: float = opt(0.2, "step α of θ ← θ_0 + α·k", "[SAL] code default (paper range [1, 20]); PROTOCOL §7")
-    variant: str = opt("faithful", "faithful: the reference's degenerate recursion, k = v − c·g_0 (published "
-                       "numbers) | iu_fisher: EXTENSION, k = (F̂ + δI)^-1 v by conjugate gradient",
-                       "PROTOCOL §7.2, §10.2 #34")
+    variant: IUVariant = opt(IUVariant.faithful, "faithful: the reference's degenerate recursion, k = v − c·g_0 "
+                             "(published numbers) | iu_fisher: EXTENSION, k = (F̂ + δI)^-1 v by conjugate gradient",
+                             "PROTOCOL §7.2, §10.2 #34")
     delta: float = opt(0.1, "iu_fisher damping δ (searched with α where the search runs)",
                        "[OURS] PROTOCOL §7.2: no source fixes it")
     cg_iters: int = opt(100, "iu_fisher: most conjugate-gradient iterations", "[OURS]")
     cg_tol: float = opt(1e-5, "iu_fisher: stop at this relative residual", "[OURS]")
-    lr_search: str = opt("auto", "select α (and δ for iu_fisher, from {δ/10, δ, 10δ}) by the run's rule from "
-                         "{α/10, α/3, α, 3α, 10α}: auto = on the CPU classifier scenarios only, on, off",
-                         "[OURS] PROTOCOL §7.2, §7.3")
+    lr_search: LrSearch = opt(LrSearch.auto, "select α (and δ for iu_fisher, from {δ/10, δ, 10δ}) by the run's "
+                              "rule from {α/10, α/3, α, 3α, 10α}: auto = on the CPU classifier scenarios only, on, off",
+                              "[OURS] PROTOCOL §7.2, §7.3")
 
 
 def _grad(model, x, y, chunk: int = 256) -> "torch.Tensor":
@@ -121,8 +126,8 @@ class Influence(Baseline):
     reference_url = "https://github.com/OPTML-Group/Unlearn-Saliency"
     uses = frozenset({"forget", "retain"})
     Config = InfluenceConfig
-    choices = {"variant": ("faithful", "iu_fisher")}
     step_key = "alpha"
+    positive = ("delta",)
 
     def variant(self, cfg) -> str:
         return "faithful" if cfg.variant == "faithful" else f"iu_fisher, delta={cfg.delta}"

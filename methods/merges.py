@@ -16,29 +16,34 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from unlearnbench import ConfigError, MergeMethod, Result, StreamKeys, count_dtype, hookimpl, opt
+from unlearnbench import Choice, ConfigError, MergeMethod, Result, StreamKeys, count_dtype, hookimpl, opt
 
 if TYPE_CHECKING:
     import torch
 
 Tau = dict[str, "torch.Tensor"]
 
-TRIM_SCOPES = ("global", "per_tensor")
-ORDERS = ("ascending_loss", "descending_loss")
+# "global" is a Python keyword, so this Choice is made by Enum's functional API: TrimScope["global"]
+TrimScope = Choice("TrimScope", [("global", "global"), ("per_tensor", "per_tensor")], module=__name__)
+
+
+class Order(Choice):
+    ascending_loss = "ascending_loss"
+    descending_loss = "descending_loss"
 
 
 @dataclass
 class TiesConfig:
     density: float = opt(0.2, "k, the fraction of each candidate's elements kept by the trim (0 < k <= 1)",
                          "[TIES-ref] default; the paper does not state its k §4.4")
-    trim_scope: str = opt("global", "global: trim over all d elements of P at once | per_tensor: per parameter",
-                          "global [TIES-ref]; per_tensor [OURS] EXTENSION §4.4")
+    trim_scope: TrimScope = opt(TrimScope["global"], "global: trim over all d elements of P at once | "
+                                "per_tensor: per parameter", "global [TIES-ref]; per_tensor [OURS] EXTENSION §4.4")
 
 
 @dataclass
 class GreedyConfig:
-    order: str = opt("ascending_loss", "candidate order by CE on D_val of θ_0 + τ_i: ascending_loss (best "
-                     "first, Model Soups) | descending_loss (the [P T1] caption's wording)", "[OURS] §4.3")
+    order: Order = opt(Order.ascending_loss, "candidate order by CE on D_val of θ_0 + τ_i: ascending_loss (best "
+                       "first, Model Soups) | descending_loss (the [P T1] caption's wording)", "[OURS] §4.3")
 
 
 # -- pure tensor code: streaming reducers (update(tau) ... result()) -------------------------------
@@ -64,7 +69,7 @@ class UniformReducer(StreamKeys):
         self.result_check("Uniform")
         return {k: self.finish(self.n, {"sum": s}) for k, s in self.S.items()}
 
-    fused_op = "sum_mean"  # the chunked engine's C kernel computes this merge itself (merge_kernel.c)
+    fused_op = "sum_mean"  # a FusedReducer: the chunked engine's C kernel computes this merge (merge/kernel.c)
 
     @staticmethod
     def finish(n: int, acc: dict) -> "torch.Tensor":
@@ -109,8 +114,8 @@ class TiesReducer(StreamKeys):
 
     def __init__(self, density: float = 0.2, trim_scope: str = "global") -> None:
         super().__init__()
-        check_ties(density, trim_scope)
-        self.density, self.scope = density, trim_scope
+        check_density(density)
+        self.density, self.scope = density, TrimScope.of(trim_scope, "method.trim_scope")
         self.S: Tau = {}  # Σ_i v̂_ij, summed in canonical order: the elect
         self.Sp: Tau = {}  # Σ_i v̂_ij·1[v̂_ij > 0]
         self.Sm: Tau = {}  # Σ_i v̂_ij·1[v̂_ij < 0]
@@ -176,7 +181,7 @@ class MagMaxReducer(StreamKeys):
         self.result_check("MagMax")
         return {k: self.finish(self.n, {"absmax": r}) for k, r in self.R.items()}
 
-    fused_op = "absmax"  # merge_kernel.c: the same strict |v| > |R| replacement, in file order
+    fused_op = "absmax"  # merge/kernel.c: the same strict |v| > |R| replacement, in file order
 
     @staticmethod
     def finish(n: int, acc: dict) -> "torch.Tensor":
@@ -195,9 +200,7 @@ class GreedySoup(StreamKeys):
 
     def __init__(self, loss: Callable[[Tau], float], order: str = "ascending_loss") -> None:
         super().__init__()
-        if order not in ORDERS:
-            raise ConfigError(f"method.order must be one of {', '.join(map(repr, ORDERS))}, not {order!r}")
-        self.loss, self.order = loss, order
+        self.loss, self.order = loss, Order.of(order, "method.order")
         self.taus: list[Tau] = []
         self.losses: list[float] = []  # ℓ_i, in canonical order
         self.accepted: list[int] = []  # canonical indices of A, in acceptance order
@@ -215,7 +218,7 @@ class GreedySoup(StreamKeys):
     def result(self) -> Tau:
         self.result_check("Greedy")
         ranked = sorted(range(self.n), key=lambda i: self.losses[i],  # 2. stable: ties keep canonical order
-                        reverse=self.order == "descending_loss")
+                        reverse=self.order == Order.descending_loss)
         first = ranked[0]
         total = {k: x.clone() for k, x in self.taus[first].items()}  # 3. A = {first}: L(A) = ℓ_first
         self.accepted, self.tried = [first], []
@@ -238,13 +241,10 @@ class GreedySoup(StreamKeys):
 
 # -- option checks ------------------------------------------------------------------------------
 
-def check_ties(density: float, trim_scope: str) -> None:
+def check_density(density: float) -> None:
     if not (0.0 < float(density) <= 1.0):
         raise ConfigError(f"method.density must be in (0, 1] (the fraction of elements kept; PROTOCOL §4.4), "
                           f"not {density!r}")
-    if trim_scope not in TRIM_SCOPES:
-        raise ConfigError(f"method.trim_scope must be one of {', '.join(map(repr, TRIM_SCOPES))}, not "
-                          f"{trim_scope!r}")
 
 
 # -- the methods --------------------------------------------------------------------------------
@@ -266,7 +266,7 @@ class Ties(MergeMethod):
     Config = TiesConfig
 
     def check_config(self, cfg: Any) -> None:
-        check_ties(cfg.density, str(cfg.trim_scope))
+        check_density(cfg.density)
 
     def reducer(self, cfg: Any) -> TiesReducer:
         cfg = cfg if cfg is not None else TiesConfig()
@@ -303,10 +303,6 @@ class Greedy(MergeMethod):
     uses = frozenset({"forget", "val"})
     Config = GreedyConfig
 
-    def check_config(self, cfg: Any) -> None:
-        if cfg.order not in ORDERS:
-            raise ConfigError(f"method.order must be one of {', '.join(map(repr, ORDERS))}, not {cfg.order!r}")
-
     def reducer(self, cfg: Any) -> Any:
         raise ConfigError("greedy ranks and accepts candidates by their loss on a scenario's D_val (PROTOCOL "
                           "§4.3), so it cannot merge bare checkpoints; run it with `unlearnbench run --method "
@@ -331,7 +327,7 @@ class Greedy(MergeMethod):
         ctx.timings["merge_wall_s"] = time.perf_counter() - t0 - (ctx.timings.get("pool_s", 0.0) - pool0)
         ctx.timings["select_evals"] = ctx.timings.get("select_evals", 0) + soup.evals
         sel = ctx.select(merged)
-        info = {"greedy": {"order": soup.order, "losses": soup.losses, "accepted": soup.accepted,
+        info = {"greedy": {"order": str(soup.order), "losses": soup.losses, "accepted": soup.accepted,
                            "tried": soup.tried, "soup_loss": soup.best_loss, "evals": soup.evals}}
         return Result(ctx.apply(merged, sel.lam), lam=sel.lam, selection=sel, merged=merged, info=info)
 

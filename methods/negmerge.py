@@ -32,34 +32,44 @@ import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from unlearnbench import ConfigError, MergeMethod, StreamKeys, count_dtype, hookimpl, opt
+from unlearnbench import Choice, ConfigError, MergeMethod, StreamKeys, count_dtype, hookimpl, opt
 
 if TYPE_CHECKING:
     import torch
 
-VALUES = ("avg", "min", "max")
-BYS = ("magnitude", "value")
-MASKS = ("consensus", "conflict", "all")
+
+class Value(Choice):
+    avg = "avg"
+    min = "min"
+    max = "max"
+
+
+class By(Choice):
+    magnitude = "magnitude"
+    value = "value"
+
+
+class Mask(Choice):
+    consensus = "consensus"
+    conflict = "conflict"
+    all = "all"
 
 
 @dataclass
 class NegMergeConfig:
-    value: str = opt("avg", "value where kept: avg (S_j/n) | min | max (min/max_i |v_ij| with the common sign)",
-                     "[P Eq. 1]; min [P T C1]; §4.7")
-    by: str = opt("magnitude", "min/max by magnitude with the common sign kept (odd) | value: the literal "
-                  "element-wise min/max of v_ij", "[OURS] §4.7")
-    mask: str = opt("consensus", "kept where: consensus (all n signs agree) | conflict (|C_j| < n) | all",
-                    "[P Eq. 1]; conflict [P T3, B6]; all [P T3]")
+    value: Value = opt(Value.avg, "value where kept: avg (S_j/n) | min | max (min/max_i |v_ij| with the common "
+                       "sign)", "[P Eq. 1]; min [P T C1]; §4.7")
+    by: By = opt(By.magnitude, "min/max by magnitude with the common sign kept (odd) | value: the literal "
+                 "element-wise min/max of v_ij", "[OURS] §4.7")
+    mask: Mask = opt(Mask.consensus, "kept where: consensus (all n signs agree) | conflict (|C_j| < n) | all",
+                     "[P Eq. 1]; conflict [P T3, B6]; all [P T3]")
     consensus_q: int = opt(0, "EXTENSION partial consensus: keep where max(P_j, N_j) >= q, n/2 < q <= n; "
                            "0 = n (full consensus, the paper's rule)", "[P footnote 1] EXTENSION §4.7")
 
 
-def check_options(value: str, by: str, mask: str, consensus_q: int) -> None:
-    """Raise ConfigError for an option value or a combination PROTOCOL §4.7 does not define."""
-    for key, v, choices in (("value", value, VALUES), ("by", by, BYS), ("mask", mask, MASKS)):
-        if v not in choices:
-            raise ConfigError(f"method.{key} must be one of {', '.join(map(repr, choices))}, not {v!r} "
-                              f"(PROTOCOL §4.7; `unlearnbench list methods --options`)")
+def check_options(value: str, by: str, mask: str, consensus_q: int) -> tuple[Value, By, Mask]:
+    """The options as members; ConfigError for a value or a combination PROTOCOL §4.7 does not define."""
+    value, by, mask = Value.of(value, "method.value"), By.of(by, "method.by"), Mask.of(mask, "method.mask")
     if not isinstance(consensus_q, int) or consensus_q < 0:
         raise ConfigError(f"method.consensus_q must be an integer >= 0 (0 = n, full consensus), not {consensus_q!r}")
     if mask != "consensus" and (value != "avg" or consensus_q):
@@ -67,6 +77,7 @@ def check_options(value: str, by: str, mask: str, consensus_q: int) -> None:
                           f"consensus_q apply only to mask=consensus (got value={value}, consensus_q={consensus_q})")
     if value == "avg" and by != "magnitude":
         raise ConfigError("method.by applies only to value=min or value=max (PROTOCOL §4.7)")
+    return value, by, mask
 
 
 # (value, by) -> the running op over the positive entries and over the negative entries:
@@ -85,7 +96,7 @@ class NegMergeReducer(StreamKeys):
 
     def __init__(self, value: str = "avg", by: str = "magnitude", mask: str = "consensus",
                  consensus_q: int = 0) -> None:
-        check_options(value, by, mask, consensus_q)
+        value, by, mask = check_options(value, by, mask, consensus_q)
         super().__init__()
         self.value, self.by, self.mask, self.q = value, by, mask, consensus_q
         self.partial = consensus_q > 0
@@ -231,19 +242,18 @@ class NegMerge(MergeMethod):
 
 class SignBoundsReducer:
     """NegMerge with full consensus (q = 0, every ``value``/``by``/``mask``), for the chunked file
-    engine (unlearnbench.fastmerge).
+    engine (unlearnbench.merge.engine: a ``FusedReducer``).
 
     All n signs agree and are non-zero exactly when min_i v_ij > 0 or max_i v_ij < 0, so a
     running min and max replace the sign count, and they are also the agreeing entries' extremes:
     where all are positive, lo = min|v| and hi = max|v|; where all are negative, the reverse.
     S is summed in the same order and each kept value is the same float, so the result is
     bitwise NegMergeReducer's. ``fused_op`` names the same merge in the engine's C kernel
-    (merge_kernel.c, one pass); ``update``/``result`` are the torch path. Its state is 3 tensors
+    (unlearnbench/merge/kernel.c, one pass); ``update``/``result`` are the torch path. Its state is 3 tensors
     of the input's size: fine for a chunk, not for a whole model."""
 
     def __init__(self, value: str = "avg", by: str = "magnitude", mask: str = "consensus") -> None:
-        check_options(value, by, mask, 0)
-        self.value, self.by, self.mask = value, by, mask
+        self.value, self.by, self.mask = check_options(value, by, mask, 0)
         self.needs = frozenset(  # the accumulators of the torch path
             {"sum"} if mask == "all" else {"min", "max"} | ({"sum"} if value == "avg" else set()))
         self.fused_op = ("sum_mean" if mask == "all" else "conflict_mean" if mask == "conflict" else
@@ -306,10 +316,11 @@ def _preset_config(defaults: dict) -> type:
 
 
 PRESETS = {  # PROTOCOL §4.7's table: name -> (option defaults, description)
-    "negmerge-min": ({"value": "min"}, "NegMerge mask, the smallest agreeing magnitude with the common sign [P T C1]"),
-    "negmerge-max": ({"value": "max"}, "NegMerge mask, the largest agreeing magnitude with the common sign"),
-    "conflict": ({"mask": "conflict"}, "average only where the pool's signs disagree [P T3, B6]"),
-    "all": ({"mask": "all"}, "average everywhere (= Uniform), as the NegMerge family's 'All' [P T3]"),
+    "negmerge-min": ({"value": Value.min}, "NegMerge mask, the smallest agreeing magnitude with the common sign "
+                     "[P T C1]"),
+    "negmerge-max": ({"value": Value.max}, "NegMerge mask, the largest agreeing magnitude with the common sign"),
+    "conflict": ({"mask": Mask.conflict}, "average only where the pool's signs disagree [P T3, B6]"),
+    "all": ({"mask": Mask.all}, "average everywhere (= Uniform), as the NegMerge family's 'All' [P T3]"),
 }
 
 

@@ -16,49 +16,60 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from unlearnbench import hookimpl, opt
+from unlearnbench import Choice, hookimpl, opt
 from unlearnbench.seeding import torch_gen
 
-from ._common import Trained, lr_search_opt, random_labels, state_of
+from ._common import LrSearch, Trained, lr_search_opt, random_labels, state_of
 
 if TYPE_CHECKING:
     import torch
 
-LABELS = ("not_true", "uniform_all")
-SCHEDULES = ("mixed", "sequential")
-MASK_MODES = ("hard", "leaky")
+
+class Labels(Choice):
+    not_true = "not_true"
+    uniform_all = "uniform_all"
+
+
+class Schedule(Choice):
+    mixed = "mixed"
+    sequential = "sequential"
+
+
+class MaskMode(Choice):
+    hard = "hard"
+    leaky = "leaky"
 
 
 def _labels_opt():
-    return opt("not_true", "random labels: not_true (y' != y, the paper's equation) | uniform_all (the code's; "
-               "y' may equal y)", "PROTOCOL §7 RL notes, §10.2 #28")
+    return opt(Labels.not_true, "random labels: not_true (y' != y, the paper's equation) | uniform_all (the "
+               "code's; y' may equal y)", "PROTOCOL §7 RL notes, §10.2 #28")
 
 
 def _schedule_opt():
-    return opt("mixed", "mixed (D_f and D_r shuffled into mixed batches, SAL-era) | sequential (HEAD: all forget "
-               "batches, then all retain batches)", "PROTOCOL §7 RL notes, §10.2 #28")
+    return opt(Schedule.mixed, "mixed (D_f and D_r shuffled into mixed batches, SAL-era) | sequential (HEAD: all "
+               "forget batches, then all retain batches)", "PROTOCOL §7 RL notes, §10.2 #28")
 
 
 @dataclass
 class RLConfig:
     lr: float = opt(0.01, "learning rate (constant)", "[OURS] PROTOCOL §7, §10.2 #28 (upstream: [1e-4, 1e-1])")
     epochs: int = opt(10, "epochs over D_f ∪ D_r", "[SAL] PROTOCOL §7")
-    label_sampling: str = _labels_opt()
-    schedule: str = _schedule_opt()
-    lr_search: str = lr_search_opt()
+    label_sampling: Labels = _labels_opt()
+    schedule: Schedule = _schedule_opt()
+    lr_search: LrSearch = lr_search_opt()
 
 
 @dataclass
 class RLForgetConfig:
     lr: float = opt(0.01, "learning rate (constant)", "[OURS] PROTOCOL §7, §10.2 #29")
     epochs: int = opt(10, "epochs over D_f", "[OURS] PROTOCOL §7, §10.2 #29")
-    label_sampling: str = _labels_opt()
-    lr_search: str = lr_search_opt()
+    label_sampling: Labels = _labels_opt()
+    lr_search: LrSearch = lr_search_opt()
 
 
 def _mask_mode_opt():
-    return opt("hard", "hard: masked weights stay exactly θ_0 (gradient, wd and momentum) [SAL #33] | leaky: only "
-               "gradients are masked (published numbers)", "PROTOCOL §7.1, §10.2 #32")
+    return opt(MaskMode.hard, "hard: masked weights stay exactly θ_0 (gradient, wd and momentum) [SAL #33] | leaky: "
+               "only gradients are masked (published numbers)", "PROTOCOL §7.1, §10.2 #32")
 
 
 def _mask_ratio_opt():
@@ -69,21 +80,21 @@ def _mask_ratio_opt():
 class SalUnConfig:
     lr: float = opt(0.013, "learning rate (constant)", "[SAL] README; PROTOCOL §10.2 #33")
     epochs: int = opt(10, "epochs over D_f ∪ D_r", "[SAL] README; PROTOCOL §7")
-    label_sampling: str = _labels_opt()
-    schedule: str = _schedule_opt()
-    mask_mode: str = _mask_mode_opt()
+    label_sampling: Labels = _labels_opt()
+    schedule: Schedule = _schedule_opt()
+    mask_mode: MaskMode = _mask_mode_opt()
     mask_ratio: float = _mask_ratio_opt()
-    lr_search: str = lr_search_opt()
+    lr_search: LrSearch = lr_search_opt()
 
 
 @dataclass
 class SalUnForgetConfig:
     lr: float = opt(0.013, "learning rate (constant)", "[OURS] PROTOCOL §7, §10.2 #29")
     epochs: int = opt(10, "epochs over D_f", "[OURS] PROTOCOL §7, §10.2 #29")
-    label_sampling: str = _labels_opt()
-    mask_mode: str = _mask_mode_opt()
+    label_sampling: Labels = _labels_opt()
+    mask_mode: MaskMode = _mask_mode_opt()
     mask_ratio: float = _mask_ratio_opt()
-    lr_search: str = lr_search_opt()
+    lr_search: LrSearch = lr_search_opt()
 
 
 class _SequentialFeed:
@@ -177,7 +188,6 @@ class RandomLabel(Trained):
     reference_url = "https://arxiv.org/abs/2310.12508"
     uses = frozenset({"forget", "retain"})
     Config = RLConfig
-    choices = {"label_sampling": LABELS, "schedule": SCHEDULES}
     variant_keys = ("label_sampling", "schedule")
     forget_only = False
 
@@ -225,7 +235,6 @@ class RandomLabelForget(RandomLabel):
     description = "RL-forget: CE on D_f with random labels y' != y only (the paper's forget block)"
     uses = frozenset({"forget"})
     Config = RLForgetConfig
-    choices = {"label_sampling": LABELS}
     variant_keys = ("label_sampling",)
     forget_only = True
 
@@ -235,8 +244,8 @@ class SalUn(RandomLabel):
     description = "SalUn: RL on the top-50% saliency weights (|grad of CE on D_f| at θ_0), the rest frozen"
     uses = frozenset({"forget", "retain"})
     Config = SalUnConfig
-    choices = {"label_sampling": LABELS, "schedule": SCHEDULES, "mask_mode": MASK_MODES}
     variant_keys = ("mask_mode", "mask_ratio", "label_sampling", "schedule")
+    fractions = ("mask_ratio",)
 
     def prepare(self, ctx):
         model = ctx.new_model(ctx.original())
@@ -251,7 +260,6 @@ class SalUnForget(SalUn):
     description = "SalUn-forget: RL-forget on the top-50% saliency weights (the paper's forget block)"
     uses = frozenset({"forget"})
     Config = SalUnForgetConfig
-    choices = {"label_sampling": LABELS, "mask_mode": MASK_MODES}
     variant_keys = ("mask_mode", "mask_ratio", "label_sampling")
     forget_only = True
 

@@ -285,7 +285,7 @@ def test_negmerge_cli_run_on_clip_mnist(clip_root, tmp_path):
     assert sp["u_all"] >= 100.0 * (sp["n_all"] - sp["n_train"]) / sp["n_all"]
 
     # the board shows Acc Dr (ImageNet val) and Acc Df (the forget test split) in the paper's columns [P T1]
-    r = CliRunner().invoke(main, ["leaderboard", str(runs), "-o", str(tmp_path / "board")])
+    r = CliRunner().invoke(main, ["leaderboard", str(runs), "--out", str(tmp_path / "board")])
     assert r.exit_code == 0, r.output
     board = (tmp_path / "board" / "clip-mnist.md").read_text()
     m = rec["metrics"]

@@ -63,3 +63,48 @@ def test_resolved_config_is_read_only(host):
     r = resolve(host)
     with pytest.raises(Exception):
         r.cfg.pool.size = 3
+
+
+def test_enumerated_option_refuses_other_values_and_lists_the_choices(host):
+    """An Enum-typed option: OmegaConf refuses a value outside it, the CLI exits 2 with the choices."""
+    from click.testing import CliRunner
+
+    from unlearnbench.cli import main
+
+    for args, choices in ((["-o", "selection.floor_split=test"], "[val, retain]"),
+                          (["-m", "negmerge", "-o", "method.mask=majority"], "[consensus, conflict, all]"),
+                          (["-m", "finetune", "-o", "method.lr_search=maybe"], "[auto, on, off]")):
+        r = CliRunner().invoke(main, ["config", *args])
+        key = args[-1].split("=")[0]
+        assert r.exit_code == 2 and key in r.output and f"expected one of {choices}" in r.output, r.output
+        assert "Traceback" not in r.output
+
+
+def test_enumerated_options_record_plain_strings(host):
+    """Records, variants and hashes hold the option's string, exactly as before it was an Enum;
+    YAML's booleans (`-o method.lr_search=off`) are read back as the words."""
+    r = resolve(host, method="negmerge-min", overrides=["selection.floor_split=retain"])
+    d = r.to_dict()
+    assert type(d["method"]["value"]) is str and d["method"]["value"] == "min"
+    assert type(d["selection"]["floor_split"]) is str and r.variant == ["selection.floor_split=retain"]
+    assert r.cfg.method.value == "min" and str(r.cfg.method.mask) == "consensus"
+    assert f"{r.cfg.method.by}" == "magnitude"
+    for word, expect in (("off", "off"), ("false", "off"), ("on", "on"), ("yes", "on"), ("auto", "auto")):
+        got = resolve(host, method="finetune", overrides=[f"method.lr_search={word}"])
+        assert got.to_dict()["method"]["lr_search"] == expect
+    assert resolve(host, method="finetune", file_layer={"method": {"lr_search": False}}).cfg.method.lr_search == "off"
+
+
+def test_committed_records_resolve_to_their_hash_and_folder(host):
+    """The config schema (Enum options included) still gives every committed record its recorded
+    config hash and run folder: nothing recorded moved."""
+    import json
+    from pathlib import Path
+
+    runs = Path(__file__).resolve().parents[1] / "leaderboards" / "runs"
+    paths = sorted(runs.rglob("run.json"))
+    assert len(paths) > 200
+    for p in paths:
+        rec = json.loads(p.read_text())
+        r = resolve(host, file_layer=rec["config"])
+        assert (r.hash, r.run_name) == (rec["config_hash"], p.parent.parent.name), p

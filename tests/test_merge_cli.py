@@ -33,7 +33,7 @@ def test_merge_writes_task_vector_and_edited_model(tmp_path):
     base, fts, paths = _checkpoints(tmp_path)
     runner = CliRunner()
     r = runner.invoke(main, ["merge", "--method", "negmerge", str(tmp_path / "base.safetensors"), *paths,
-                             "-o", str(tmp_path / "tau.safetensors")])
+                             "--out", str(tmp_path / "tau.safetensors")])
     assert r.exit_code == 0, r.output
     tau = load_file(str(tmp_path / "tau.safetensors"))
     keys = [k for k, v in base.items() if v.is_floating_point() and "running" not in k]
@@ -42,7 +42,7 @@ def test_merge_writes_task_vector_and_edited_model(tmp_path):
     for k in keys:
         assert torch.allclose(tau[k], expect[k], atol=1e-6)
     r = runner.invoke(main, ["merge", str(tmp_path / "base.safetensors"), *paths, "--lam", "0.5",
-                             "-o", str(tmp_path / "model.safetensors")])
+                             "--out", str(tmp_path / "model.safetensors")])
     assert r.exit_code == 0, r.output
     model = load_file(str(tmp_path / "model.safetensors"))
     assert set(model) == set(base)
@@ -61,17 +61,17 @@ def test_pickled_code_is_refused(tmp_path):
     evil = tmp_path / "evil.pt"
     with open(evil, "wb") as f:
         pickle.dump({"0.weight": _Evil()}, f)
-    r = CliRunner().invoke(main, ["merge", str(tmp_path / "base.safetensors"), str(evil), "-o",
+    r = CliRunner().invoke(main, ["merge", str(tmp_path / "base.safetensors"), str(evil), "--out",
                                   str(tmp_path / "x.safetensors")])
     assert r.exit_code != 0 and "weights-only" in r.output and "code ran" not in r.output
 
 
 def test_merge_rejects_non_merge_method_and_bad_option(tmp_path):
     _, _, paths = _checkpoints(tmp_path)
-    r = CliRunner().invoke(main, ["merge", "-m", "retrain", str(tmp_path / "base.safetensors"), *paths, "-o",
+    r = CliRunner().invoke(main, ["merge", "-m", "retrain", str(tmp_path / "base.safetensors"), *paths, "--out",
                                   str(tmp_path / "x.safetensors")])
     assert r.exit_code != 0 and "not a merge operator" in r.output
-    r = CliRunner().invoke(main, ["merge", "-m", "negmrge", str(tmp_path / "base.safetensors"), *paths, "-o",
+    r = CliRunner().invoke(main, ["merge", "-m", "negmrge", str(tmp_path / "base.safetensors"), *paths, "--out",
                                   str(tmp_path / "x.safetensors")])
     assert "did you mean 'negmerge'" in r.output
 
@@ -92,13 +92,13 @@ CHUNKED_CASES = [("negmerge", []), ("negmerge-min", []), ("negmerge-max", []), (
 @pytest.mark.parametrize("kernel", ["c", "torch"])
 @pytest.mark.parametrize("method,params", CHUNKED_CASES)
 def test_chunked_engine_is_bitwise_the_per_file_stream(tmp_path, method, params, kernel, monkeypatch):
-    """The chunked engine (fastmerge) swaps the loops, and the fused C kernel (merge_kernel.c)
+    """The chunked engine (merge.engine) swaps the loops, and the fused C kernel (merge/kernel.c)
     replaces the torch passes; neither may change the result by one bit."""
-    from unlearnbench import fastmerge
+    from unlearnbench.merge import engine
 
     if kernel == "c":
         needs_cc()
-    monkeypatch.setattr(fastmerge, "CHUNK", 1000)  # many chunks, and tensors split across them
+    monkeypatch.setattr(engine, "CHUNK", 1000)  # many chunks, and tensors split across them
     monkeypatch.setenv("UNLEARNBENCH_KERNEL", kernel)  # "c": a failed build fails the test
     base = build_model("cnn-bn", 10).state_dict()
     g = torch.Generator().manual_seed(2)
@@ -112,9 +112,9 @@ def test_chunked_engine_is_bitwise_the_per_file_stream(tmp_path, method, params,
     outs = {}
     for engine in ("chunked", "per-file"):
         args = ["merge", "-m", method, str(tmp_path / "base.safetensors"), *paths, "--engine", engine,
-                "-o", str(tmp_path / f"{engine}.safetensors")]
+                "--out", str(tmp_path / f"{engine}.safetensors")]
         for p in params:
-            args += ["-p", p]
+            args += ["-o", p]
         r = CliRunner().invoke(main, args)
         assert r.exit_code == 0, r.output
         assert f'"engine": "{engine}"' in r.output
@@ -132,11 +132,11 @@ def test_chunked_engine_is_bitwise_the_per_file_stream(tmp_path, method, params,
 def test_fused_kernel_threads_and_ragged_chunks(tmp_path, method, threads, monkeypatch):
     """The kernel's thread split and block edges (2048) must not show in the result: sizes
     that are not multiples of either, exact zeros, and τ files given directly (no base)."""
-    from unlearnbench import fastmerge
+    from unlearnbench.merge import engine
     from unlearnbench.plugins import get_host
 
     needs_cc()
-    monkeypatch.setattr(fastmerge, "CHUNK", 5003)
+    monkeypatch.setattr(engine, "CHUNK", 5003)
     monkeypatch.setenv("UNLEARNBENCH_KERNEL", "c")
     g = torch.Generator().manual_seed(7)
     shapes = {"a": (4099,), "b": (3, 2051), "c": (1,), "d": (17, 600)}
@@ -149,7 +149,7 @@ def test_fused_kernel_threads_and_ragged_chunks(tmp_path, method, threads, monke
         paths.append(str(tmp_path / f"t{i}.safetensors"))
         save_file(t, paths[-1])
     meth = get_host().methods.get(method)
-    got = fastmerge.merge_safetensors(lambda: meth.chunk_reducer(None), paths, threads=threads)
+    got = engine.merge_safetensors(lambda: meth.chunk_reducer(None), paths, threads=threads)
     red = meth.reducer(None)
     for t in taus:
         red.update(t)
@@ -159,7 +159,7 @@ def test_fused_kernel_threads_and_ragged_chunks(tmp_path, method, threads, monke
 
 
 def test_fused_kernel_rejects_non_finite_and_names_the_file(tmp_path, monkeypatch):
-    from unlearnbench import fastmerge
+    from unlearnbench.merge import engine
     from unlearnbench.errors import StoreError
     from unlearnbench.methods.negmerge import SignBoundsReducer
 
@@ -173,20 +173,20 @@ def test_fused_kernel_rejects_non_finite_and_names_the_file(tmp_path, monkeypatc
         paths.append(str(tmp_path / f"t{i}.safetensors"))
         save_file(t, paths[-1])
     with pytest.raises(StoreError, match=r"t2\.safetensors.*non-finite"):
-        fastmerge.merge_safetensors(SignBoundsReducer, paths, threads=2)
+        engine.merge_safetensors(SignBoundsReducer, paths, threads=2)
 
 
 def test_chunked_engine_refuses_non_elementwise(tmp_path):
     _, _, paths = _checkpoints(tmp_path)
     st = [p for p in paths if p.endswith(".safetensors")]
     r = CliRunner().invoke(main, ["merge", "-m", "ties", str(tmp_path / "base.safetensors"), *st, "--engine",
-                                  "chunked", "-o", str(tmp_path / "x.safetensors")])
+                                  "chunked", "--out", str(tmp_path / "x.safetensors")])
     assert r.exit_code != 0 and "elementwise" in r.output
 
 
 def test_truncated_safetensors_detected(tmp_path):
     from unlearnbench.errors import StoreError
-    from unlearnbench.fastmerge import read_index
+    from unlearnbench.merge import read_index
 
     save_file({"w": torch.ones(1000)}, str(tmp_path / "a.safetensors"))
     raw = (tmp_path / "a.safetensors").read_bytes()
@@ -198,12 +198,12 @@ def test_truncated_safetensors_detected(tmp_path):
 def test_no_compiler_means_torch_said_aloud_and_c_mode_fails(tmp_path, monkeypatch, capsys):
     """Without a C compiler the engine reduces in torch (bitwise the same) and reports it;
     UNLEARNBENCH_KERNEL=c turns that into an error instead."""
-    from unlearnbench import ckernel, fastmerge
+    from unlearnbench.merge import engine, kernel
     from unlearnbench.errors import ConfigError
     from unlearnbench.methods.negmerge import SignBoundsReducer
 
-    monkeypatch.setattr(ckernel, "_lib", None)
-    monkeypatch.setattr(ckernel, "_why", "")
+    monkeypatch.setattr(kernel, "_lib", None)
+    monkeypatch.setattr(kernel, "_why", "")
     monkeypatch.setenv("UNLEARNBENCH_KERNEL_DIR", str(tmp_path / "kernels"))  # no cached build to fall back on
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     monkeypatch.setenv("UNLEARNBENCH_KERNEL", "auto")
@@ -211,10 +211,60 @@ def test_no_compiler_means_torch_said_aloud_and_c_mode_fails(tmp_path, monkeypat
     for i in range(3):
         paths.append(str(tmp_path / f"t{i}.safetensors"))
         save_file({"w": torch.full((100,), float(i + 1))}, paths[-1])
-    out = fastmerge.merge_safetensors(SignBoundsReducer, paths)
+    out = engine.merge_safetensors(SignBoundsReducer, paths)
     assert torch.equal(out["w"], torch.full((100,), 2.0))
-    assert ckernel.kernel_status().startswith("torch (") and "no-such-cc" in ckernel.kernel_status()
+    assert kernel.kernel_status().startswith("torch (") and "no-such-cc" in kernel.kernel_status()
     assert "merging in torch" in capsys.readouterr().err
     monkeypatch.setenv("UNLEARNBENCH_KERNEL", "c")
     with pytest.raises(ConfigError, match="cannot be built"):
-        fastmerge.merge_safetensors(SignBoundsReducer, paths)
+        engine.merge_safetensors(SignBoundsReducer, paths)
+
+
+def test_merge_options_are_dash_o_and_a_bad_choice_lists_the_choices(tmp_path):
+    """`merge` takes its method's options with -o (as `run` does); an enumerated option refuses a
+    value that is not one of its choices, with exit status 2 and the choices in the message."""
+    _, _, paths = _checkpoints(tmp_path)
+    args = ["merge", str(tmp_path / "base.safetensors"), *paths, "--out", str(tmp_path / "x.safetensors")]
+    r = CliRunner().invoke(main, args + ["-o", "value=median"])
+    assert r.exit_code == 2 and "value" in r.output and "expected one of [avg, min, max]" in r.output, r.output
+    r = CliRunner().invoke(main, args + ["-o", "valeu=min"])
+    assert r.exit_code == 2 and "did you mean 'value'" in r.output, r.output
+    r = CliRunner().invoke(main, args + ["-p", "value=min"])  # the old spelling is gone
+    assert r.exit_code == 2 and "No such option" in r.output
+    r = CliRunner().invoke(main, args + ["-m", "ties", "-o", "trim_scope=layer"])
+    assert r.exit_code == 2 and "expected one of [global, per_tensor]" in r.output, r.output
+
+
+def test_chunk_reducer_protocol():
+    """What the engine asks of a merge method is written down (engine.ChunkReducer/FusedReducer):
+    the fused built-ins name an op of kernel.c and give its torch form as finish(n, acc)."""
+    from unlearnbench.merge import OPS, FusedReducer, fused_op
+    from unlearnbench.plugins import get_host
+
+    host = get_host()
+    fused = {}
+    for name in host.methods.names():
+        meth = host.methods.get(name)
+        if getattr(meth, "elementwise", False):
+            red = meth.chunk_reducer(None)
+            assert callable(red.update) and callable(red.result)
+            fused[name] = fused_op(red)
+    assert fused == {"all": "sum_mean", "conflict": "conflict_mean", "magmax": "absmax",
+                     "negmerge": "consensus_mean", "negmerge-max": "consensus_max_mag",
+                     "negmerge-min": "consensus_min_mag", "uniform": "sum_mean"}
+    partial = host.methods.get("negmerge").chunk_reducer(
+        host.methods.get("negmerge").Config(consensus_q=3))  # needs counts: the torch reducer
+    assert fused_op(partial) is None and not isinstance(partial, FusedReducer)
+
+    class Odd:
+        fused_op = "median"
+
+        def update(self, tau): ...
+
+        def result(self): ...
+
+        def finish(self, n, acc): ...
+
+    assert set(OPS) >= set(fused.values())
+    with pytest.raises(ValueError, match="median.*not an op of kernel.c"):
+        fused_op(Odd())

@@ -398,7 +398,7 @@ def test_presets_and_options_resolve(mhost):
 def test_merge_command_options(mhost, tmp_path):
     from safetensors.torch import save_file
 
-    from unlearnbench.merge_files import merge_files
+    from unlearnbench.merge import merge_files
 
     taus = rand_taus(3, seed=9)
     base = {k: torch.zeros_like(v) for k, v in taus[0].items()}

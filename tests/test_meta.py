@@ -157,3 +157,23 @@ def test_the_private_import_check_sees_each_form(tmp_path):
         "unlearnbench.b:5 reaches unlearnbench.a._hidden",  # X._y, X from its package
         "unlearnbench.b:6 reaches unlearnbench.sub._common",  # another package's private module
     ]
+
+
+def test_readme_command_reference_is_the_generated_one():
+    """The README's command reference is every command's --help (`unlearnbench cli-reference`)."""
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from unlearnbench.cli import cli_reference, main
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("<!-- cli:begin -->\n")[1].split("\n<!-- cli:end -->")[0]
+    assert block == cli_reference(), "README's command reference is stale: run `unlearnbench cli-reference`"
+    out = CliRunner().invoke(main, ["cli-reference"]).output
+    assert out == block + "\n"
+    for command in main.commands.values():  # every visible command is in it, with each of its options
+        if not command.hidden:
+            assert f"$ unlearnbench {command.name} --help" in block
+            for param in command.params:
+                assert param.param_type_name != "option" or all(o in block for o in param.opts), param.opts

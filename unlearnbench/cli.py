@@ -1,6 +1,9 @@
 """The ``unlearnbench`` command. Thin: it parses, calls the library, prints.
 
 Library errors (``UnlearnbenchError``) become one message and a non-zero exit, no traceback.
+``-o KEY=VALUE`` always sets an option (of the config, or of ``merge``'s method); files and
+folders a command writes are ``--out``. Options several commands share are declared once, below.
+The README's command reference is ``cli_reference()`` (``unlearnbench cli-reference``).
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from pathlib import Path
 import click
 
 from . import progress
+from .config import DEFAULT_METHOD, DEFAULT_SCENARIO
 from .errors import UnlearnbenchError
 
 
@@ -45,19 +49,57 @@ def _seeds(text: str | None):
         raise click.BadParameter(f"--seeds takes comma-separated integers, e.g. 0,1,2, not {text!r}")
 
 
-common = [
-    click.option("--method", "-m", help="method name (`unlearnbench list methods`); default negmerge"),
-    click.option("--scenario", "-s", help="scenario name (`unlearnbench list scenarios`); default digits-10pct"),
-    click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file"),
-    click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
-                 help="config override, e.g. -o pool.size=9 -o selection=oracle_avg_gap"),
+# -- options shared by several commands, each declared once ------------------------------------------
+
+def _override_option(help: str = "config override, e.g. -o pool.size=9 -o selection=oracle_avg_gap"):
+    return click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE", help=help)
+
+
+CONFIG_OPTION = click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file")
+COMMON = [
+    click.option("--method", "-m", help=f"method name (`unlearnbench list methods`); default {DEFAULT_METHOD}"),
+    click.option("--scenario", "-s",
+                 help=f"scenario name (`unlearnbench list scenarios`); default {DEFAULT_SCENARIO}"),
+    CONFIG_OPTION,
+    _override_option(),
 ]
+STORE_HELP = "artifact store (default: user cache dir; or UNLEARNBENCH_STORE)"
+
+
+def _apply(options: list, fn):
+    for deco in reversed(options):
+        fn = deco(fn)
+    return fn
 
 
 def with_common(fn):
-    for deco in reversed(common):
-        fn = deco(fn)
-    return fn
+    """--method/-m, --scenario/-s, --config and -o/--override: which config a command resolves."""
+    return _apply(COMMON, fn)
+
+
+def _quiet(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        progress.set_quiet(True)
+
+
+def store_options(*, runs_dir: bool = True, store_help: str = STORE_HELP):
+    """--store, --runs-dir (with ``runs_dir``), --data-root and --quiet/-q: where a command that runs
+    trials keeps artifacts, records and data, and whether it draws progress bars (``-q`` takes
+    effect as it is parsed, so the command sees no ``quiet`` argument)."""
+    options = [
+        click.option("--store", type=click.Path(file_okay=False), help=store_help),
+        *([click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False),
+                        help="where run.json records go")] if runs_dir else []),
+        click.option("--data-root", type=click.Path(), help="where data sets live (or UNLEARNBENCH_DATA)"),
+        click.option("--quiet", "-q", is_flag=True, expose_value=False, callback=_quiet, help="no progress bars"),
+    ]
+    return lambda fn: _apply(options, fn)
+
+
+def _engines() -> list[str]:
+    from .merge.files import Engine
+
+    return [e.value for e in Engine]
 
 
 @click.group(cls=_Group)
@@ -69,21 +111,14 @@ def main():
 @main.command()
 @with_common
 @click.option("--seeds", help="comma-separated trials, e.g. 0,1,2 (default: the config's, 0,1,2)")
-@click.option("--store", type=click.Path(file_okay=False), help="artifact store (default: user cache dir; "
-              "or UNLEARNBENCH_STORE)")
-@click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False),
-              help="where run.json records go")
-@click.option("--data-root", type=click.Path(), help="where data sets live (or UNLEARNBENCH_DATA)")
-@click.option("--quiet", "-q", is_flag=True, help="no progress bars")
+@store_options()
 @click.option("--json", "as_json", is_flag=True, help="print the run records as JSON")
-def run(method, scenario, config_file, overrides, seeds, store, runs_dir, data_root, quiet, as_json):
+def run(method, scenario, config_file, overrides, seeds, store, runs_dir, data_root, as_json):
     """Run one method on one scenario for each trial and record run.json per trial."""
     from .report import format_table, summarise
     from .runner import run_trial
     from .store import Store
 
-    if quiet:
-        progress.set_quiet(True)
     extra = list(overrides)
     s = _seeds(seeds)
     if s is not None:
@@ -111,22 +146,17 @@ def run(method, scenario, config_file, overrides, seeds, store, runs_dir, data_r
 
 @main.command()
 @click.option("--methods", required=True, help="comma-separated method names")
-@click.option("--scenarios", default="digits-10pct", show_default=True, help="comma-separated scenario names")
-@click.option("--seeds", default="0,1,2", show_default=True)
-@click.option("--config", "config_file", type=click.Path(dir_okay=False))
-@click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE")
-@click.option("--store", type=click.Path(file_okay=False))
-@click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
-@click.option("--data-root", type=click.Path())
-@click.option("--quiet", "-q", is_flag=True)
-def sweep(methods, scenarios, seeds, config_file, overrides, store, runs_dir, data_root, quiet):
+@click.option("--scenarios", default=DEFAULT_SCENARIO, show_default=True, help="comma-separated scenario names")
+@click.option("--seeds", default="0,1,2", show_default=True, help="comma-separated trials")
+@CONFIG_OPTION
+@_override_option("config override for every cell, e.g. -o pool.size=9")
+@store_options()
+def sweep(methods, scenarios, seeds, config_file, overrides, store, runs_dir, data_root):
     """Run the grid methods x scenarios x seeds, skipping runs already recorded with the same
     config hash; interrupted, it resumes where it stopped (finished runs and stored models are kept)."""
     from .runner import sweep_grid
     from .store import Store
 
-    if quiet:
-        progress.set_quiet(True)
     grid = [(m.strip(), s.strip()) for s in scenarios.split(",") if s.strip() for m in methods.split(",") if m.strip()]
     resolved = [_resolve(m, s, config_file, overrides) for m, s in grid]  # every config checked before any run
     done = sweep_grid(resolved, _seeds(seeds), store=Store(store), runs_dir=Path(runs_dir), data_root=data_root,
@@ -140,21 +170,17 @@ def sweep(methods, scenarios, seeds, config_file, overrides, store, runs_dir, da
 @main.command()
 @click.argument("records", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--scenarios", help="only these scenarios (comma-separated)")
-@click.option("--methods", help="only these run folders, e.g. negmerge,finetune (comma-separated)")
+@click.option("--methods", help="only these run folders: method names, or NAME@VARIANT (comma-separated)")
 @click.option("--seeds", help="only these trials, e.g. 0,1")
-@click.option("--store", type=click.Path(file_okay=False),
-              help="reuse this store (default: a fresh temporary one, so nothing older is reused)")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="keep the reruns' records here (default: discarded)")
-@click.option("--data-root", type=click.Path())
-@click.option("--quiet", "-q", is_flag=True)
-def reproduce(records, scenarios, methods, seeds, store, out_dir, data_root, quiet):
+@store_options(runs_dir=False,
+               store_help="reuse this store (default: a fresh temporary one, so nothing older is reused)")
+def reproduce(records, scenarios, methods, seeds, out_dir, store, data_root):
     """Rerun recorded runs (run.json files or folders of them) exactly as configured, and report
     each as reproduced or what differs. Exit status 1 if any differs."""
     from .reproduce import find_records, reproduce as rerun
 
-    if quiet:
-        progress.set_quiet(True)
     keep = {k: {x.strip() for x in v.split(",") if x.strip()} for k, v in
             (("scenario", scenarios), ("method", methods), ("seed", seeds)) if v}
     found = []
@@ -174,7 +200,8 @@ def reproduce(records, scenarios, methods, seeds, store, out_dir, data_root, qui
 
 @main.command()
 @click.argument("runs_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="folder for the tables, plots and index.html")
 def leaderboard(runs_dir, out_dir):
     """Write Markdown + CSV tables per scenario, plots and a sortable HTML page from RUNS_DIR."""
     from .report import build
@@ -240,7 +267,7 @@ def markdown_table(what: str, reg) -> str:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print them as JSON")
 @click.option("--hook", help="only plugins implementing this hook")
 def plugins(as_json, hook):
     """Every plugin: its distribution, version, hooks and status."""
@@ -254,19 +281,15 @@ def plugins(as_json, hook):
 
 
 @main.command("check-recipe")
-@click.option("--scenario", "-s", default="digits-10pct", show_default=True)
-@click.option("--trial", default=0, show_default=True)
-@click.option("--store", type=click.Path(file_okay=False))
-@click.option("--data-root", type=click.Path())
-@click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE")
-@click.option("--quiet", "-q", is_flag=True)
-def check_recipe_cmd(scenario, trial, store, data_root, overrides, quiet):
+@click.option("--scenario", "-s", default=DEFAULT_SCENARIO, show_default=True, help="scenario name")
+@click.option("--trial", default=0, show_default=True, help="the trial whose original and Retrain are trained")
+@_override_option("config override, e.g. -o threads=2 -o scenario.forget_pct=20")
+@store_options(runs_dir=False)
+def check_recipe_cmd(scenario, trial, overrides, store, data_root):
     """PROTOCOL §2.1's recipe character check: train original and Retrain, test the four conditions."""
     from .character import check_recipe
     from .store import Store
 
-    if quiet:
-        progress.set_quiet(True)
     res = _resolve("retrain", scenario, None, overrides)
     out = check_recipe(res.scenario, res.cfg.scenario, trial, Store(store), data_root, str(res.cfg.device),
                        int(res.cfg.threads))
@@ -279,24 +302,45 @@ def check_recipe_cmd(scenario, trial, store, data_root, overrides, quiet):
 
 
 @main.command()
-@click.option("--method", "-m", default="negmerge", show_default=True, help="a merge method")
+@click.option("--method", "-m", default=DEFAULT_METHOD, show_default=True,
+              help="a merge method (`unlearnbench list methods`)")
 @click.argument("base", type=click.Path(exists=True, dir_okay=False))
 @click.argument("finetuned", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="output .safetensors")
+@click.option("--out", "output", required=True, type=click.Path(dir_okay=False), help="output .safetensors")
 @click.option("--lam", type=float, help="write BASE − lam·τ (buffers from BASE) instead of τ")
-@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="merge method option")
-@click.option("--engine", default="auto", show_default=True, type=click.Choice(["auto", "chunked", "per-file"]),
+@_override_option("an option of the merge method, e.g. -o value=min (`unlearnbench list methods --options`)")
+@click.option("--engine", default="auto", show_default=True, type=click.Choice(_engines()),
               help="chunked: read every file chunk by chunk (safetensors, elementwise methods); auto picks it")
-def merge(method, base, finetuned, output, lam, params, engine):
+def merge(method, base, finetuned, output, lam, overrides, engine):
     """Merge checkpoints you already have: task vectors FTi − BASE, merged by METHOD.
 
     Writes the merged task vector, or with --lam the edited model BASE − lam·τ. Inputs are
     safetensors or torch state dicts (loaded with weights_only=True: no code is executed).
     """
-    from .merge_files import merge_files
+    from .merge import merge_files
 
-    summary = merge_files(_host(), method, base, list(finetuned), output, lam, list(params), engine)
+    summary = merge_files(_host(), method, base, list(finetuned), output, lam, list(overrides), engine)
     click.echo(json.dumps(summary, indent=1))
+
+
+def cli_reference(width: int = 100) -> str:
+    """Every command's ``--help``, as the README's command reference (Markdown): generated, so it
+    cannot drift from the code (tests/test_meta.py keeps the README equal to it)."""
+    root = click.Context(main, info_name="unlearnbench", terminal_width=width, max_content_width=width)
+    blocks = [("unlearnbench --help", main.get_help(root))]
+    for name in main.list_commands(root):
+        cmd = main.get_command(root, name)
+        if cmd is None or cmd.hidden:
+            continue
+        sub = click.Context(cmd, info_name=name, parent=root, terminal_width=width, max_content_width=width)
+        blocks.append((f"unlearnbench {name} --help", cmd.get_help(sub)))
+    return "\n\n".join(f"```\n$ {title}\n{text}\n```" for title, text in blocks)
+
+
+@main.command("cli-reference", hidden=True)
+def cli_reference_cmd():
+    """Print the README's command reference (every command's --help, as Markdown)."""
+    click.echo(cli_reference())
 
 
 if __name__ == "__main__":  # pragma: no cover

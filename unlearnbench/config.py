@@ -6,16 +6,25 @@ so a misspelled option is an error that names the close matches.
 
 ``-o selection=oracle_avg_gap`` is shorthand for ``-o selection.name=oracle_avg_gap``
 (likewise ``method=`` and ``scenario=``).
+
+An enumerated option is typed by a ``Choice`` (a ``str`` Enum), so OmegaConf refuses any other
+value and its message lists the choices; no plugin writes its own "must be one of" check.
 """
 from __future__ import annotations
 
 import dataclasses
 import typing
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from .errors import ConfigError, close_matches
 from .seeding import sha256_hex
+
+# What `unlearnbench run` (and `config`, `merge`, the conformance check) use when no --method or
+# --scenario is given: the suite's one built-in method and scenario names in the core.
+DEFAULT_METHOD = "negmerge"
+DEFAULT_SCENARIO = "digits-10pct"
 
 SECTIONS = ("scenario", "method", "selection")
 # Keys that change how a run executes but not what it computes: left out of the hash.
@@ -43,7 +52,44 @@ class SuiteConfig:
     pool: PoolConfig = field(default_factory=PoolConfig)
 
 
-def _section_class(title: str, base_fields: list[tuple[str, type, Any]], plugin_cfg: type | None) -> type:
+class Choice(str, Enum):
+    """The base of an enumerated option::
+
+        class Mask(Choice):
+            consensus = "consensus"
+            conflict = "conflict"
+
+        @dataclass
+        class Config:
+            mask: Mask = opt(Mask.consensus, "kept where: consensus | conflict")
+
+    OmegaConf then refuses any other value with a message that lists the members. OmegaConf
+    reads and writes a member by its *name*, and every ``to_container`` in the suite passes
+    ``enum_to_str=True``, so the name is what users type and what records and config hashes hold:
+    give each member its name as its value (an identifier, then; a keyword such as ``global`` needs
+    Enum's functional API, as ``TrimScope`` in methods/merges.py). A member is that string to the
+    rest of the code: it compares, hashes, prints and formats as it (``str(Mask.conflict)`` is
+    ``"conflict"``), so code written against the plain strings keeps working."""
+
+    def __str__(self) -> str:
+        return self._value_
+
+    def __format__(self, spec: str) -> str:
+        return format(self._value_, spec)
+
+    @classmethod
+    def of(cls, value: Any, key: str) -> Any:
+        """``value`` (a member or its string) as a member, or a ConfigError naming ``key`` and the choices:
+        for the Python API (reducers built by hand), which OmegaConf does not see."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise ConfigError(f"{key} must be one of {', '.join(m._value_ for m in cls)}, not {value!r}") from None
+
+
+def section_class(title: str, base_fields: list[tuple[str, type, Any]], plugin_cfg: type | None) -> type:
+    """A dataclass for one config section: ``base_fields`` (name, type, default), then the plugin
+    config's fields, with their metadata; a plugin option that shadows a base field is an error."""
     fields: list[tuple[str, Any, Any]] = [(n, t, field(default=d)) for n, t, d in base_fields]
     if plugin_cfg is not None:
         taken = {f[0] for f in fields}
@@ -123,6 +169,40 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
+# YAML reads on/off, yes/no and true/false as booleans, so `-o method.lr_search=off` arrives as False
+_BOOL_WORDS = {True: ("on", "true", "yes"), False: ("off", "false", "no")}
+
+
+def _enum_words(layer: dict, node: Any) -> dict:
+    """``layer`` with a boolean given for an enumerated option replaced by the member that spells it
+    (an Enum option never takes a boolean, and OmegaConf would refuse False for ``lr_search: off``)."""
+    from omegaconf import DictConfig
+
+    out = {}
+    for k, v in layer.items():
+        cur = node.get(k) if isinstance(node, DictConfig) and k in node else None
+        if isinstance(v, dict) and isinstance(cur, DictConfig):
+            v = _enum_words(v, cur)
+        elif isinstance(v, bool) and isinstance(cur, Enum):
+            v = next((m.name for m in type(cur) if m.name.lower() in _BOOL_WORDS[v]), v)
+        out[k] = v
+    return out
+
+
+def merge_layer(cfg: Any, layer: dict, where: str) -> Any:
+    """``cfg`` (a structured DictConfig) with ``layer`` merged over it; a value of the wrong type, or
+    not one of an enumerated option's choices, is a ConfigError naming the key, ``where`` and the choices."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return OmegaConf.merge(cfg, _enum_words(layer, cfg))
+    except OmegaConfBaseException as e:
+        msg = str(e).splitlines()[0]
+        key = f" for {e.full_key}" if getattr(e, "full_key", None) else ""
+        raise ConfigError(f"bad config value{key} from {where}: {msg}") from None
+
+
 @dataclass
 class Resolved:
     cfg: Any  # read-only DictConfig
@@ -143,7 +223,7 @@ class Resolved:
     def to_dict(self) -> dict:
         from omegaconf import OmegaConf
 
-        return OmegaConf.to_container(self.cfg, resolve=True)  # type: ignore[return-value]
+        return OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]
 
     @property
     def hash(self) -> str:
@@ -164,7 +244,6 @@ def resolve(
 ) -> Resolved:
     """Resolve the layered config for one (scenario, method) and validate every key."""
     from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
 
     user: list[tuple[str, dict]] = []
     if file_layer:
@@ -179,8 +258,8 @@ def resolve(
     if overrides:
         user.append(("-o overrides", _normalise(parse_overrides(overrides))))
 
-    scen = host.scenarios.get(_pick("scenario", user, "digits-10pct"))
-    meth = host.methods.get(_pick("method", user, "negmerge"))
+    scen = host.scenarios.get(_pick("scenario", user, DEFAULT_SCENARIO))
+    meth = host.methods.get(_pick("method", user, DEFAULT_METHOD))
     plugin_layers = [
         (f"scenario {scen.name!r}", _normalise(dict(scen.suite_defaults))),
         (f"method {meth.name!r}", _normalise(dict(meth.suite_defaults))),
@@ -188,9 +267,9 @@ def resolve(
     layers = plugin_layers + user
     rule = host.rules.get(_pick("selection", layers, SelectionCommon.name))
 
-    Scen = _section_class("ScenarioSection", [("name", str, scen.name)], scen.Config)
-    Meth = _section_class("MethodSection", [("name", str, meth.name)], meth.Config)
-    Sel = _section_class(
+    Scen = section_class("ScenarioSection", [("name", str, scen.name)], scen.Config)
+    Meth = section_class("MethodSection", [("name", str, meth.name)], meth.Config)
+    Sel = section_class(
         "SelectionSection",
         [("name", str, rule.name), ("grid", str, SelectionCommon.grid), ("diagnostic", bool, False)],
         rule.Config,
@@ -201,27 +280,23 @@ def resolve(
     base.method = OmegaConf.structured(Meth)
     base.selection = OmegaConf.structured(Sel)
     OmegaConf.set_struct(base, True)
-    schema = OmegaConf.to_container(base)
+    schema = OmegaConf.to_container(base, enum_to_str=True)
     cfg = base
     defaults: dict = {}
     for i, (where, layer) in enumerate(layers):
         if i == len(plugin_layers):
-            defaults = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+            defaults = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[assignment]
         _check_keys(layer, schema, where)  # type: ignore[arg-type]
-        try:
-            cfg = OmegaConf.merge(cfg, layer)
-        except OmegaConfBaseException as e:
-            msg = str(e).splitlines()[0]
-            raise ConfigError(f"bad config value from {where}: {msg}") from None
+        cfg = merge_layer(cfg, layer, where)
     if not defaults:
-        defaults = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        defaults = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[assignment]
     for sec, obj in (("scenario", scen), ("method", meth), ("selection", rule)):
         check = getattr(obj, "check_config", None)
         if check is not None:
             check(cfg[sec])
     OmegaConf.set_readonly(cfg, True)
-    final = flat(OmegaConf.to_container(cfg, resolve=True))
-    base_flat = flat(defaults)
+    final = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    base_flat = flatten(defaults)
     variant = [f"{k}={final[k]}" for k in sorted(final)
                if k.split(".")[0] not in EXECUTION and base_flat.get(k) != final[k]]
     return Resolved(cfg, scen, meth, rule, [v.replace("selection.name=", "selection=") for v in variant])
@@ -231,24 +306,30 @@ def resolve(
 EXECUTION = ("seeds", "threads", "device")
 
 
-def flat(d: Any, prefix: str = "") -> dict:
-    """A nested config as one level, ``{"a.b": v}``: how variants are named and compared."""
+def flatten(d: Any, prefix: str = "") -> dict:
+    """A nested config dict as {"section.key": value} (what variants are named by)."""
     if isinstance(d, dict):
         out: dict = {}
         for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         return out
     return {prefix[:-1]: d}
 
 
 def options_of(cfg_class: type | None) -> list[dict]:
-    """Name, type, default, help and source of each option of a plugin config dataclass."""
+    """Name, type, default, help and source of each option of a plugin config dataclass
+    (an enumerated option's type is its choices, ``a|b|c``)."""
     if cfg_class is None:
         return []
     out = []
+    hints = typing.get_type_hints(cfg_class)
     for f in dataclasses.fields(cfg_class):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        h = hints.get(f.name, f.type)
+        if isinstance(h, type) and issubclass(h, Enum):
+            t, default = "|".join(h.__members__), default.name if isinstance(default, Enum) else default
+        else:
+            t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         out.append(
             {"name": f.name, "type": t, "default": default, "help": f.metadata.get("help", ""),
              "source": f.metadata.get("source", "")}

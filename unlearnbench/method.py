@@ -64,14 +64,15 @@ class MergeMethod(Method):
 
     uses = frozenset({"forget"})
     # True when element j of the merge depends only on element j of the inputs: such merges
-    # run chunk by chunk over files (unlearnbench.fastmerge), near the I/O floor.
+    # run chunk by chunk over files (unlearnbench.merge.engine), near the I/O floor.
     elementwise = False
 
     def reducer(self, cfg: Any) -> Any:  # pragma: no cover
         raise NotImplementedError
 
     def chunk_reducer(self, cfg: Any) -> Any:
-        """The reducer the chunked file engine uses on each chunk (``elementwise`` methods). It
+        """The reducer the chunked file engine uses on each chunk (``elementwise`` methods): a
+        ``unlearnbench.merge.ChunkReducer``, or a ``FusedReducer`` the C kernel computes. It
         may trade memory for speed, since its state is one chunk; its result must be bitwise
         ``reducer``'s."""
         return self.reducer(cfg)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .config import opt
+from .config import Choice, opt
 from .hookspecs import hookimpl
 from .selection import SelectionRule
 
@@ -25,10 +25,16 @@ def _argmin(curve: list[dict], feasible: list[bool], score: list[float],
     return best, score[best]
 
 
+class FloorSplit(Choice):
+    val = "val"
+    retain = "retain"
+
+
 @dataclass
 class ValMatchedConfig:
     kappa: float = opt(KAPPA, "feasible while Acc(D_val^r) >= kappa x its value at lambda = 0", "[OURS] §5(c)")
-    floor_split: str = opt("val", "split for the feasibility floor: val, or retain (5,000 of D_r)", "[OURS] §5(c)")
+    floor_split: FloorSplit = opt(FloorSplit.val, "split for the feasibility floor: val, or retain (5,000 of D_r)",
+                                  "[OURS] §5(c)")
 
 
 class ValMatched(SelectionRule):
@@ -41,20 +47,11 @@ class ValMatched(SelectionRule):
     reads = frozenset({"forget", "val"})
 
     def _floor_metric(self, cfg: Any) -> str:
-        if cfg.floor_split == "val":
-            return "acc_val_retain"
-        if cfg.floor_split == "retain":
-            return "acc_retain_floor"
-        raise ValueError(f"selection.floor_split must be val or retain, not {cfg.floor_split!r}")
-
-    def check_config(self, cfg: Any) -> None:
-        from .errors import ConfigError
-
-        if cfg.floor_split not in ("val", "retain"):
-            raise ConfigError(f"selection.floor_split must be 'val' or 'retain', not {cfg.floor_split!r}")
+        floor = FloorSplit.of(cfg.floor_split, "selection.floor_split")
+        return "acc_val_retain" if floor == FloorSplit.val else "acc_retain_floor"
 
     def reads_for(self, cfg: Any, task: Any) -> frozenset[str]:
-        return self.reads | ({"retain"} if cfg.floor_split == "retain" else set())
+        return self.reads | ({"retain"} if cfg.floor_split == FloorSplit.retain else set())
 
     def needs(self, cfg: Any, task: Any) -> list[str]:
         return ["acc_forget", "acc_val", self._floor_metric(cfg)]

@@ -30,12 +30,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
+from .config import DEFAULT_SCENARIO
+
 
 class ConformanceError(AssertionError):
     """A method plugin does not meet the suite's contract; the message says which part."""
 
 
-def check_method(name: str, workdir: str | Path, *, scenario: str = "digits-10pct",
+def check_method(name: str, workdir: str | Path, *, scenario: str = DEFAULT_SCENARIO,
                  overrides: Iterable[str] = (), trial: int = 0, host: Any = None) -> dict:
     """Run method ``name`` through the suite and check the contract above; returns a report
     (the run record's metrics, the weights digest, and notes). Raises ConformanceError."""

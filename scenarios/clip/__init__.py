@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from unlearnbench import ConfigError, DataNotFound, RawData, Scenario, Scoring, Task, hookimpl, paper_table
+from unlearnbench import Choice, ConfigError, DataNotFound, RawData, Scenario, Scoring, Task, hookimpl, paper_table
 from unlearnbench.data import data_roots
 from unlearnbench import sha256_hex, stream_seed
 
@@ -93,6 +93,11 @@ class ClipTask(Task):
         return clip_classifier(self.clip_arch, self.data.num_classes, self.control.num_classes)
 
 
+class ControlTemplates(Choice):
+    openai = "openai"
+    simple = "simple"
+
+
 @dataclass
 class ClipConfig:
     arch: str = field(default="vit-b-32", metadata={
@@ -102,7 +107,7 @@ class ClipConfig:
         "help": "the encoder's state dict (.safetensors or .pt/.bin); empty: "
                 "<data-root>/clip/<arch>-openai.safetensors; 'random': random init (smoke tests only, the heads "
                 "are meaningless)", "source": "PROTOCOL §2.2"})
-    control_templates: str = field(default="openai", metadata={
+    control_templates: ControlTemplates = field(default=ControlTemplates.openai, metadata={
         "help": "ImageNet prompt set for the control head: openai (80) or simple (open_clip's 10)",
         "source": "[TTA], PROTOCOL §2.2"})
 
@@ -187,8 +192,6 @@ class ClipNegation(Scenario):
         from .model import check_arch, frozen_names
 
         check_arch(str(cfg.arch))
-        if cfg.control_templates not in ("openai", "simple"):
-            raise ConfigError(f"scenario.control_templates must be openai or simple, not {cfg.control_templates!r}")
         raw = raw if raw is not None else self.load_raw(data_root)
         control, meta = load_imagenet_control(data_root)
         manifest = self.make_manifest(raw, control, meta, trial)

@@ -39,7 +39,7 @@ def variant_label(rec: dict, host: Any | None = None) -> str:
 
 
 def _variant_from_defaults(rec: dict, host: Any | None) -> list[str] | None:
-    from ..config import EXECUTION, flat, resolve
+    from ..config import EXECUTION, flatten, resolve
 
     if host is None:
         return None
@@ -47,7 +47,7 @@ def _variant_from_defaults(rec: dict, host: Any | None) -> list[str] | None:
         default = resolve(host, method=rec["method"], scenario=rec["scenario"]).to_dict()
     except Exception:  # the plugin is not installed here
         return None
-    a, b = flat(default), flat(rec["config"])
+    a, b = flatten(default), flatten(rec["config"])
     diff = [f"{k}={b[k]}" for k in sorted(b) if k.split(".")[0] not in EXECUTION and a.get(k) != b[k]]
     return [d.replace("selection.name=", "selection=") for d in diff]
 

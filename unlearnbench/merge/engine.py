@@ -9,9 +9,10 @@ cache is read in place, no copy) and reduced at once, so each file byte is read 
 Resident memory: the output τ plus a few chunks, whatever n.
 
 Reducers that name a ``fused_op`` (Uniform, MagMax, NegMerge with full consensus and all its
-§4.7 variants) are computed by merge_kernel.c in one pass with the accumulators in L1; in
-torch each accumulator is its own pass over the chunk (unlearnbench.ckernel: built once with
-the system compiler; without one, torch, and it says so).
+§4.7 variants) are computed by kernel.c in one pass with the accumulators in L1; in torch
+each accumulator is its own pass over the chunk (unlearnbench.merge.kernel: built once with
+the system compiler; without one, torch, and it says so). ``ChunkReducer`` and
+``FusedReducer`` below are the contract.
 
 This applies to *elementwise* operators only (``MergeMethod.elementwise``: Uniform,
 NegMerge and its variants, MagMax): element j of the result depends only on element j of
@@ -28,12 +29,57 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
 
-from .errors import StoreError
+from ..errors import StoreError
+
+if TYPE_CHECKING:
+    import torch
+
+    Tau = dict[str, torch.Tensor]
 
 CHUNK = 1 << 20  # elements per chunk: 4 MiB of fp32; accumulators stay in cache, per-chunk overhead stays small
 _DTYPES = {"F32": ("float32", 4), "F16": ("float16", 2), "BF16": ("bfloat16", 2), "F64": ("float64", 8)}
+
+
+class ChunkReducer(Protocol):
+    """What ``merge_safetensors`` asks of ``make_reducer()``: a fresh one per chunk, fed with
+    ``update`` the n candidates' chunks ({tensor name: flat fp32 chunk}) in the order of the files,
+    then ``result()``: the merged chunk under the same name. Elementwise operators only: element
+    j of the result may depend only on element j of the inputs (``MergeMethod.elementwise``),
+    which is what makes the chunked result bitwise the per-file one."""
+
+    def update(self, tau: Tau) -> None: ...
+
+    def result(self) -> Tau: ...
+
+
+@runtime_checkable
+class FusedReducer(ChunkReducer, Protocol):
+    """A ``ChunkReducer`` whose merge kernel.c also computes, in one pass over the candidates.
+
+    ``fused_op`` names the kernel's op (a key of ``kernel.OPS``, the C enum). The op keeps some
+    of the accumulators sum (Σ v, in file order), min, max (elementwise) and absmax (the first
+    value of largest |v|), and ends with ``finish(n, acc)``: the reducer's own torch form of that
+    last step, from those accumulators ({name: tensor}) over n candidates, which ``result()``
+    uses. The kernel must give the same floats; tests/test_merge_cli.py holds every fused op to
+    bitwise equality with the torch path."""
+
+    fused_op: str
+
+    def finish(self, n: int, acc: dict[str, torch.Tensor]) -> torch.Tensor: ...
+
+
+def fused_op(reducer: ChunkReducer) -> str | None:
+    """The kernel op a reducer is computed by, or None: it runs in torch (``update``/``result``)."""
+    if not isinstance(reducer, FusedReducer):
+        return None
+    from .kernel import OPS
+
+    if reducer.fused_op not in OPS:
+        raise ValueError(f"{type(reducer).__name__}.fused_op={reducer.fused_op!r} is not an op of kernel.c "
+                         f"({', '.join(OPS)})")
+    return reducer.fused_op
 
 
 @dataclass(frozen=True)
@@ -134,7 +180,7 @@ class ChunkReader:
 
 
 def merge_safetensors(
-    make_reducer: Callable[[], Any],
+    make_reducer: Callable[[], ChunkReducer],
     paths: list[str],
     base: str | None = None,
     keys: list[str] | None = None,
@@ -143,22 +189,21 @@ def merge_safetensors(
 ) -> dict:
     """Merge the files' tensors (or, with ``base``, the task vectors file − base) chunk by chunk.
 
-    ``make_reducer()`` returns a fresh elementwise reducer (``update(dict)``, ``result()``);
-    one is used per chunk, fed the n candidates' chunks in the order of ``paths``. A reducer
-    naming a ``fused_op`` of merge_kernel.c is computed instead by the C kernel (one pass,
-    ``threads`` ways, bitwise the same), when it builds (unlearnbench.ckernel).
+    ``make_reducer()`` returns a fresh ``ChunkReducer``; one is used per chunk, fed the n
+    candidates' chunks in the order of ``paths``. A ``FusedReducer`` is computed instead by the
+    C kernel (one pass, ``threads`` ways, bitwise the same), when it builds (``kernel``).
     """
     import torch
 
-    from .ckernel import kernel
+    from .kernel import kernel
 
     if not paths:
         raise StoreError("nothing to merge: no task vector files given")
     threads = threads or torch.get_num_threads()
     readers = [ChunkReader(p) for p in paths]
     base_r = ChunkReader(base) if base else None
-    fused_op = getattr(make_reducer(), "fused_op", None)
-    lib = kernel() if fused_op is not None else None
+    op = fused_op(make_reducer())
+    lib = kernel() if op is not None else None
     pool = None
     try:
         ref = base_r.index if base_r else readers[0].index
@@ -180,7 +225,7 @@ def merge_safetensors(
             for lo in range(0, numel, CHUNK):
                 hi = min(lo + CHUNK, numel)
                 if fused:
-                    _fused_chunk(lib, pool, threads, fused_op, res, readers, base_r, name, lo, hi)
+                    _fused_chunk(lib, pool, threads, op, res, readers, base_r, name, lo, hi)
                 else:
                     red = make_reducer()
                     b = base_r.read(name, lo, hi).clone() if base_r else None
@@ -212,7 +257,7 @@ def _fused_chunk(lib, pool, threads: int, op: str, res, readers, base_r, name: s
     candidate read once, the range split into ``threads`` contiguous parts."""
     import ctypes
 
-    from .ckernel import OPS
+    from .kernel import OPS
 
     code = OPS[op]
     base_addr = base_r.address(name, lo) if base_r else None
@@ -229,7 +274,7 @@ def _fused_chunk(lib, pool, threads: int, op: str, res, readers, base_r, name: s
     bounds = [(a, min(a + step, m)) for a in range(0, m, step)]
     codes = [part(*bounds[0])] if pool is None or len(bounds) == 1 else list(pool.map(lambda ab: part(*ab), bounds))
     if -2 in codes:
-        raise ValueError(f"merge_kernel.c does not know op {op!r} ({code})")
+        raise ValueError(f"kernel.c does not know op {op!r} ({code})")
     bad = [i for i in codes if i >= 0]
     if bad:  # §3: a non-finite candidate is rejected
         raise StoreError(f"{readers[min(bad)].path}: task vector has non-finite values in {name!r}")

@@ -1,4 +1,4 @@
-/* The chunked merge engine's inner loop (unlearnbench/fastmerge.py, built by unlearnbench/ckernel.py):
+/* The chunked merge engine's inner loop (unlearnbench/merge/engine.py, built by unlearnbench/merge/kernel.py):
  * one pass over n task-vector ranges computing an elementwise merge, written once to `out`.
  *
  * Why C: in torch every accumulator is a separate pass over the chunk (S += v, lo = min(lo, v),
