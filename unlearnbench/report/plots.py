@@ -45,7 +45,7 @@ def _tradeoff(scen, records, rows, out, titles):
                    label="pool members (each at its own λ*)", zorder=1)
     markers = "os^vD<>phX*P"
     # default configurations only: variants (pool.size sweeps, ...) have plots of their own
-    shown = [r for r in rows if r.kind in ("reference", "measured") and not r.oracle and "[" not in r.label]
+    shown = [r for r in rows if r.role in ("reference", "measured") and not r.oracle and "[" not in r.label]
     if not shown:
         plt.close(fig)
         return None

@@ -55,10 +55,10 @@ HEAD = ["Method", "Used splits", "Selection", "Acc Dr", "Acc Df", "Acc Dtest", "
 
 def _cells(row: Row) -> list[str]:
     sel = row.selection + (" (ORACLE)" if row.oracle else "")
-    if row.kind == "missing":
+    if row.role == "missing":
         sel = "not run yet"
     cells = [format_cell(row.cells.get(c)) for c, _ in METRICS]
-    if row.rank != "avg_gap" and row.mark and row.kind == "measured":  # the mark sits on the rank column
+    if row.rank != "avg_gap" and row.mark and row.role == "measured":  # the mark sits on the rank column
         i = [c for c, _ in METRICS].index(row.rank)
         cells[i] = f"**{cells[i]}**" if row.mark == "best" else f"{cells[i]} ≈"
     return [row.label, row.used_splits or "–", sel or "–", *cells,
@@ -73,17 +73,17 @@ def _md_table(rows: list[Row]) -> str:
 
 
 def _sections(rows: list[Row]) -> list[tuple[str, list[Row]]]:
-    ref = [r for r in rows if r.kind == "reference"]
+    ref = [r for r in rows if r.role == "reference"]
     def rank(r):
         if r.gap is not None:
             return r.gap
         c = r.cells.get(r.rank) or {}
         return c["mean"] if c.get("mean") is not None and not math.isnan(c["mean"]) else math.inf
 
-    measured = sorted([r for r in rows if r.kind == "measured" and not r.oracle], key=lambda r: (rank(r), r.label))
-    oracle = [r for r in rows if r.kind == "measured" and r.oracle]
-    paper = [r for r in rows if r.kind == "paper"]
-    missing = sorted([r for r in rows if r.kind == "missing"], key=lambda r: r.label)
+    measured = sorted([r for r in rows if r.role == "measured" and not r.oracle], key=lambda r: (rank(r), r.label))
+    oracle = [r for r in rows if r.role == "measured" and r.oracle]
+    paper = [r for r in rows if r.role == "paper"]
+    missing = sorted([r for r in rows if r.role == "missing"], key=lambda r: r.label)
     out = [("Methods (oracle-free selection)", ref + measured + missing)]
     if oracle:
         out.append(("Oracle selection: reads test and the Retrain model, reproduces the paper's tuning; "
@@ -100,7 +100,7 @@ def render_markdown(scen: str, rows: list[Row], plots: list[str], warnings: list
              legend, ""]
     for title, rs in _sections(rows):
         parts += [f"## {title}", "", _md_table(rs), ""]
-    if not any(r.kind == "paper" for r in rows):
+    if not any(r.role == "paper" for r in rows):
         parts += ["The paper reports no numbers for this scenario.", ""]
     for p in plots:
         parts += [f"![{p}](plots/{p})", ""]
@@ -111,6 +111,7 @@ def render_csv(rows: list[Row]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     cols = [c for c, _ in METRICS]
+    # "kind" is the row's role (measured, reference, paper, missing): the published CSV header is kept
     w.writerow(["kind", "method", "label", "used_splits", "selection", "oracle", "seeds",
                 *[f"{c}_{s}" for c in cols for s in ("mean", "std")], "avg_gap", "avg_gap_paired_mean",
                 "avg_gap_paired_std", "mark", "wall_s", "source"])
@@ -124,7 +125,7 @@ def render_csv(rows: list[Row]) -> str:
             cell = r.cells.get(c) or {}
             vals += [num(cell.get("mean")), num(cell.get("std"))]
         gp = r.gap_paired or (None, None)
-        w.writerow([r.kind, r.method, r.label, r.used_splits, r.selection, int(r.oracle), len(r.trials), *vals,
+        w.writerow([r.role, r.method, r.label, r.used_splits, r.selection, int(r.oracle), len(r.trials), *vals,
                     num(r.gap), num(gp[0]), num(gp[1]), r.mark, num(r.wall_s), r.source])
     return buf.getvalue()
 
@@ -198,7 +199,7 @@ def render_index(tables: dict[str, list[Row]], records: list[dict]) -> str:
         recs = [r for r in records if r["scenario"] == scen]
         devices = sorted({(r.get("provenance") or {}).get("gpu") or (r.get("provenance") or {}).get("cpu") or "?"
                           for r in recs})
-        measured = sorted({r.method for r in rows if r.kind == "measured"})
+        measured = sorted({r.method for r in rows if r.role == "measured"})
         seeds = sorted({r["trial"] for r in recs})
         lines.append(f"| {scen} | {len(measured)} | {', '.join(map(str, seeds))} | {'; '.join(devices)} | "
                      f"[{scen}.md]({scen}.md) |")

@@ -63,7 +63,7 @@ def _mean_std(vals: list[float]) -> tuple[float, float | None]:
 class Row:
     label: str
     method: str
-    kind: str  # measured | reference (Original/Retrain) | paper
+    role: str  # measured | reference (Original/Retrain) | paper | missing: which table part the row is
     used_splits: str = ""
     selection: str = ""
     oracle: bool = False
@@ -119,7 +119,7 @@ def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Ro
                          "sparsity": _mean_std([(r.get("sparsity") or {}).get("u_all") for r in recs]),
                          "records": [r["_file"] for r in recs]}
             rows.append(row)
-        ranked = [r for r in rows if r.kind == "measured" and not r.oracle]
+        ranked = [r for r in rows if r.role == "measured" and not r.oracle]
         if has_oracle and scoring.rank == "avg_gap":
             _mark_best(ranked)
         else:  # no Retrain, so no gap: the scenario's rank column (CLIP: the paper bolds the lowest Acc Df [P T1])
@@ -132,13 +132,13 @@ def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Ro
                 if not has_oracle and "retain" in host.methods.get(name).uses:
                     continue  # the scenario has no D_r: such a method cannot run there (the runner refuses it)
                 if name not in seen:
-                    rows.append(Row(label=name, method=name, kind="missing",
+                    rows.append(Row(label=name, method=name, role="missing",
                                     used_splits="+".join(sorted(host.methods.get(name).uses)),
                                     cells={c: None for c, _ in METRICS}, rank=scoring.rank,
                                     legend=scoring.legend))
         paper = _paper(scen, host)
         for p in (paper or {}).get("rows", []):
-            rows.append(Row(label=f"paper: {p['label']}", method=p["method"], kind="paper",
+            rows.append(Row(label=f"paper: {p['label']}", method=p["method"], role="paper",
                             used_splits=p["used_splits"], cells={k: v for k, v in p["cells"].items() if k != "avg_gap"},
                             gap=(p["cells"]["avg_gap"] or {}).get("mean"), source=paper["table"], rank=scoring.rank,
                             legend=scoring.legend))
@@ -162,7 +162,7 @@ def _paper(scen: str, host: Any | None) -> dict | None:
 
 
 def row_from(label: str, key: str, metrics: list[dict], retrains: list[dict | None], trials: list[int],
-             kind: str, cols: list[tuple[str, str]] = METRICS) -> Row:
+             role: str, cols: list[tuple[str, str]] = METRICS) -> Row:
     """Mean ± std of each column over trials; Avg. Gap from the trial means (paper-comparable) and
     paired per trial (PROTOCOL §8.3). The CLI's run summary uses it too."""
     from ..metrics import avg_gap
@@ -171,7 +171,7 @@ def row_from(label: str, key: str, metrics: list[dict], retrains: list[dict | No
     for col, _ in cols:
         m, s = _mean_std([x.get(col) for x in metrics])
         cells[col] = {"mean": m, "std": s}
-    row = Row(label=label, method=key, kind=kind, trials=trials, cells=cells)
+    row = Row(label=label, method=key, role=role, trials=trials, cells=cells)
     if all(r is not None for r in retrains) and retrains:
         means = {c: cells[c]["mean"] for c in GAP_METRICS}
         ref = {c: statistics.mean(r[c] for r in retrains) for c in GAP_METRICS}
