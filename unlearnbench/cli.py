@@ -290,7 +290,9 @@ def check_recipe_cmd(scenario, trial, overrides, store, data_root):
     from .character import check_recipe
     from .store import Store
 
-    res = _resolve("retrain", scenario, None, overrides)
+    # resolved with the oracle method (Retrain), whose suite defaults are the ones its stage trains under
+    oracle = next((n for n in _host().methods.names() if _host().methods.get(n).oracle), None)
+    res = _resolve(oracle, scenario, None, overrides)
     out = check_recipe(res.scenario, res.cfg.scenario, trial, Store(store), data_root, str(res.cfg.device),
                        int(res.cfg.threads))
     for name, c in out["checks"].items():
