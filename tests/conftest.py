@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may download in tests
 os.environ["UNLEARNBENCH_QUIET"] = "1"
@@ -11,7 +10,7 @@ os.environ.pop("UNLEARNBENCH_STRICT_PLUGINS", None)
 
 import pytest  # noqa: E402
 
-PLUGINS_DIR = Path(__file__).parent / "plugins"
+from helpers import PLUGINS_DIR  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -46,9 +45,3 @@ def example_plugin_path(monkeypatch):
     monkeypatch.syspath_prepend(str(PLUGINS_DIR))
     yield PLUGINS_DIR
     sys.modules.pop("unlearnbench_example", None)
-
-
-def cli_env(**extra: str) -> dict:
-    env = dict(os.environ)
-    env.update(extra)
-    return env

@@ -11,22 +11,9 @@ import pytest
 
 from unlearnbench.leaderboard import aggregate, build, render_csv, render_markdown
 
+from helpers import m, rec
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def rec(method, trial, metrics, scenario="digits-10pct", rule="val_matched", oracle=False, chash=None):
-    retrain = {"acc_retain": 100.0, "acc_forget": 95.0, "acc_test": 95.0, "acc_val": 95.0, "mia": 10.0}
-    original = {"acc_retain": 100.0, "acc_forget": 100.0, "acc_test": 95.0, "acc_val": 95.0, "mia": 0.0}
-    return {"scenario": scenario, "method": method, "trial": trial, "config_hash": chash or f"h-{method}-{rule}",
-            "variant": [] if rule == "val_matched" else [f"selection={rule}"],
-            "config": {"method": {"name": method}, "pool": {"size": 0}, "selection": {"name": rule}},
-            "used_splits": "forget+val", "selection": {"rule": rule, "oracle": oracle}, "lambda": 1.0,
-            "metrics": {"acc_val": 95.0, **metrics}, "retrain": retrain, "original": original,
-            "timings": {"total_s": 1.0}, "_file": f"{scenario}/{method}/seed-{trial}/run.json"}
-
-
-def m(r, f, t, mia):
-    return {"acc_retain": r, "acc_forget": f, "acc_test": t, "mia": mia}
 
 
 def test_best_marked_only_beyond_noise():
