@@ -72,3 +72,32 @@ def test_json_documents_checked(tmp_path, capsys):
     p.write_text(json.dumps(doc))
     assert st.get_json("metrics", "ab" * 32) is None
     assert "corrupt" in capsys.readouterr().err
+
+
+def test_weights_digest_is_of_content_not_file(tmp_path):
+    """Equal weights give one digest however they were written; any changed bit, name, dtype or
+    shape gives another. The file's own bytes are stable too (one metadata key): safetensors
+    writes a metadata map in random order, which once gave equal weights two file hashes."""
+    import hashlib
+
+    import torch
+
+    from unlearnbench.store import Store, tensor_digest
+
+    w = {"b": torch.arange(6, dtype=torch.float32).reshape(2, 3), "a": torch.ones(3, dtype=torch.bfloat16)}
+    d = tensor_digest(w)
+    assert d == tensor_digest({"a": w["a"].clone(), "b": w["b"].t().contiguous().t()})  # order, strides
+    bumped = w["b"].clone()
+    bumped.view(torch.int32)[0, 0] ^= 1  # one bit
+    for other in ({**w, "b": bumped}, {**w, "b": w["b"].reshape(3, 2)}, {**w, "a": w["a"].float()},
+                  {"c": w["b"], "a": w["a"]}):
+        assert tensor_digest(other) != d
+    files = []
+    for root in [f"s{i}" for i in range(8)]:  # two metadata keys would differ in ~7 of 8 writes
+        s = Store(tmp_path / root)
+        s.put("original", "k" * 64, w, {"x": 1}, None)
+        files.append((tmp_path / root / "original" / "kk" / ("k" * 64 + ".safetensors")).read_bytes())
+        assert s.digest("original", "k" * 64) == hashlib.sha256(files[-1]).hexdigest()
+        assert tensor_digest(s.get("original", "k" * 64, None)[0]) == d
+    assert len(set(files)) == 1
+    assert Store(tmp_path / "s1").digest("original", "z" * 64) is None
