@@ -3,6 +3,7 @@ reading a pool is tests/test_stages.py's, the rules tests/test_rules.py's."""
 from __future__ import annotations
 
 from unlearnbench.pools import CLASSIFIER_POOLS, CLIP_POOLS
+from unlearnbench.recipe import PoolGrid
 
 
 def test_named_pools_match_protocol():
@@ -14,5 +15,8 @@ def test_named_pools_match_protocol():
     assert (first[0].epochs, first[0].wd, first[0].label_smoothing) == (40, 1e-4, 0.0)
     assert (first[1].epochs, first[1].wd, first[1].label_smoothing) == (40, 1e-4, 0.05)
     p7 = CLIP_POOLS["pool7"]
-    assert p7.members(0) == p7.members(0) and len(set(map(str, p7.members(0)))) == 8  # stored draw
-    assert p7.members(0) != p7.members(1)  # drawn from the trial's pool stream
+    full = p7.grid()  # 36 configs, 8 drawn per trial from the trial's pool stream, kept in grid order
+    assert [full.index(r) for r in p7.members(0)] == [2, 3, 24, 25, 26, 31, 34, 35]  # the draw the records used
+    assert [full.index(r) for r in p7.members(1)] == [2, 6, 12, 20, 24, 26, 27, 32]
+    again = PoolGrid(p7.name, p7.base, p7.columns, draw=8)  # a function of (trial, name) only
+    assert again.members(0) == p7.members(0) and again.members(1) == p7.members(1)
