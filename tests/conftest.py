@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may download in tests
 os.environ["UNLEARNBENCH_QUIET"] = "1"
@@ -11,7 +10,7 @@ os.environ.pop("UNLEARNBENCH_STRICT_PLUGINS", None)
 
 import pytest  # noqa: E402
 
-PLUGINS_DIR = Path(__file__).parent / "plugins"
+from helpers import PLUGINS_DIR  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -22,22 +21,18 @@ def _one_thread():
     yield
 
 
-@pytest.fixture(scope="session")
-def session_store(tmp_path_factory):
-    """One store shared by the tests that train digits models, so each model trains once."""
-    from unlearnbench.store import Store
+# The suite's own short names for the fixtures of its pytest plugin (unlearnbench.testing, the
+# pytest11 entry point): one store per session, so each digits model trains once, shared with
+# the `check_method` fixture; a fresh plugin host per test.
 
-    return Store(tmp_path_factory.mktemp("store"))
+@pytest.fixture(scope="session")
+def session_store(unlearnbench_store):
+    return unlearnbench_store
 
 
 @pytest.fixture
-def host():
-    """A fresh plugin host with the installed entry points (pluggy's `pm` fixture pattern)."""
-    from unlearnbench.plugins import PluginHost
-
-    h = PluginHost()
-    h.load_entry_points()
-    return h
+def host(unlearnbench_host):
+    return unlearnbench_host
 
 
 @pytest.fixture
@@ -46,9 +41,3 @@ def example_plugin_path(monkeypatch):
     monkeypatch.syspath_prepend(str(PLUGINS_DIR))
     yield PLUGINS_DIR
     sys.modules.pop("unlearnbench_example", None)
-
-
-def cli_env(**extra: str) -> dict:
-    env = dict(os.environ)
-    env.update(extra)
-    return env

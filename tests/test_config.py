@@ -13,13 +13,69 @@ def test_defaults(host):
     assert list(r.cfg.seeds) == [0, 1, 2] and r.cfg.selection.grid == "classifier"
 
 
-def test_precedence_scenario_method_file_override(host, tmp_path):
+def _layered_host(host):
+    """The installed plugins plus a scenario and a method that bring their own defaults."""
+    from unlearnbench import hookimpl
+    from unlearnbench.methods.negmerge import NegMerge
+    from unlearnbench.scenarios.digits import Digits
+
+    class LayeredDigits(Digits):
+        suite_defaults = {"selection": {"name": "val_matched", "kappa": 0.9}, "pool": {"size": 3}, "seeds": [7],
+                          "threads": 1}
+
+    class Layered(NegMerge):
+        name = "layered"
+        suite_defaults = {"selection": {"kappa": 0.85}, "pool": {"size": 4}, "threads": 2}
+
+    class P:
+        @hookimpl
+        def register_scenarios(self, register):
+            register(LayeredDigits("digits-layered", "random"))
+
+        @hookimpl
+        def register_methods(self, register):
+            register(Layered())
+
+    host.register(P(), "layers")
+    return host
+
+
+def test_precedence_suite_scenario_method_file_override(host, tmp_path):
+    """suite defaults < scenario < method < --config FILE < -o, read from a real YAML file."""
+    from unlearnbench.config import load_file
+
+    host = _layered_host(host)
     f = tmp_path / "c.yaml"
     f.write_text("selection:\n  kappa: 0.8\npool:\n  size: 5\n")
-    r = resolve(host, file_layer={"selection": {"kappa": 0.8}, "pool": {"size": 5}},
-                overrides=["pool.size=9"])
-    assert r.cfg.selection.kappa == 0.8  # file beats the rule default
-    assert r.cfg.pool.size == 9  # -o beats the file
+    at = {"scenario": "digits-layered", "method": "layered"}
+    r = resolve(host, **at)
+    assert list(r.cfg.seeds) == [7]  # the scenario beats the suite's [0, 1, 2]
+    assert r.cfg.threads == 2 and r.cfg.pool.size == 4 and r.cfg.selection.kappa == 0.85  # the method beats it
+    assert r.variant == []  # the plugins' defaults are the baseline of a variant
+    r = resolve(host, **at, file_layer=load_file(str(f)))
+    assert r.cfg.selection.kappa == 0.8 and r.cfg.pool.size == 5  # the file beats the method
+    r = resolve(host, **at, file_layer=load_file(str(f)), overrides=["pool.size=9"])
+    assert r.cfg.pool.size == 9 and r.cfg.selection.kappa == 0.8 and list(r.cfg.seeds) == [7]  # -o beats the file
+    assert r.variant == ["pool.size=9", "selection.kappa=0.8"]
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_file(str(tmp_path / "missing.yaml"))
+
+
+def test_cli_reads_the_config_file(tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from unlearnbench.cli import main
+
+    f = tmp_path / "c.yaml"
+    f.write_text("selection:\n  kappa: 0.8\npool:\n  size: 5\n")
+    r = CliRunner().invoke(main, ["config", "--config", str(f), "-o", "pool.size=9"])
+    assert r.exit_code == 0, r.output
+    shown = yaml.safe_load(r.output)
+    assert shown["selection"]["kappa"] == 0.8 and shown["pool"]["size"] == 9
+    f.write_text("pool:\n  sise: 5\n")
+    r = CliRunner().invoke(main, ["config", "--config", str(f)])
+    assert r.exit_code == 2 and "unknown config key 'pool.sise' (from --config file)" in r.output
 
 
 def test_shorthand_and_rule_typed_section(host):
@@ -60,8 +116,10 @@ def test_hash_is_stable_and_sensitive(host):
 
 
 def test_resolved_config_is_read_only(host):
+    from omegaconf.errors import ReadonlyConfigError
+
     r = resolve(host)
-    with pytest.raises(Exception):
+    with pytest.raises(ReadonlyConfigError):
         r.cfg.pool.size = 3
 
 

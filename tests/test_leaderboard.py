@@ -1,5 +1,5 @@
-"""Leaderboards from run records: aggregation, noise-aware marking, paper rows, rendering,
-regeneration of the committed leaderboards/, and the sweep's skip/resume (issue 5)."""
+"""Leaderboards from run records: aggregation, noise-aware marking, paper rows, rendering, and
+regeneration of the committed leaderboards/. The sweep's skip/resume is tests/test_runner.py's."""
 from __future__ import annotations
 
 
@@ -11,22 +11,9 @@ import pytest
 
 from unlearnbench.report import aggregate, build, render_csv, render_markdown
 
+from helpers import m, rec
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def rec(method, trial, metrics, scenario="digits-10pct", rule="val_matched", oracle=False, chash=None):
-    retrain = {"acc_retain": 100.0, "acc_forget": 95.0, "acc_test": 95.0, "acc_val": 95.0, "mia": 10.0}
-    original = {"acc_retain": 100.0, "acc_forget": 100.0, "acc_test": 95.0, "acc_val": 95.0, "mia": 0.0}
-    return {"scenario": scenario, "method": method, "trial": trial, "config_hash": chash or f"h-{method}-{rule}",
-            "variant": [] if rule == "val_matched" else [f"selection={rule}"],
-            "config": {"method": {"name": method}, "pool": {"size": 0}, "selection": {"name": rule}},
-            "used_splits": "forget+val", "selection": {"rule": rule, "oracle": oracle}, "lambda": 1.0,
-            "metrics": {"acc_val": 95.0, **metrics}, "retrain": retrain, "original": original,
-            "timings": {"total_s": 1.0}, "_file": f"{scenario}/{method}/seed-{trial}/run.json"}
-
-
-def m(r, f, t, mia):
-    return {"acc_retain": r, "acc_forget": f, "acc_test": t, "mia": mia}
 
 
 def test_best_marked_only_beyond_noise():
@@ -100,24 +87,6 @@ def test_committed_leaderboards_regenerate_identically(tmp_path, host):
         assert filecmp.cmp(tmp_path / rel, committed / rel, shallow=False), f"{rel} differs from its regeneration"
 
 
-def test_sweep_skips_recorded_and_resumes(host, session_store, tmp_path):
-    from unlearnbench.config import resolve
-    from unlearnbench.runner import sweep_grid
-
-    res = [resolve(host, method=mm, overrides=["pool.size=3"]) for mm in ("negmerge", "uniform")]
-    first = sweep_grid(res, [0, 1], store=session_store, runs_dir=tmp_path, data_root=None, echo=lambda s: None)
-    assert first == {"ran": 4, "skipped": 0, "failed": 0}
-    again = sweep_grid(res, [0, 1], store=session_store, runs_dir=tmp_path, data_root=None, echo=lambda s: None)
-    assert again == {"ran": 0, "skipped": 4, "failed": 0}
-    (tmp_path / "digits-10pct" / res[1].run_name / "seed-1" / "run.json").unlink()  # as if interrupted there
-    resumed = sweep_grid(res, [0, 1], store=session_store, runs_dir=tmp_path, data_root=None, echo=lambda s: None)
-    assert resumed == {"ran": 1, "skipped": 3, "failed": 0}
-    changed = [resolve(host, method="negmerge", overrides=["pool.size=4"])]  # another config hash: runs again
-    assert sweep_grid(changed, [0], store=session_store, runs_dir=tmp_path, data_root=None,
-                      echo=lambda s: None)["ran"] == 1
-
-
-
 def test_single_seed_rows_cannot_take_or_block_a_clear_win():
     recs = []
     for t, jitter in enumerate((0.0, 0.1, -0.1)):
@@ -167,32 +136,3 @@ def test_records_from_different_originals_are_flagged(tmp_path):
     assert "Not like for like" in (tmp_path / "lb" / "digits-10pct.md").read_text()
     assert 'class="warn"' in (tmp_path / "lb" / "index.html").read_text()
     assert "Not like for like" not in (REPO / "leaderboards" / "digits-10pct.md").read_text()
-
-
-def test_weights_digest_is_of_content_not_file(tmp_path):
-    """Equal weights give one digest however they were written; any changed bit, name, dtype or
-    shape gives another. The file's own bytes are stable too (one metadata key): safetensors
-    writes a metadata map in random order, which once gave equal weights two file hashes."""
-    import hashlib
-
-    import torch
-
-    from unlearnbench.store import Store, tensor_digest
-
-    w = {"b": torch.arange(6, dtype=torch.float32).reshape(2, 3), "a": torch.ones(3, dtype=torch.bfloat16)}
-    d = tensor_digest(w)
-    assert d == tensor_digest({"a": w["a"].clone(), "b": w["b"].t().contiguous().t()})  # order, strides
-    bumped = w["b"].clone()
-    bumped.view(torch.int32)[0, 0] ^= 1  # one bit
-    for other in ({**w, "b": bumped}, {**w, "b": w["b"].reshape(3, 2)}, {**w, "a": w["a"].float()},
-                  {"c": w["b"], "a": w["a"]}):
-        assert tensor_digest(other) != d
-    files = []
-    for root in [f"s{i}" for i in range(8)]:  # two metadata keys would differ in ~7 of 8 writes
-        s = Store(tmp_path / root)
-        s.put("original", "k" * 64, w, {"x": 1}, None)
-        files.append((tmp_path / root / "original" / "kk" / ("k" * 64 + ".safetensors")).read_bytes())
-        assert s.digest("original", "k" * 64) == hashlib.sha256(files[-1]).hexdigest()
-        assert tensor_digest(s.get("original", "k" * 64, None)[0]) == d
-    assert len(set(files)) == 1
-    assert Store(tmp_path / "s1").digest("original", "z" * 64) is None

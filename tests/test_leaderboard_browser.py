@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from test_leaderboard import m, rec
+from helpers import m, rec
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

@@ -117,36 +117,24 @@ def test_fast_eval_maxpool_is_the_stock_pool_bit_for_bit():
         assert calls.count(torch.channels_last) == 1 and x.grad is not None  # the inference call only
 
 
-def test_evaluator_takes_subset_splits_from_the_superset_pass(host):
-    """Class-wise selection reads D_f, D_val and D_val^r ⊂ D_val; the final evaluation reads the MIA
-    members ⊂ D_r. Each subset's logits come from its superset's pass, with the same numbers as a
-    pass of its own, and the images forwarded drop accordingly."""
-    import torch
+def test_sparsity_breakdown_cnn():
+    from unlearnbench.metrics import sparsity_breakdown
+    from unlearnbench.models import build_model
 
-    from unlearnbench.config import resolve
-    from unlearnbench.evaluate import Evaluator
-    from unlearnbench.metrics import accuracy, logits
+    m = build_model("cnn-bn", 10)
+    tau = {k: torch.ones_like(p) for k, p in m.named_parameters()}
+    tau["0.weight"].zero_()  # the stem conv: all zeros
+    tau["9.weight"][:128] = 0  # half the rows of fc(1568 -> 256)
+    out = sparsity_breakdown(tau, m)
+    assert out["by_depth"]["0"]["sparsity"] == 100.0 and out["by_depth"]["9"]["sparsity"] == pytest.approx(
+        100 * 128 * 1568 / (256 * 1568 + 256))
+    conv = out["by_component"]["conv"]
+    assert conv["layers"] == 2 and conv["sparsity"] == pytest.approx(100 * 144 / (144 + 4608))
+    assert out["by_component"]["bn_affine"]["sparsity"] == 0.0
 
-    res = resolve(host, scenario="digits-class", method="retrain")
-    task = res.scenario.build_task(res.cfg.scenario, 0, None)
-    torch.manual_seed(0)
-    model = task.new_model()
-    size = task.manifest["sizes"]
 
-    ev = Evaluator(task)
-    names = ["acc_forget", "acc_val", "acc_val_retain"]
-    got = ev.measure(model, names)
-    assert ev.forwarded == size["forget"] + size["val"]  # not + val_retain
-    for n in names:
-        x, y = task.tensors(n[4:])
-        assert got[n] == accuracy(logits(model, x), y)
-    assert 0 < size["val_retain"] < size["val"]
+def test_vit_blocks_split_in_thirds():
+    from unlearnbench.metrics import _depth_group
 
-    ev = Evaluator(task)
-    final = ev.measure(model, ev.report_names())
-    distinct = {"retain", "forget", "test", "val", "test_forget_class", "mia_nonmembers"}
-    assert ev.forwarded == sum(size[s] for s in distinct if s != "mia_nonmembers" or
-                               task.manifest["splits"]["mia_nonmembers"] != task.manifest["splits"]["test"])
-    assert set(task.manifest["splits"]["mia_members"]) <= set(task.manifest["splits"]["retain"])
-    assert final["acc_test_forget_class"] == accuracy(logits(model, task.tensors("test_forget_class")[0]),
-                                                      task.tensors("test_forget_class")[1])
+    assert [_depth_group(f"visual.transformer.resblocks.{i}.mlp.c_fc.weight", 12) for i in (0, 3, 4, 8, 11)] == [
+        "early", "early", "middle", "late", "late"]

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from conftest import PLUGINS_DIR, cli_env
+from helpers import PLUGINS_DIR, cli_env
 from unlearnbench.errors import PluginError
 from unlearnbench.plugins import PluginHost
 

@@ -1,5 +1,5 @@
-"""End to end on digits: run records, store reuse across methods, interruption, split enforcement,
-oracle tagging, and the recipe character check (PROTOCOL §2.1)."""
+"""End to end on digits: run records, store reuse across methods, interruption, oracle tagging,
+and the recipe character check (PROTOCOL §2.1). Split enforcement is tests/test_context.py's."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,6 @@ import json
 import pytest
 
 from unlearnbench.config import resolve
-from unlearnbench.errors import SplitAccessError
 from unlearnbench.seeding import sha256_hex
 from unlearnbench.runner import run_trial
 
@@ -99,58 +98,6 @@ def test_pool_interruption_keeps_finished_members(host, tmp_path, monkeypatch):
     monkeypatch.setattr(training, "train", orig)
     rec = run(host, store, tmp_path)
     assert rec["timings"]["pool_trained"] == 3  # only the 3 missing of 6 are trained
-
-
-def _peeker(split):
-    """A method that reaches for data it did not declare."""
-    from unlearnbench import Method
-
-    class Peeker(Method):
-        name = "peeker"
-        uses = frozenset({"forget"})
-        selects = False
-
-        def unlearn(self, ctx):
-            return ctx.data(split)
-
-    return Peeker()
-
-
-@pytest.mark.parametrize("split", ["retain", "test", "val"])
-def test_ctx_enforces_declared_splits(host, session_store, split):
-    from unlearnbench.context import Ctx
-    from unlearnbench.stages import Stages
-
-    res = resolve(host, overrides=[POOL6])
-    task = res.scenario.build_task(res.cfg.scenario, 0, None)
-    method = _peeker(split)
-    ctx = Ctx(Stages(task, session_store), method, res.cfg.method, res.rule, res.cfg.selection, res.cfg.pool)
-    with pytest.raises(SplitAccessError, match=split):
-        method.unlearn(ctx)
-    with pytest.raises(SplitAccessError):
-        ctx.retrain()
-    assert ctx.data("forget")[0].shape[0] == 125  # the declared split is handed out
-
-
-def test_rule_cannot_read_undeclared_splits(host, session_store):
-    from unlearnbench.rules import ValMatched
-
-    class Sneaky(ValMatched):
-        name = "sneaky"
-
-        def needs(self, cfg, task):
-            return ["acc_forget", "acc_test"]  # test, while declaring forget+val
-
-    from unlearnbench.context import Ctx
-    from unlearnbench.methods.negmerge import NegMerge
-    from unlearnbench.stages import Stages
-
-    res = resolve(host, overrides=[POOL6])
-    task = res.scenario.build_task(res.cfg.scenario, 0, None)
-    ctx = Ctx(Stages(task, session_store), NegMerge(), res.cfg.method, Sneaky(), res.cfg.selection, res.cfg.pool)
-    tau = {k: v * 0 for k, v in ctx.original().items() if k in ctx.param_keys()}
-    with pytest.raises(SplitAccessError, match="sneaky.*test"):
-        ctx.select(tau)
 
 
 def test_class_wise_run(host, session_store, tmp_path):

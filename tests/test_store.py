@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -40,12 +41,55 @@ def test_corrupt_artifact_reported_and_recomputed(tmp_path, capsys):
     assert "corrupt" in capsys.readouterr().err and st.stats["corrupt"] == 1
 
 
-def test_interrupted_write_is_absent(tmp_path):
+@pytest.mark.parametrize("fails_in, existing", [("data", False), ("data", True), ("sidecar", False),
+                                                ("sidecar", True)])
+def test_a_write_interrupted_midway_leaves_nothing_half_written(tmp_path, monkeypatch, fails_in, existing):
+    """Ctrl-C (or a full disk) inside the write: half a file on disk, then the exception. No reader
+    may take it for a finished artifact, no temporary file stays behind, an earlier artifact's
+    file is never overwritten in place, and the next get_or_compute recomputes."""
+    from pathlib import Path
+
+    import safetensors.torch
+
     st = Store(tmp_path)
-    _, key, _ = st.get_or_compute("pool", {"m": 1}, lambda: {"w": torch.ones(3)}, "M")
-    _, side = st._paths("pool", key)
-    side.unlink()  # the sidecar is written last: without it the artifact never finished
-    assert not st.has("pool", key)
+    spec = {"m": 1}
+    key = st.key(spec)
+    data, side = st._paths("pool", key)
+    if existing:
+        st.put("pool", key, {"w": torch.ones(3)}, spec, "M")
+        old = data.read_bytes()
+    real_save, real_write_text = safetensors.torch.save_file, Path.write_text
+
+    def torn_save(tensors, filename, metadata=None):
+        real_save(tensors, filename, metadata=metadata)
+        with open(filename, "r+b") as f:
+            f.truncate(os.path.getsize(filename) // 2)
+        raise KeyboardInterrupt
+
+    def torn_write_text(self, text, *a, **kw):
+        if self.name.startswith(f".{side.name}."):  # the sidecar's temporary file
+            real_write_text(self, text[:len(text) // 2], *a, **kw)
+            raise KeyboardInterrupt
+        return real_write_text(self, text, *a, **kw)
+
+    if fails_in == "data":
+        monkeypatch.setattr(safetensors.torch, "save_file", torn_save)
+    else:
+        monkeypatch.setattr(Path, "write_text", torn_write_text)
+    with pytest.raises(KeyboardInterrupt):
+        st.put("pool", key, {"w": torch.full((3,), 2.0)}, spec, "M")
+    monkeypatch.undo()
+
+    assert not st.has("pool", key)  # the sidecar, written last, is the commit marker
+    assert sorted(p.name for p in data.parent.iterdir()) == ([data.name] if existing or fails_in == "sidecar"
+                                                             else [])  # no temporary file, no sidecar
+    if existing and fails_in == "data":
+        assert data.read_bytes() == old  # the earlier file was never written in place
+    elif data.exists():
+        assert safetensors.torch.load_file(str(data))["w"].tolist() == [2.0] * 3  # complete, not committed
+    out, _, computed = st.get_or_compute("pool", spec, lambda: {"w": torch.full((3,), 3.0)}, "M")
+    assert computed and out["w"].tolist() == [3.0] * 3
+    assert st.get("pool", key, "M")[0]["w"].tolist() == [3.0] * 3
 
 
 def test_manifest_mismatch_fails(tmp_path):
@@ -72,3 +116,32 @@ def test_json_documents_checked(tmp_path, capsys):
     p.write_text(json.dumps(doc))
     assert st.get_json("metrics", "ab" * 32) is None
     assert "corrupt" in capsys.readouterr().err
+
+
+def test_weights_digest_is_of_content_not_file(tmp_path):
+    """Equal weights give one digest however they were written; any changed bit, name, dtype or
+    shape gives another. The file's own bytes are stable too (one metadata key): safetensors
+    writes a metadata map in random order, which once gave equal weights two file hashes."""
+    import hashlib
+
+    import torch
+
+    from unlearnbench.store import Store, tensor_digest
+
+    w = {"b": torch.arange(6, dtype=torch.float32).reshape(2, 3), "a": torch.ones(3, dtype=torch.bfloat16)}
+    d = tensor_digest(w)
+    assert d == tensor_digest({"a": w["a"].clone(), "b": w["b"].t().contiguous().t()})  # order, strides
+    bumped = w["b"].clone()
+    bumped.view(torch.int32)[0, 0] ^= 1  # one bit
+    for other in ({**w, "b": bumped}, {**w, "b": w["b"].reshape(3, 2)}, {**w, "a": w["a"].float()},
+                  {"c": w["b"], "a": w["a"]}):
+        assert tensor_digest(other) != d
+    files = []
+    for root in [f"s{i}" for i in range(8)]:  # two metadata keys would differ in ~7 of 8 writes
+        s = Store(tmp_path / root)
+        s.put("original", "k" * 64, w, {"x": 1}, None)
+        files.append((tmp_path / root / "original" / "kk" / ("k" * 64 + ".safetensors")).read_bytes())
+        assert s.digest("original", "k" * 64) == hashlib.sha256(files[-1]).hexdigest()
+        assert tensor_digest(s.get("original", "k" * 64, None)[0]) == d
+    assert len(set(files)) == 1
+    assert Store(tmp_path / "s1").digest("original", "z" * 64) is None

@@ -24,6 +24,23 @@ core) and checks what every built-in method is held to:
 
 Declared splits it never read are reported in the returned notes: they would show in the
 Used-splits column although unused.
+
+Installed, this module is also a pytest plugin (entry point ``pytest11``), so a third party's
+tests get its fixtures without a conftest:
+
+- ``check_method``: the function above, storing its models in the session's store, so the
+  original and Retrain train once however many methods a session checks;
+- ``unlearnbench_store``: that session-wide ``Store``;
+- ``unlearnbench_host``: a fresh plugin host with the installed entry points.
+
+::
+
+    def test_my_method_conforms(check_method):
+        check_method("my-method")
+
+Loading the plugin imports neither torch nor the suite's pipeline (pytest loads it in every
+session of an environment that has unlearnbench); the fixtures import them when used.
+Disable it with ``-p no:unlearnbench``.
 """
 from __future__ import annotations
 
@@ -32,15 +49,22 @@ from typing import Any, Iterable
 
 from .config import DEFAULT_SCENARIO
 
+try:
+    import pytest
+except ImportError:  # check_method works without pytest; only the fixtures need it
+    pytest = None  # type: ignore[assignment]
+
 
 class ConformanceError(AssertionError):
     """A method plugin does not meet the suite's contract; the message says which part."""
 
 
 def check_method(name: str, workdir: str | Path, *, scenario: str = DEFAULT_SCENARIO,
-                 overrides: Iterable[str] = (), trial: int = 0, host: Any = None) -> dict:
+                 overrides: Iterable[str] = (), trial: int = 0, host: Any = None, store: Any = None) -> dict:
     """Run method ``name`` through the suite and check the contract above; returns a report
-    (the run record's metrics, the weights digest, and notes). Raises ConformanceError."""
+    (the run record's metrics, the weights digest, notes, and the first full run's record).
+    Raises ConformanceError. Models go to ``store`` (a ``Store``), by default ``workdir/store``;
+    run records below ``workdir``."""
     import torch
 
     from .config import resolve
@@ -58,7 +82,8 @@ def check_method(name: str, workdir: str | Path, *, scenario: str = DEFAULT_SCEN
         raise ConformanceError(f"method {name!r} is not registered; installed: {', '.join(host.methods.names())}. "
                                "Add an entry point in the 'unlearnbench' group (see the README's plugin section)")
     workdir = Path(workdir)
-    store = Store(workdir / "store")
+    if store is None:
+        store = Store(workdir / "store")
     overrides = list(overrides)
     res = resolve(host, method=name, scenario=scenario, overrides=overrides)
     meth = res.method
@@ -112,4 +137,38 @@ def check_method(name: str, workdir: str | Path, *, scenario: str = DEFAULT_SCEN
     if unused:
         notes.append(f"declares {unused} but never read them: they still count in its Used-splits column")
     return {"metrics": recs[0]["metrics"], "used_splits": recs[0]["used_splits"], "weights_digest": digest,
-            "notes": notes}
+            "notes": notes, "record": recs[0]}
+
+
+# -- the pytest plugin ----------------------------------------------------------------------------------
+# Fixture names carry the package's name where a short one (`store`, `host`) could shadow or be
+# shadowed by a project's own fixtures; `check_method` is this module's function, by its own name.
+
+if pytest is not None:
+
+    @pytest.fixture(scope="session")
+    def unlearnbench_store(tmp_path_factory: Any) -> Any:
+        """One artifact store for the session, so each original, Retrain and pool member trains once."""
+        from .store import Store
+
+        return Store(tmp_path_factory.mktemp("unlearnbench-store"))
+
+    @pytest.fixture
+    def unlearnbench_host() -> Any:
+        """A fresh plugin host with the installed entry points (pluggy's ``pm`` fixture pattern)."""
+        from .plugins import PluginHost
+
+        h = PluginHost()
+        h.load_entry_points()
+        return h
+
+    @pytest.fixture(name="check_method")
+    def _check_method_fixture(unlearnbench_store: Any, tmp_path: Path) -> Any:
+        """``check_method(name, **options)`` with models in the session's store and run records in
+        the test's ``tmp_path``; the options are ``check_method``'s own."""
+
+        def check(name: str, workdir: str | Path | None = None, **options: Any) -> dict:
+            options.setdefault("store", unlearnbench_store)
+            return check_method(name, tmp_path if workdir is None else workdir, **options)
+
+        return check

@@ -1,21 +1,13 @@
 """Splits and manifests (PROTOCOL §1), the digits and Fashion-MNIST loaders on native-format files."""
 from __future__ import annotations
 
-import gzip
-import struct
-
 import numpy as np
 import pytest
 
 from unlearnbench.errors import ConfigError, DataNotFound
 from unlearnbench.seeding import sha256_hex
 
-
-def scen_cfg(host, name, **over):
-    from unlearnbench.config import resolve
-
-    res = resolve(host, scenario=name, method="retrain", overrides=[f"scenario.{k}={v}" for k, v in over.items()])
-    return res.scenario, res.cfg.scenario
+from helpers import scen_cfg, write_idx
 
 
 def test_digits_sizes_and_disjointness(host):
@@ -59,16 +51,6 @@ def test_class_wise(host):
 
 
 # -- Fashion-MNIST, on small files written in the native IDX format ----------------------------
-
-def write_idx(path, arr, gz):
-    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
-    data = header + arr.astype(np.uint8).tobytes()
-    if gz:
-        with gzip.open(str(path) + ".gz", "wb") as f:
-            f.write(data)
-    else:
-        path.write_bytes(data)
-
 
 def make_fmnist(root, n_train=200, n_test=50, gz=True, layout="flat"):
     rng = np.random.default_rng(0)

@@ -12,16 +12,10 @@ from unlearnbench import ConfigError
 from unlearnbench.methods.merges import GreedySoup, MagMaxReducer, TiesReducer, UniformReducer, ties_trim
 from unlearnbench.methods.negmerge import NegMergeReducer, negmerge
 
-ZERO = torch.zeros(())
+from helpers import ref_magmax, ref_negmerge, ref_ties, ref_uniform, stack
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-def stack(columns, name="w"):
-    """Toy columns [[v_1j..v_nj], ...] -> n task vectors of one tensor with d = len(columns)."""
-    n = len(columns[0])
-    return [{name: torch.tensor([c[i] for c in columns], dtype=torch.float32)} for i in range(n)]
-
 
 def with_frozen(taus, size=3):
     """Add a frozen parameter: in τ, identically 0 in every candidate (§3)."""
@@ -50,23 +44,6 @@ def rand_taus(n, seed=0, quantised=False):
     return taus
 
 
-def batch(taus):
-    """(keys, shapes, V) with V of shape (n, d): the stacked form the references work on."""
-    keys = list(taus[0])
-    shapes = [taus[0][k].shape for k in keys]
-    V = torch.stack([torch.cat([t[k].reshape(-1) for k in keys]) for t in taus])  # (n, d)
-    return keys, shapes, V
-
-
-def unflatten(keys, shapes, flat):
-    out, i = {}, 0
-    for k, s in zip(keys, shapes):
-        m = math.prod(s)
-        out[k] = flat[i:i + m].reshape(s)
-        i += m
-    return out
-
-
 def assert_equal(a, b):
     assert set(a) == set(b)
     for k in a:
@@ -75,57 +52,6 @@ def assert_equal(a, b):
 
 def neg(taus):
     return [{k: -v for k, v in t.items()} for t in taus]
-
-
-# -- batch references (written from PROTOCOL §4, not from the reducers) ------------------------------
-
-def ref_uniform(taus):
-    keys, shapes, V = batch(taus)
-    return unflatten(keys, shapes, V.sum(0) / len(taus))
-
-
-def ref_negmerge(taus, value="avg", by="magnitude", mask="consensus", q=0):
-    keys, shapes, V = batch(taus)
-    n = len(taus)
-    s = torch.sign(V)
-    S, C = V.sum(0), s.sum(0)
-    P, N = (s > 0).sum(0), (s < 0).sum(0)
-    if mask == "all":
-        return unflatten(keys, shapes, S / n)
-    if mask == "conflict":
-        return unflatten(keys, shapes, torch.where(C.abs() < n, S / n, ZERO))
-    q = q or n
-    M = torch.maximum(P, N)
-    sigma = torch.where(P > N, 1.0, -1.0)  # the majority sign (strict where kept, q > n/2)
-    maj = s == sigma  # (n, d): entries of the majority sign
-    if value == "avg":
-        val = (V * maj).sum(0) / M.clamp(min=1)
-    elif by == "magnitude":
-        fill = math.inf if value == "min" else -math.inf
-        A = torch.where(maj, V.abs(), torch.tensor(fill))
-        val = sigma * (A.min(0).values if value == "min" else A.max(0).values)
-    else:
-        fill = math.inf if value == "min" else -math.inf
-        A = torch.where(maj, V, torch.tensor(fill))
-        val = A.min(0).values if value == "min" else A.max(0).values
-    return unflatten(keys, shapes, torch.where(M >= q, val, ZERO))
-
-
-def ref_ties(taus, k=0.2):
-    keys, shapes, V = batch(taus)
-    d = V.shape[1]
-    t = V.abs().kthvalue(d - math.floor(k * d), dim=1, keepdim=True).values  # (n, 1)
-    Vh = torch.where(V.abs() >= t, V, ZERO)  # 1. trim
-    gamma = torch.sign(Vh.sum(0))  # 2. elect
-    gamma = torch.where(gamma == 0, torch.sign(gamma.sum()), gamma)
-    sel = (torch.sign(Vh) == gamma) & (Vh != 0)  # 3. disjoint mean
-    return unflatten(keys, shapes, (Vh * sel).sum(0) / sel.sum(0).clamp(min=1))
-
-
-def ref_magmax(taus):
-    keys, shapes, V = batch(taus)
-    i = V.abs().argmax(0)  # torch: the first maximal index
-    return unflatten(keys, shapes, V.gather(0, i[None]).squeeze(0))
 
 
 # -- Uniform (§4.2) ---------------------------------------------------------------------------------

@@ -6,26 +6,7 @@ import torch
 
 from unlearnbench.methods.negmerge import NegMergeReducer, negmerge
 
-
-def col(*vals):
-    return {"w": torch.tensor(vals, dtype=torch.float32)}
-
-
-def stack(columns):
-    """Turn toy columns [[v_1j..v_nj], ...] into n task vectors of d elements."""
-    n = len(columns[0])
-    return [{"w": torch.tensor([c[i] for c in columns], dtype=torch.float32)} for i in range(n)]
-
-
-def uniform(taus):
-    return {k: sum(t[k] for t in taus) / len(taus) for k in taus[0]}
-
-
-def conflict(taus):
-    n = len(taus)
-    S = sum(t["w"] for t in taus)
-    C = sum(torch.sign(t["w"]) for t in taus)
-    return {"w": torch.where(C.abs() < n, S / n, torch.zeros(()))}
+from helpers import stack
 
 
 def test_toy_columns_4_6():
@@ -87,13 +68,6 @@ def test_n_equals_one():
     out = negmerge([t])
     for k in t:
         assert torch.equal(out[k], t[k])
-
-
-def test_negmerge_plus_conflict_is_uniform():
-    """Identity 4: τ_NM + τ_Conflict = τ_U."""
-    taus = rand_taus(4)
-    nm, cf, un = negmerge(taus), conflict([{"w": t["w"]} for t in taus]), uniform(taus)
-    assert torch.allclose(nm["w"] + cf["w"], un["w"], atol=1e-7)
 
 
 def test_frozen_parameters_stay_zero():

@@ -4,9 +4,7 @@ parameters, the recipe, and one NegMerge run from the CLI to run.json."""
 from __future__ import annotations
 
 import gzip
-import io
 import json
-import struct
 
 import numpy as np
 import pytest
@@ -14,14 +12,10 @@ import torch
 
 from unlearnbench.errors import ConfigError, DataNotFound
 
-from test_scenarios import scen_cfg
+from helpers import idx_bytes, jpeg, scen_cfg
 
 pytest.importorskip("open_clip")
 PIL = pytest.importorskip("PIL.Image")
-
-
-def idx_bytes(arr: np.ndarray) -> bytes:
-    return struct.pack(">HBB", 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
 
 
 def write_mnist(root, n_train=60, n_test=20, seed=0):
@@ -46,16 +40,8 @@ def write_imagenet(root, per_class=3, classes=10, seed=0):
             d.mkdir(parents=True)
             if c < classes:
                 for j in range(per_class if part == "train" else 1):
-                    buf = io.BytesIO()
                     w, h = (40, 30) if j % 2 else (30, 50)
-                    PIL.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, format="JPEG")
-                    (d / f"n{c:08d}_{j}.JPEG").write_bytes(buf.getvalue())
-
-
-def jpeg(rng, w, h, fmt="JPEG"):
-    buf = io.BytesIO()
-    PIL.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, format=fmt)
-    return buf.getvalue()
+                    (d / f"n{c:08d}_{j}.JPEG").write_bytes(jpeg(rng, w, h))
 
 
 def write_svhn(root, n_train=30, n_test=10, seed=0):

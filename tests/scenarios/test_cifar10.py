@@ -2,9 +2,7 @@
 ResNet-18, and the crop-and-flip augmentation its recipe names."""
 from __future__ import annotations
 
-import io
 import pickle
-import tarfile
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ import torch
 
 from unlearnbench.errors import ConfigError, DataNotFound
 
-from test_scenarios import scen_cfg
+from helpers import scen_cfg, write_tar, write_tree
 
 BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
@@ -41,15 +39,8 @@ def write_cifar(root, fmt="py", archive=False, data=None):
     files = {f"{folder}/{b}{suffix}": batch_bytes(fmt, x, y) for b, x, y in data}
     if archive:
         name = "cifar-10-python.tar.gz" if fmt == "py" else "cifar-10-binary.tar.gz"
-        with tarfile.open(root / name, "w:gz") as tar:
-            for member, raw in files.items():
-                info = tarfile.TarInfo(member)
-                info.size = len(raw)
-                tar.addfile(info, io.BytesIO(raw))
-        return root / name
-    for member, raw in files.items():
-        (root / member).parent.mkdir(parents=True, exist_ok=True)
-        (root / member).write_bytes(raw)
+        return write_tar(root / name, files)
+    write_tree(root, files)
     return root / folder
 
 
@@ -213,7 +204,7 @@ def test_recipe_augment_reaches_the_training_loop():
     assert torch.equal(aug, trained("crop_flip"))  # and replayed exactly
     with pytest.raises(ConfigError, match="crop_flip"):
         trained("crop_flp")
-    assert not torch.equal(aug, trained("clip_rrc"))
+    assert not torch.equal(aug, trained("rrc_flip"))  # another named augmentation, another result
 
 
 def test_cifar10_recipe_is_the_reference_one(host):

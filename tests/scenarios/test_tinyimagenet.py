@@ -11,18 +11,15 @@ import torch
 
 from unlearnbench.errors import DataNotFound
 
-from test_scenarios import scen_cfg
+from helpers import jpeg, scen_cfg, write_tree
 
 PIL = pytest.importorskip("PIL.Image")
 
 WNIDS = ["n04067472", "n01443537", "n02124075", "n09256479"]  # not sorted: class ids follow sorted order
 
 
-def jpeg(rng, gray=False, side=64):
-    arr = rng.integers(0, 256, (side, side) if gray else (side, side, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    PIL.fromarray(arr).save(buf, format="JPEG", quality=95)
-    return buf.getvalue()
+def tiny_jpeg(rng, gray=False, side=64):
+    return jpeg(rng, side, side, gray=gray, quality=95)
 
 
 def release(per_class=10, val_per_class=2, seed=0):
@@ -31,12 +28,12 @@ def release(per_class=10, val_per_class=2, seed=0):
     files = {"wnids.txt": ("\n".join(WNIDS) + "\n").encode(), "words.txt": b"n04067472\treel\n"}
     for w in WNIDS:
         for k in range(per_class):
-            files[f"train/{w}/images/{w}_{k}.JPEG"] = jpeg(rng, gray=(k == 3))
+            files[f"train/{w}/images/{w}_{k}.JPEG"] = tiny_jpeg(rng, gray=(k == 3))
         files[f"train/{w}/{w}_boxes.txt"] = b""
     lines = []
     for k in range(val_per_class * len(WNIDS)):
         name = f"val_{k}.JPEG"
-        files[f"val/images/{name}"] = jpeg(rng)
+        files[f"val/images/{name}"] = tiny_jpeg(rng)
         lines.append(f"{name}\t{WNIDS[k % len(WNIDS)]}\t0\t0\t63\t63")
     files["val/val_annotations.txt"] = ("\n".join(lines) + "\n").encode()
     return files
@@ -48,10 +45,7 @@ def write(root, files, as_zip=False):
             for rel, raw in files.items():
                 zf.writestr(f"tiny-imagenet-200/{rel}", raw)
         return root / "tiny-imagenet-200.zip"
-    for rel, raw in files.items():
-        p = root / "tiny-imagenet-200" / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(raw)
+    write_tree(root / "tiny-imagenet-200", files)
     return root / "tiny-imagenet-200"
 
 
@@ -109,7 +103,7 @@ def test_tinyimagenet_damage_detected(host, tmp_path, damage, message):
     if damage == "truncate_jpeg":
         files[key] = files[key][:200]
     elif damage == "wrong_size":
-        files[key] = jpeg(np.random.default_rng(1), side=32)
+        files[key] = tiny_jpeg(np.random.default_rng(1), side=32)
     elif damage == "unknown_wnid":
         files["val/val_annotations.txt"] += b"val_0.JPEG\tn99999999\t0\t0\t1\t1\n"
     else:

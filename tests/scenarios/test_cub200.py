@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import pickle
-import tarfile
 
 import numpy as np
 import pytest
@@ -12,19 +11,13 @@ import torch
 
 from unlearnbench.errors import DataNotFound
 
-from test_scenarios import scen_cfg
+from helpers import jpeg, scen_cfg, write_tar, write_tree
 
 PIL = pytest.importorskip("PIL.Image")
 tv = pytest.importorskip("torchvision")
 
 CLASSES = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross", "004.Groove_billed_Ani"]
 SIZES = [(300, 200), (200, 260), (500, 375), (256, 256), (240, 320)]  # (w, h): landscape, portrait, square
-
-
-def jpeg(rng, w, h):
-    buf = io.BytesIO()
-    PIL.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
 
 
 def release(seed=0):
@@ -35,7 +28,7 @@ def release(seed=0):
         for j, (w, h) in enumerate(SIZES):
             k += 1
             rel = f"{cls}/{cls[4:]}_{j:04d}_{k}.jpg"
-            files[f"images/{rel}"] = jpeg(rng, w, h)
+            files[f"images/{rel}"] = jpeg(rng, w, h, quality=90)
             images.append(f"{k} {rel}")
             labels.append(f"{k} {c + 1}")
             split.append(f"{k} {1 if j < 3 else 0}")
@@ -48,16 +41,9 @@ def release(seed=0):
 
 def write(root, files, tgz=False):
     if tgz:
-        with tarfile.open(root / "CUB_200_2011.tgz", "w:gz") as tar:
-            for rel, raw in files.items():
-                info = tarfile.TarInfo(f"CUB_200_2011/{rel}")
-                info.size = len(raw)
-                tar.addfile(info, io.BytesIO(raw))
+        write_tar(root / "CUB_200_2011.tgz", {f"CUB_200_2011/{rel}": raw for rel, raw in files.items()})
         return
-    for rel, raw in files.items():
-        p = root / "CUB_200_2011" / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(raw)
+    write_tree(root / "CUB_200_2011", files)
 
 
 @pytest.mark.parametrize("tgz", [False, True])

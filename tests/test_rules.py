@@ -1,0 +1,129 @@
+"""The built-in selection rules of PROTOCOL §5 on hand-made λ-curves: what each chooses, what it
+counts as feasible, when it stops, and what it reads."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from unlearnbench.rules import ControlThreshold, OracleAvgGap, OracleAvgGapVal, ValMatched
+from unlearnbench.selection import sweep
+
+
+class _Task:
+    from unlearnbench.scenario import Scoring
+
+    class_wise = False
+    scoring = Scoring()
+
+
+def _run_sweep(rule, cfg, table, reference=None):
+    lambdas = sorted(table)
+    state = {}
+    calls = []
+
+    def set_lambda(lam):
+        state["lam"] = lam
+        calls.append(lam)
+
+    return sweep(set_lambda, lambda names: {n: table[state["lam"]][n] for n in names}, lambdas, rule, cfg,
+                 _Task(), reference, rule.reads, lambda m: frozenset({"forget"})), calls
+
+
+def test_control_threshold_stops_at_first_violation():
+    table = {0.0: {"acc_forget": 90, "acc_val_retain": 100}, 0.5: {"acc_forget": 60, "acc_val_retain": 97},
+             1.0: {"acc_forget": 40, "acc_val_retain": 96}, 1.5: {"acc_forget": 10, "acc_val_retain": 80},
+             2.0: {"acc_forget": 5, "acc_val_retain": 99}}
+    cfg = ControlThreshold.Config()
+    sel, calls = _run_sweep(ControlThreshold(), cfg, table)
+    assert calls == [0.0, 0.5, 1.0, 1.5] and sel.evals == 4  # nothing evaluated past the violation
+    assert sel.lam == 1.0 and sel.score == 40
+    sel, calls = _run_sweep(ControlThreshold(), dataclasses.replace(cfg, early_stop=False), table)
+    assert len(calls) == 5 and sel.lam == 2.0 and sel.grid_edge
+
+
+def test_val_matched_random_and_floor():
+    table = {0.0: {"acc_forget": 100, "acc_val": 90, "acc_val_retain": 90},
+             0.5: {"acc_forget": 91, "acc_val": 89, "acc_val_retain": 89},
+             1.0: {"acc_forget": 88, "acc_val": 88, "acc_val_retain": 84}}  # 84 < 0.95·90: infeasible
+    sel, _ = _run_sweep(ValMatched(), ValMatched.Config(), table)
+    assert sel.lam == 0.5 and sel.score == 2
+
+
+def test_oracle_rule_minimises_avg_gap():
+    ref = {"acc_retain": 100, "acc_forget": 90, "acc_test": 90, "mia": 10}
+    table = {0.0: {"acc_retain": 100, "acc_forget": 100, "acc_test": 91, "mia": 0},
+             1.0: {"acc_retain": 99, "acc_forget": 91, "acc_test": 90, "mia": 9},
+             2.0: {"acc_retain": 80, "acc_forget": 80, "acc_test": 80, "mia": 30}}
+    sel, _ = _run_sweep(OracleAvgGap(), OracleAvgGap.Config(), table, reference=ref)
+    assert sel.lam == 1.0 and sel.score == pytest.approx(0.75) and sel.oracle
+
+
+def test_nothing_feasible_picks_least_damage_not_a_collapse():
+    """In a learning-rate search nothing may keep the val floor; a collapsed model (Acc Df ≈ Acc Dval
+    ≈ chance) must not win on |Acc Df − Acc Dval| then."""
+    base = {"acc_forget": 100, "acc_val": 95, "acc_val_retain": 95}
+    curve = [{"acc_forget": 60, "acc_val": 80, "acc_val_retain": 80},  # damaged, but far less
+             {"acc_forget": 10, "acc_val": 10, "acc_val_retain": 10}]  # collapsed: |Df - Dval| = 0
+    idx, _ = ValMatched().choose(curve, ValMatched.Config(), _Task(), None, base)
+    assert idx == 0
+
+
+class _ClassWise(_Task):
+    class_wise = True
+
+
+VAL_CURVE = [{"acc_forget": 100, "acc_val": 90, "acc_val_retain": 90},  # λ = 0: the floor is 0.95·90 = 85.5
+             {"acc_forget": 40, "acc_val": 88, "acc_val_retain": 88},
+             {"acc_forget": 20, "acc_val": 86, "acc_val_retain": 86},
+             {"acc_forget": 5, "acc_val": 80, "acc_val_retain": 80}]  # below the floor
+
+
+def test_val_matched_matches_val_at_random_and_minimises_forget_class_wise():
+    rule, cfg = ValMatched(), ValMatched.Config()
+    assert rule.feasible(VAL_CURVE, cfg, _Task()) == [True, True, True, False]
+    assert rule.choose(VAL_CURVE, cfg, _Task(), None) == (0, 10)  # |Acc Df − Acc Dval|: 10, 48, 66 (and 75)
+    assert rule.choose(VAL_CURVE, cfg, _ClassWise(), None) == (2, 20)  # Acc Df, the 5 being infeasible
+
+
+def test_val_matched_ties_go_to_the_smaller_lambda():
+    curve = [{"acc_forget": 95, "acc_val": 90, "acc_val_retain": 90},
+             {"acc_forget": 92, "acc_val": 90, "acc_val_retain": 90},
+             {"acc_forget": 88, "acc_val": 90, "acc_val_retain": 90}]  # |gap| 5, 2, 2
+    assert ValMatched().choose(curve, ValMatched.Config(), _Task(), None) == (1, 2)
+
+
+def test_val_matched_floor_on_retain_reads_retain():
+    rule = ValMatched()
+    cfg = dataclasses.replace(ValMatched.Config(), floor_split="retain")
+    assert rule.reads_for(cfg, _Task()) == {"forget", "val", "retain"}
+    assert rule.reads_for(ValMatched.Config(), _Task()) == {"forget", "val"}
+    assert rule.needs(cfg, _Task()) == ["acc_forget", "acc_val", "acc_retain_floor"]
+    curve = [{"acc_forget": 100, "acc_val": 90, "acc_retain_floor": 100},
+             {"acc_forget": 90, "acc_val": 90, "acc_retain_floor": 94}]  # matched, but below 0.95·100
+    assert rule.feasible(curve, cfg, _Task()) == [True, False]
+    assert rule.choose(curve, cfg, _Task(), None)[0] == 0
+
+
+def test_control_threshold_floor_from_the_baseline_when_given():
+    """A hyperparameter search has no λ = 0 point: the floor is θ_0's, measured apart."""
+    rule, cfg = ControlThreshold(), ControlThreshold.Config()
+    curve = [{"acc_forget": 50, "acc_val_retain": 96}, {"acc_forget": 30, "acc_val_retain": 94}]
+    assert rule.feasible(curve, cfg, _Task()) == [True, True]  # against curve[0]: 0.95·96 = 91.2
+    assert rule.feasible(curve, cfg, _Task(), {"acc_val_retain": 100}) == [True, False]  # 0.95·100 = 95
+    assert rule.choose(curve, cfg, _Task(), None, {"acc_val_retain": 100}) == (0, 50)
+    assert rule.can_stop(curve + [{"acc_forget": 1, "acc_val_retain": 50}], cfg, _Task())
+    assert not rule.can_stop(curve + [{"acc_forget": 1, "acc_val_retain": 50}],
+                             dataclasses.replace(cfg, early_stop=False), _Task())
+
+
+def test_oracle_val_rule_and_oracles_need_the_retrain_reference():
+    ref = {"acc_retain": 100, "acc_forget": 90, "acc_val": 90}
+    curve = [{"acc_retain": 100, "acc_forget": 100, "acc_val": 92},  # (0 + 10 + 2) / 3 = 4
+             {"acc_retain": 97, "acc_forget": 91, "acc_val": 89}]  # (3 + 1 + 1) / 3 = 5/3
+    idx, score = OracleAvgGapVal().choose(curve, OracleAvgGapVal.Config(), _Task(), ref)
+    assert idx == 1 and score == pytest.approx(5 / 3)
+    assert "test" not in OracleAvgGapVal.reads and OracleAvgGapVal.oracle
+    for rule in (OracleAvgGap(), OracleAvgGapVal()):
+        with pytest.raises(ValueError, match="needs the retrain oracle"):
+            rule.choose(curve, rule.Config(), _Task(), None)
