@@ -113,11 +113,6 @@ class Ctx:
         sel = sweep(editor.set, lambda names: self._stages.evaluator.measure(model, names),
                     lambdas if lambdas is not None else grid(rcfg.grid), rule, rcfg, self.task, reference,
                     frozenset(allowed), self.task.scoring.metric_splits)
-        if rcfg.diagnostic:  # PROTOCOL §5: test at every λ, after λ* is fixed; never fed to leaderboards
-            for point in sel.curve:
-                editor.set(point["lambda"])
-                point["diagnostic"] = self._stages.evaluator.measure(model, list(self.task.scoring.diagnostic))
-            self.info["diagnostic"] = True
         self.timings["select_s"] = self.timings.get("select_s", 0.0) + sel.seconds
         self.timings["select_evals"] = self.timings.get("select_evals", 0) + sel.evals
         return sel
