@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from unlearnbench import hookimpl, opt
-from unlearnbench.seeding import torch_gen
 
 from ._common import Trained, lr_search_opt, random_labels, state_of
 
@@ -163,7 +162,7 @@ class RandomLabel(Trained):
         model = ctx.new_model(ctx.original())
         after_step = apply_mask(model, prep, ctx.cfg.mask_mode) if prep is not None else None
         xf, yf = ctx.data("forget")
-        gen = torch_gen(ctx.trial, "order", self.name, "labels")
+        gen = ctx.rng("labels")
         yf_rand = yf.clone()
         same = [0]
 
@@ -186,8 +185,8 @@ class RandomLabel(Trained):
                 y[:nf] = yf_rand
 
             if ctx.cfg.schedule == "sequential":
-                batches = sequential_batches([nf, len(xr)], ctx.task.recipe.batch, int(ctx.cfg.epochs),
-                                             torch_gen(ctx.trial, "order", self.name, "sequential"))
+                batches = sequential_batches([nf, len(xr)], ctx.recipe.batch, int(ctx.cfg.epochs),
+                                             ctx.rng("sequential"))
 
         self.train(ctx, model, x, y, lr, on_epoch=on_epoch, after_step=after_step, batches=batches)
         ctx.info["labels_equal_true"] = same[0]  # draws with y' = y over all epochs (0 under not_true)

@@ -5,6 +5,7 @@ The public surface for plugin authors. Importing it never imports torch.
 from __future__ import annotations
 
 from .config import opt
+from .context import Ctx
 from .errors import (ConfigError, DataNotFound, ManifestMismatch, PluginError, SplitAccessError, StoreError,
                      UnlearnbenchError)
 from .hookspecs import hookimpl
@@ -16,7 +17,7 @@ from .selection import Selection, SelectionRule
 __version__ = "0.1.0"
 
 __all__ = [
-    "ClassifierScenario", "ConfigError", "DataNotFound", "ManifestMismatch", "MergeMethod", "Method",
+    "ClassifierScenario", "ConfigError", "Ctx", "DataNotFound", "ManifestMismatch", "MergeMethod", "Method",
     "PluginError", "PoolGrid", "RawData", "Recipe", "Result", "Scenario", "Selection", "SelectionRule",
     "Scoring", "SplitAccessError", "StoreError", "Task", "UnlearnbenchError", "hookimpl", "opt", "paper_table",
     "__version__",

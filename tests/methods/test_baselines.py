@@ -107,7 +107,7 @@ def test_salun_mask(bhost, session_store, mode):
     theta0 = ctx.original()
     out = ctx.method.unlearn(ctx).state
     model = ctx.new_model(theta0)
-    mask = saliency_mask(model, *ctx.task.tensors("forget"), 0.5)
+    mask = saliency_mask(model, *ctx.data("forget"), 0.5)
     names = [n for n, _ in model.named_parameters()]
     d = sum(mask[n].numel() for n in names)
     m = torch.cat([mask[n].flatten() for n in names])
@@ -261,7 +261,7 @@ def forget_loss(model, x, y):
 
 def test_gradient_ascent_raises_the_forget_loss(bhost, session_store):
     ctx = make_ctx(bhost, session_store, "gradient-ascent")
-    x, y = ctx.task.tensors("forget")
+    x, y = ctx.data("forget")
     before = forget_loss(ctx.new_model(ctx.original()), x, y)
     after = forget_loss(ctx.new_model(ctx.method.unlearn(ctx).state), x, y)
     assert after > before
@@ -293,7 +293,7 @@ def test_influence_faithful_is_v_minus_c_g0(bhost, session_store):
     out = ctx.method.unlearn(ctx).state
     model = ctx.new_model(theta0).eval()
     names = [n for n, _ in model.named_parameters()]
-    (xf, yf), (xr, yr) = ctx.task.tensors("forget"), ctx.task.tensors("retain")
+    (xf, yf), (xr, yr) = ctx.data("forget"), ctx.data("retain")
     k = faithful_k(model, xr, yr, influence_v(model, xf, yf, xr, yr))
     assert torch.allclose(flat(out, names), flat(theta0, names) + 0.2 * k, rtol=0, atol=1e-6)  # θ_0 + α·k
     assert all(torch.equal(out[b], theta0[b]) for b in set(theta0) - set(names))  # buffers untouched
@@ -323,7 +323,7 @@ def test_boundary_shrink_neighbour_labels(bhost, session_store):
 
     ctx = make_ctx(bhost, session_store, "boundary-shrink", ["method.eps=0.25"])
     frozen = frozen_copy(ctx)
-    x, y = ctx.task.tensors("forget")
+    x, y = ctx.data("forget")
     x_adv = fgsm(frozen, x, y, 0.25)
     assert torch.equal(x_adv * 255, (x_adv * 255).round()) and 0 <= x_adv.min() and x_adv.max() <= 1
     assert (x_adv - x).abs().max() <= 0.25 + 1 / 510 + 1e-6  # ε, then rounding to 1/255
