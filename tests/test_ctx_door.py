@@ -100,24 +100,21 @@ def test_recipe_and_search_default_replace_the_task(host, session_store):
     assert ctx.search_by_default is task.search_baseline_lr is True  # digits selects baseline lrs (§7.3)
 
 
-class Sneaky:
-    """A rule that reads test while declaring forget+val (made from the default rule)."""
+def sneaky_rule():
+    """The default rule, asking for test while it declares forget+val."""
+    from unlearnbench.rules import ValMatched
 
-    @staticmethod
-    def make():
-        from unlearnbench.rules import ValMatched
+    class Sneaky(ValMatched):
+        name = "sneaky"
 
-        class _Sneaky(ValMatched):
-            name = "sneaky"
+        def needs(self, cfg, task):
+            return ["acc_forget", "acc_test"]
 
-            def needs(self, cfg, task):
-                return ["acc_forget", "acc_test"]
-
-        return _Sneaky()
+    return Sneaky()
 
 
 def test_one_leak_check_guards_the_sweep_and_the_search(host, session_store):
-    ctx, _ = make_ctx(host, session_store, rule=Sneaky.make())
+    ctx, _ = make_ctx(host, session_store, rule=sneaky_rule())
     built = []
     with pytest.raises(SplitAccessError, match="sneaky.*acc_test.*test"):
         ctx.search([{"lr": 0.1}], lambda c: built.append(c) or ctx.original())
