@@ -32,7 +32,7 @@ def search_active(ctx) -> bool:
     mode = LrSearch.of(ctx.cfg.lr_search, "method.lr_search")
     if mode != LrSearch.auto:
         return mode == LrSearch.on
-    return ctx.task.search_baseline_lr  # the scenario says (§7.3)
+    return ctx.search_by_default  # the scenario says (§7.3)
 
 
 def scaled_grid(base: float) -> list[float]:
@@ -41,8 +41,8 @@ def scaled_grid(base: float) -> list[float]:
 
 def recipe(ctx, lr: float, epochs: int) -> Recipe:
     """PROTOCOL §7 common settings, with the scenario's batch (§7.3)."""
-    return Recipe(epochs=int(epochs), batch=ctx.task.recipe.batch, lr=float(lr), momentum=0.9, wd=5e-4,
-                  schedule="constant", augment=ctx.task.recipe.augment)
+    return Recipe(epochs=int(epochs), batch=ctx.recipe.batch, lr=float(lr), momentum=0.9, wd=5e-4,
+                  schedule="constant", augment=ctx.recipe.augment)
 
 
 def state_of(model) -> dict[str, "torch.Tensor"]:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from unlearnbench import Choice, hookimpl, opt
-from unlearnbench.seeding import torch_gen
 
 from ._common import LrSearch, Trained, last_linear, lr_search_opt, state_of
 
@@ -154,7 +153,7 @@ class BoundaryExpanding(Trained):
 
         model = ctx.new_model(ctx.original())
         variant = str(ctx.cfg.variant)
-        c, head = widen(model, torch_gen(ctx.trial, "order", self.name, "shadow"), variant)
+        c, head = widen(model, ctx.rng("shadow"), variant)
         x, y = ctx.data("forget")
         self.train(ctx, model, x, torch.full_like(y, c), lr)
         state = state_of(model)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from unlearnbench import Choice, hookimpl, opt
-from unlearnbench.seeding import torch_gen
 
 from ._common import Baseline, LrSearch, scaled_grid
 
@@ -151,7 +150,7 @@ class Influence(Baseline):
         else:
             import torch
 
-            pick = torch.randperm(len(xr), generator=torch_gen(ctx.trial, "order", self.name, "fisher"))[:N_F]
+            pick = torch.randperm(len(xr), generator=ctx.rng("fisher"))[:N_F]
             prep["fisher"] = xr[pick.sort().values], yr[pick.sort().values]
         return prep
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from unlearnbench import Choice, hookimpl, opt
-from unlearnbench.seeding import torch_gen
 
 from ._common import LrSearch, Trained, lr_search_opt, random_labels, state_of
 
@@ -97,43 +96,21 @@ class SalUnForgetConfig:
     lr_search: LrSearch = lr_search_opt()
 
 
-class _SequentialFeed:
-    """HEAD's order for the shared loop: every epoch all forget batches, then all retain
-    batches, each set shuffled on its own. The loop indexes ``x[idx]`` then ``y[idx]`` once
-    per batch; these views ignore ``idx`` and hand out the next batch of this epoch's list.
-    (A ``batches=`` hook in the core loop would replace this; see the issue note.)"""
+def sequential_batches(sizes: list[int], batch: int, epochs: int, gen: "torch.Generator") -> list[list["torch.Tensor"]]:
+    """HEAD's order, for the loop's ``batches=``: every epoch all batches of the first set, then
+    all of the second, each set shuffled on its own (drawn from ``gen`` in that order, epoch by
+    epoch). Indices address the sets concatenated in the order of ``sizes``."""
+    import torch
 
-    def __init__(self, parts, batch: int, gen):
-        self.parts, self.batch, self.gen = parts, batch, gen
-        self.steps = sum(math.ceil(len(x) / batch) for x, _ in parts)
-        self.x, self.y = _View(self, 0), _View(self, 1)
-        self.queue: list = []
-        self.pos = [0, 0]
-
-    def new_epoch(self) -> None:
-        import torch
-
-        self.queue = []
-        for p, (x, _) in enumerate(self.parts):
-            order = torch.randperm(len(x), generator=self.gen)
-            self.queue += [(p, order[i:i + self.batch]) for i in range(0, len(x), self.batch)]
-        self.pos = [0, 0]
-
-    def take(self, which: int):
-        p, idx = self.queue[self.pos[which]]
-        self.pos[which] += 1
-        return self.parts[p][which][idx]
-
-
-class _View:
-    def __init__(self, feed: _SequentialFeed, which: int):
-        self.feed, self.which = feed, which
-
-    def __len__(self) -> int:
-        return self.feed.steps * self.feed.batch  # so the loop runs exactly `steps` batches
-
-    def __getitem__(self, idx):
-        return self.feed.take(self.which)
+    out = []
+    for _ in range(epochs):
+        epoch, at = [], 0
+        for n in sizes:
+            order = torch.randperm(n, generator=gen) + at
+            epoch += [order[i:i + batch] for i in range(0, n, batch)]
+            at += n
+        out.append(epoch)
+    return out
 
 
 def saliency_mask(model, x, y, ratio: float, chunk: int = 512) -> dict[str, "torch.Tensor"]:
@@ -195,7 +172,7 @@ class RandomLabel(Trained):
         model = ctx.new_model(ctx.original())
         after_step = apply_mask(model, prep, ctx.cfg.mask_mode) if prep is not None else None
         xf, yf = ctx.data("forget")
-        gen = torch_gen(ctx.trial, "order", self.name, "labels")
+        gen = ctx.rng("labels")
         yf_rand = yf.clone()
         same = [0]
 
@@ -203,29 +180,25 @@ class RandomLabel(Trained):
             yf_rand.copy_(random_labels(yf, ctx.num_classes, gen, ctx.cfg.label_sampling))
             same[0] += int((yf_rand == yf).sum())
 
+        batches = None
         if self.forget_only:
             x, y, on_epoch = xf, yf_rand, draw
         else:
+            import torch
+
             xr, yr = ctx.data("retain")
+            nf = len(xf)
+            x, y = torch.cat([xf, xr]), torch.cat([yf_rand, yr])  # D_f rows first
+
+            def on_epoch(t):
+                draw(t)
+                y[:nf] = yf_rand
+
             if ctx.cfg.schedule == "sequential":
-                feed = _SequentialFeed([(xf, yf_rand), (xr, yr)], ctx.task.recipe.batch,
-                                       torch_gen(ctx.trial, "order", self.name, "sequential"))
-                x, y = feed.x, feed.y
+                batches = sequential_batches([nf, len(xr)], ctx.recipe.batch, int(ctx.cfg.epochs),
+                                             ctx.rng("sequential"))
 
-                def on_epoch(t):
-                    draw(t)
-                    feed.new_epoch()
-            else:
-                import torch
-
-                nf = len(xf)
-                x, y = torch.cat([xf, xr]), torch.cat([yf_rand, yr])
-
-                def on_epoch(t):
-                    draw(t)
-                    y[:nf] = yf_rand
-
-        self.train(ctx, model, x, y, lr, on_epoch=on_epoch, after_step=after_step)
+        self.train(ctx, model, x, y, lr, on_epoch=on_epoch, after_step=after_step, batches=batches)
         ctx.info["labels_equal_true"] = same[0]  # draws with y' = y over all epochs (0 under not_true)
         return state_of(model)
 

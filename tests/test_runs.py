@@ -178,8 +178,16 @@ def test_diagnostic_sweep_reads_test_after_selection_and_stays_off_leaderboards(
 
     plain = run(host, session_store, tmp_path)
     diag = run(host, session_store, tmp_path, over=["selection.diagnostic=true"])
-    assert diag["lambda"] == plain["lambda"]  # the test numbers play no part in choosing λ
-    assert all("acc_test" in p["diagnostic"] for p in diag["selection"]["curve"])
+    # the pass runs in the harness after the method returned: λ*, the curve it was chosen on, the
+    # weights and every reported number are the normal run's
+    assert diag["lambda"] == plain["lambda"] and diag["metrics"] == plain["metrics"]
+    assert diag["weights_digest"] == plain["weights_digest"]
+    assert [{k: v for k, v in p.items() if k != "diagnostic"} for p in diag["selection"]["curve"]] == \
+        plain["selection"]["curve"]
+    assert all(set(p["diagnostic"]) == {"acc_test", "acc_retain"} for p in diag["selection"]["curve"])
+    at_star = diag["selection"]["curve"][[p["lambda"] for p in diag["selection"]["curve"]].index(diag["lambda"])]
+    assert at_star["diagnostic"] == {k: plain["metrics"][k] for k in ("acc_test", "acc_retain")}  # θ_0 − λ*τ
+    assert diag["info"]["diagnostic"] and "diagnostic" not in plain["info"]
     assert "diagnostic" not in plain["selection"]["curve"][0]
     for r in (plain, diag):
         r["_file"] = r["_path"]

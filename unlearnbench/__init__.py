@@ -9,6 +9,7 @@ from __future__ import annotations
 from . import data
 from .augment import random_resized_crop
 from .config import Choice, opt
+from .context import Ctx
 from .errors import (ConfigError, DataNotFound, ManifestMismatch, PluginError, SplitAccessError, StoreError,
                      UnlearnbenchError)
 from .hookspecs import hookimpl
@@ -23,7 +24,7 @@ from .taskvec import StreamKeys, count_dtype
 __version__ = "0.1.0"
 
 __all__ = [
-    "Choice", "ClassifierScenario", "ConfigError", "DataNotFound", "ManifestMismatch", "MergeMethod", "Method",
+    "Choice", "ClassifierScenario", "ConfigError", "Ctx", "DataNotFound", "ManifestMismatch", "MergeMethod", "Method",
     "PluginError", "PoolGrid", "RawData", "Recipe", "Result", "Scenario", "Scoring", "Selection", "SelectionRule",
     "SplitAccessError", "StoreError", "StreamKeys", "Task", "UnlearnbenchError", "classifier_pool", "count_dtype",
     "data", "hookimpl", "opt", "paper_table", "random_resized_crop", "sha256_hex", "stream_seed", "tensor_digest",

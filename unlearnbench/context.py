@@ -1,38 +1,71 @@
 """``Ctx``: everything a method may touch, and nothing else.
 
-A method gets the splits it declared (never test), the original weights, the shared
-fine-tune pool (streamed from the store), the shared training loop, and the selection
-helper that runs the harness's named rule. Artifacts are produced by ``Stages``.
+A method gets the splits it declared (never test), the original weights and recipe, the
+shared fine-tune pool (streamed from the store), the shared training loop, generators seeded
+from the trial, and the selection helpers that run the harness's named rule
+(``unlearnbench.selection``). Artifacts are produced by ``Stages``.
+
+The door is narrow by construction: the task and the stages are stored under name-mangled
+attributes (``self.__stages`` is ``_Ctx__stages`` on the instance), so ``ctx.task``,
+``ctx._task`` or ``ctx._stages`` are not attributes at all, and asking for them, or for any
+other name ctx does not define, raises ``SplitAccessError`` saying what to use instead.
+(Python hides nothing from code that spells out ``ctx._Ctx__task``; that is deliberate
+circumvention, not reaching around by accident, and no built-in does it.)
 """
 from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NoReturn, Sequence
 
-from .errors import SplitAccessError, StoreError
-from .selection import Selection, grid, sweep
+from .errors import SplitAccessError
+from .selection import Selection, grid, search, sweep
 
 if TYPE_CHECKING:
     import torch
+    from omegaconf import DictConfig
 
+    from .config import PoolConfig, SelectionCommon
+    from .method import Method
+    from .recipe import Recipe
+    from .selection import SelectionRule
     from .stages import Stages
+
+INSTEAD = ("ctx.data(split) for a declared split, ctx.original() / ctx.new_model() for θ_0, ctx.recipe for the "
+           "original's recipe, ctx.num_classes, ctx.rng(key) for seeded randomness, ctx.train() for the loop, "
+           "ctx.select() / ctx.search() for the run's rule")
 
 
 class Ctx:
-    def __init__(self, stages: "Stages", method: Any, cfg: Any, rule: Any, rule_cfg: Any, pool_cfg: Any):
-        self._stages = stages
-        self.task = stages.task
+    def __init__(self, stages: "Stages", method: "Method", cfg: "DictConfig", rule: "SelectionRule",
+                 rule_cfg: "SelectionCommon", pool_cfg: "PoolConfig"):
+        """``cfg`` is the method's config section, ``rule_cfg`` the selection section (the common
+        keys and the rule's own options), ``pool_cfg`` the pool section: read-only OmegaConf nodes."""
+        self.__stages = stages
+        self.__task = stages.task
+        self.__rule = rule
+        self.__rule_cfg = rule_cfg
+        self.__pool_cfg = pool_cfg
         self.trial = stages.task.trial
         self.device = stages.device
         self.method = method
         self.cfg = cfg  # the method's config section (read-only)
-        self._rule = rule
-        self._rule_cfg = rule_cfg
-        self._pool_cfg = pool_cfg
         self.timings: dict[str, float] = {}
         self.info: dict[str, Any] = {}
         self.touched: set[str] = set()
+
+    # -- the narrow door ------------------------------------------------------------------
+    @property
+    def task(self) -> "NoReturn":
+        raise SplitAccessError(f"method {self.method.name!r} asked for ctx.task; the task holds every split, test "
+                               f"included, so a method never gets it. Use {INSTEAD}")
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached when ordinary lookup fails: internals (the mangled ones) and typos
+        if name.startswith("__") and name.endswith("__"):  # protocol probes (copy, pickle): the usual answer
+            raise AttributeError(name)
+        raise SplitAccessError(f"ctx has no {name!r}: a method reaches data and artifacts only through ctx's "
+                               f"public interface. Use {INSTEAD}")
 
     # -- data ---------------------------------------------------------------------
     def data(self, split: str) -> tuple["torch.Tensor", "torch.Tensor"]:
@@ -43,19 +76,39 @@ class Ctx:
                 f"{sorted(self.method.uses)}; add it to the method's `uses` (it shows in the Used splits column)"
             )
         self.touched.add(split)
-        return self.task.tensors(split)
+        return self.__task.tensors(split)
 
     @property
     def num_classes(self) -> int:
-        return self.task.num_classes
+        return self.__task.num_classes
+
+    @property
+    def recipe(self) -> "Recipe":
+        """The original model's training recipe (frozen): its batch size and augmentation are the
+        scenario's, which the §7 baselines reuse."""
+        return self.__task.recipe
+
+    @property
+    def search_by_default(self) -> bool:
+        """Whether this scenario selects a baseline's step size by the run's rule when the method's
+        ``lr_search`` is ``auto`` (PROTOCOL §7.3: the CPU classifier scenarios do)."""
+        return self.__task.search_baseline_lr
+
+    def rng(self, key: str, *more: Any) -> "torch.Generator":
+        """A fresh CPU generator of this trial's ``order`` stream, sub-keyed by the method's name and
+        ``key`` (and ``more``): the same draws on every rerun, and a stream no other method and no
+        other key shares. A key is required: with none it would be ``ctx.train``'s own stream."""
+        from .seeding import torch_gen
+
+        return torch_gen(self.trial, "order", self.method.name, key, *more)
 
     # -- models -------------------------------------------------------------------
     def original(self) -> dict[str, "torch.Tensor"]:
         """θ_0: the original model's state dict (a fresh copy)."""
-        return {k: v.clone() for k, v in self._stages.original().items()}
+        return {k: v.clone() for k, v in self.__stages.original().items()}
 
     def new_model(self, state: dict | None = None) -> "torch.nn.Module":
-        m = self.task.new_model()
+        m = self.__task.new_model()
         if state is not None:
             m.load_state_dict(state)
         return m.to(self.device)
@@ -66,10 +119,10 @@ class Ctx:
             raise SplitAccessError(f"method {self.method.name!r} reads the retrain model but does not declare 'retain'")
         self.touched.add("retain")
         with self.timer("retrain_s"):
-            return self._stages.retrain()
+            return self.__stages.retrain()
 
     def param_keys(self) -> list[str]:
-        return self._stages.param_keys
+        return self.__stages.param_keys
 
     # -- the pool -------------------------------------------------------------------
     def pool(self, size: int | None = None) -> Iterator[tuple[dict, dict[str, "torch.Tensor"]]]:
@@ -79,99 +132,71 @@ class Ctx:
             raise SplitAccessError(f"method {self.method.name!r} uses the fine-tune pool (trained on D_f) "
                                    "but does not declare 'forget'")
         self.touched.add("forget")
-        n = size if size is not None else self._pool_cfg.size
-        yield from self._stages.pool_stream(self._pool_cfg.name, n, self.timings)
+        n = size if size is not None else self.__pool_cfg.size
+        yield from self.__stages.pool_stream(self.__pool_cfg.name, n, self.timings)
 
     def pool_size(self) -> int:
-        grid_ = self._stages.pool_grid(self._pool_cfg.name)
-        return min(len(grid_), self._pool_cfg.size) if self._pool_cfg.size else len(grid_)
+        grid_ = self.__stages.pool_grid(self.__pool_cfg.name)
+        return min(len(grid_), self.__pool_cfg.size) if self.__pool_cfg.size else len(grid_)
 
     # -- training -------------------------------------------------------------------
-    def train(self, model: "torch.nn.Module", x, y, recipe, stream: str = "order", **kw: Any):
-        """The shared training loop, seeded from this trial's named stream."""
+    def train(self, model: "torch.nn.Module", x: "torch.Tensor", y: "torch.Tensor", recipe: "Recipe",
+              stream: str = "order", *, loss_fn: Callable | None = None,
+              after_step: Callable[[], None] | None = None, params: Iterable | None = None,
+              augment: Callable | None = None, on_epoch: Callable[[int], None] | None = None,
+              batches: "Sequence[Sequence[torch.Tensor]] | None" = None) -> "torch.nn.Module":
+        """The shared training loop (``unlearnbench.training.train``, which documents the hooks),
+        seeded from this trial's named stream."""
         from .seeding import torch_gen
         from .training import train
 
         gen = torch_gen(self.trial, stream, self.method.name)
-        kw.setdefault("augment", self.task.augment_for(recipe))  # the scenario's named augmentations too
-        return train(model, x, y, recipe, gen, device=self.device, desc=f"{self.method.name}", **kw)
+        if augment is None:  # the scenario's named augmentations too
+            augment = self.__task.augment_for(recipe)
+        return train(model, x, y, recipe, gen, device=self.device, desc=f"{self.method.name}", loss_fn=loss_fn,
+                     after_step=after_step, params=params, augment=augment, on_epoch=on_epoch, batches=batches)
 
-    # -- applying and selecting λ --------------------------------------------------------
+    # -- applying and selecting --------------------------------------------------------
     def apply(self, tau: dict, lam: float) -> dict[str, "torch.Tensor"]:
         from .taskvec import edited_state
 
-        return edited_state(self._stages.original(), tau, lam)
+        return edited_state(self.__stages.original(), tau, lam)
 
     def select(self, tau: dict, lambdas: list[float] | None = None) -> Selection:
-        """Choose λ for θ_0 − λτ with the run's selection rule, on the rule's splits only."""
+        """Choose λ for θ_0 − λτ with the run's selection rule, on the rule's splits only
+        (``unlearnbench.selection.sweep``)."""
         from .taskvec import InPlaceEditor
 
-        rule, rcfg = self._rule, self._rule_cfg
-        model = self.new_model(self._stages.original())
-        editor = InPlaceEditor(model, self._stages.original(), tau)
-        allowed = rule.reads_for(rcfg, self.task)
-        reference = self._stages.retrain_metrics() if "retrain" in allowed else None
-        sel = sweep(editor.set, lambda names: self._stages.evaluator.measure(model, names),
-                    lambdas if lambdas is not None else grid(rcfg.grid, self.task.grids), rule, rcfg, self.task, reference,
-                    frozenset(allowed), self.task.scoring.metric_splits)
-        if rcfg.diagnostic:  # PROTOCOL §5: test at every λ, after λ* is fixed; never fed to leaderboards
-            for point in sel.curve:
-                editor.set(point["lambda"])
-                point["diagnostic"] = self._stages.evaluator.measure(model, list(self.task.scoring.diagnostic))
-            self.info["diagnostic"] = True
+        rule, rcfg, task = self.__rule, self.__rule_cfg, self.__task
+        model = self.new_model(self.__stages.original())
+        editor = InPlaceEditor(model, self.__stages.original(), tau)
+        allowed = frozenset(rule.reads_for(rcfg, task))
+        reference = self.__stages.retrain_metrics() if "retrain" in allowed else None
+        sel = sweep(editor.set, lambda names: self.__stages.evaluator.measure(model, names),
+                    lambdas if lambdas is not None else grid(rcfg.grid, task.grids), rule, rcfg, task, reference,
+                    allowed, task.scoring.metric_splits)
         self.timings["select_s"] = self.timings.get("select_s", 0.0) + sel.seconds
         self.timings["select_evals"] = self.timings.get("select_evals", 0) + sel.evals
         return sel
 
     def search(self, candidates: list[dict], build: Callable[[dict], dict]) -> tuple[dict, Selection]:
-        """Choose a hyperparameter setting with the run's selection rule (PROTOCOL §7.3).
-
-        ``build(candidate)`` returns the unlearned state dict for one setting (it trains);
-        each is measured on the rule's splits only, against θ_0 as the baseline. The grid,
-        every candidate's metrics and the choice are recorded in the run."""
-        rule, rcfg = self._rule, self._rule_cfg
-        allowed = frozenset(rule.reads_for(rcfg, self.task))
-        needs = rule.needs(rcfg, self.task)
-        for m in needs:
-            if self.task.scoring.metric_splits(m) - allowed:
-                raise SplitAccessError(f"selection rule {rule.name!r} asks for {m!r} beyond {sorted(allowed)}")
-        reference = self._stages.retrain_metrics() if "retrain" in allowed else None
-        t0 = time.perf_counter()
-        model = self.new_model(self._stages.original())
-        baseline = self._stages.evaluator.measure(model, needs)
-        import torch
-
-        curve, states, valid = [], [], []
-        for cand in candidates:
-            state = build(dict(cand))
-            if all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
-                model.load_state_dict(state)
-                curve.append({**cand, **self._stages.evaluator.measure(model, needs)})
-                valid.append(len(states))
-            else:  # a diverged setting is rejected, never scored (as a non-finite pool member, §3)
-                curve.append({**cand, "non_finite": True})
-            states.append(state)
-        if not valid:
-            raise StoreError(f"every setting of the search diverged (non-finite weights): {candidates}")
-        scored = [curve[i] for i in valid]
-        j, score = rule.choose(scored, rcfg, self.task, reference, baseline)
-        idx = valid[j]
-        ok = rule.feasible(scored, rcfg, self.task, baseline)
-        feasible = [False] * len(curve)
-        for i, f in zip(valid, ok):
-            feasible[i] = f
-        sel = Selection(rule.name, rule.oracle, float("nan"), float(score), idx, curve, len(curve),
-                        time.perf_counter() - t0, False,
-                        {"grid": candidates, "chosen": candidates[idx], "baseline": baseline,
-                         "feasible": feasible, "none_feasible": not any(feasible)})
-        sel.grid_edge = len(candidates) > 1 and idx in (0, len(candidates) - 1)
+        """Choose a hyperparameter setting with the run's selection rule (PROTOCOL §7.3;
+        ``unlearnbench.selection.search``): ``build(candidate)`` returns the unlearned state dict
+        of one setting; each is measured on the rule's splits only, against θ_0 as the baseline."""
+        rule, rcfg, task = self.__rule, self.__rule_cfg, self.__task
+        allowed = frozenset(rule.reads_for(rcfg, task))
+        reference = self.__stages.retrain_metrics() if "retrain" in allowed else None
+        model = self.new_model(self.__stages.original())  # θ_0: the baseline is measured on it first
+        state, sel = search(candidates, build, model.load_state_dict,
+                            lambda names: self.__stages.evaluator.measure(model, names), rule, rcfg, task,
+                            reference, allowed, task.scoring.metric_splits)
         self.timings["search_s"] = self.timings.get("search_s", 0.0) + sel.seconds
-        self.timings["search_evals"] = self.timings.get("search_evals", 0) + len(curve)
-        return states[idx], sel
+        self.timings["search_evals"] = self.timings.get("search_evals", 0) + sel.evals
+        return state, sel
 
     # -- bookkeeping ----------------------------------------------------------------------
     @contextmanager
-    def timer(self, name: str):
+    def timer(self, name: str) -> Iterator[None]:
         t0 = time.perf_counter()
         try:
             yield

@@ -19,7 +19,9 @@ class Result:
     state: dict[str, "torch.Tensor"]  # the unlearned model's full state dict (same keys as θ_0)
     lam: float | None = None  # λ*, for methods that scale a task vector
     selection: Any = None  # unlearnbench.selection.Selection, when a rule chose a hyperparameter
-    merged: dict[str, "torch.Tensor"] | None = None  # the merged task vector, for sparsity
+    # The task vector τ behind θ_0 − λτ: its sparsity is recorded, and with selection.diagnostic=true
+    # the harness re-applies every λ of ``selection``'s curve to it after the method returned.
+    merged: dict[str, "torch.Tensor"] | None = None
     info: dict = field(default_factory=dict)  # anything else worth recording in run.json
     # Pool members ({"key", "lambda", ...}) the harness evaluates after selection is frozen, for the
     # trade-off plot (each member at its own λ*); the method itself never sees these numbers.

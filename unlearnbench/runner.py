@@ -6,7 +6,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import progress
 from .config import Resolved
@@ -14,6 +14,11 @@ from .errors import ConfigError, StoreError
 from .metrics import avg_gap, sparsity, sparsity_breakdown
 from .seeding import deterministic_kernels
 from .store import tensor_digest
+
+if TYPE_CHECKING:
+    from .method import Result
+    from .selection import Selection
+    from .stages import Stages
 
 RUN_SCHEMA = 1
 
@@ -45,6 +50,36 @@ def used_splits(method: Any, rule: Any, rule_cfg: Any, task: Any, selected: bool
         used |= set(rule.reads_for(rule_cfg, task)) - {"retrain"}
     order = ["forget", "retain", "val", "test"]
     return "+".join(s for s in order if s in used)
+
+
+def diagnostic_pass(stages: "Stages", method: str, result: "Result") -> "Selection | None":
+    """The selection of ``result`` with the scenario's diagnostic metrics (``Scoring.diagnostic``,
+    test among them) measured at every λ of its curve, for θ_0 − λτ with τ = ``result.merged``.
+
+    It runs in the harness after the method returned, so no test number can reach the choice of
+    λ*; the method's Selection is copied, never edited. A result without a λ curve (no selection,
+    or a hyperparameter search) has nothing to measure: its own selection comes back."""
+    import dataclasses
+
+    from .taskvec import InPlaceEditor
+
+    sel = result.selection
+    if sel is None or not sel.curve or not all("lambda" in p for p in sel.curve):
+        return sel
+    if result.merged is None:
+        raise ConfigError(f"selection.diagnostic=true: method {method!r} chose λ but returned no task vector; it "
+                          "must return the τ it selected λ for as Result(merged=τ)")
+    task = stages.task
+    model = task.new_model()
+    model.load_state_dict(stages.original())
+    model = model.to(stages.device)
+    editor = InPlaceEditor(model, stages.original(), result.merged)
+    names = list(task.scoring.diagnostic)
+    curve = []
+    for point in sel.curve:
+        editor.set(point["lambda"])
+        curve.append({**point, "diagnostic": stages.evaluator.measure(model, names)})
+    return dataclasses.replace(sel, curve=curve)
 
 
 def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: str | None,
@@ -111,11 +146,18 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
     metrics = stages.evaluator.measure(model.to(device), stages.evaluator.report_names())
     timings["eval_s"] = time.perf_counter() - t0
     pool_points = stages.member_points(result.diagnostics) if result.diagnostics else None
+    sel = result.selection
+    info = {**ctx.info, **result.info}
+    if cfg.selection.diagnostic:  # PROTOCOL §5: test at every λ, now that λ* is fixed; never on a board
+        t0 = time.perf_counter()
+        sel = diagnostic_pass(stages, meth.name, result)
+        if sel is not result.selection:
+            info["diagnostic"] = True  # what keeps the record off every leaderboard
+            timings["diagnostic_s"] = time.perf_counter() - t0
     gap = None
     if retr_m is not None:
         g, comps = avg_gap(metrics, retr_m)
         gap = {"avg_gap": g, "components": comps}
-    sel = result.selection
     rec: dict[str, Any] = {
         "schema": RUN_SCHEMA,
         "scenario": scen.name,
@@ -137,7 +179,7 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
         "gap": gap,
         "sparsity": ({**sparsity(result.merged, [k for k in stages.param_keys if k not in task.frozen]),
                       **sparsity_breakdown(result.merged, task.new_model())} if result.merged is not None else None),
-        "info": {**ctx.info, **result.info},
+        "info": info,
         "pool_points": pool_points,
         "timings": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in timings.items()},
         "artifacts": dict(stages.keys),

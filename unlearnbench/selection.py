@@ -1,4 +1,5 @@
-"""λ selection: grids, the sweep, and the base of every selection rule (PROTOCOL §5).
+"""Selection: grids, the λ sweep, the hyperparameter search, and the base of every selection
+rule (PROTOCOL §5, §7.3).
 
 A rule maps a λ-curve of selection metrics to λ* and a score. It declares the splits it
 reads; the harness computes only metrics on those splits, so a rule that does not say it
@@ -10,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from .errors import ConfigError, SplitAccessError
+from .errors import ConfigError, SplitAccessError, StoreError
 
 GRIDS = {
     "classifier": [round(0.05 * i, 2) for i in range(41)],  # {0, 0.05, ..., 2.00} [PROTOCOL §5, OURS]
@@ -92,6 +93,21 @@ class Selection:
                 "params": self.params, "curve": self.curve}
 
 
+def check_reads(rule: SelectionRule, cfg: Any, task: Any, allowed: frozenset[str],
+                metric_splits: Callable[[str], frozenset[str]]) -> list[str]:
+    """The metrics ``rule`` needs, once each is known to read only ``allowed`` splits: the one
+    leak check of both searches (a rule that does not say it is an oracle never sees test)."""
+    needs = rule.needs(cfg, task)
+    for m in needs:
+        leak = metric_splits(m) - allowed
+        if leak:
+            raise SplitAccessError(
+                f"selection rule {rule.name!r} asks for {m!r}, which reads {sorted(leak)}; it declares only "
+                f"{sorted(allowed)}"
+            )
+    return needs
+
+
 def sweep(
     set_lambda: Callable[[float], None],
     measure: Callable[[list[str]], dict],
@@ -104,14 +120,7 @@ def sweep(
     metric_splits: Callable[[str], frozenset[str]],
 ) -> Selection:
     """Evaluate each λ on the rule's splits only, in grid order, with weights set in place."""
-    needs = rule.needs(cfg, task)
-    for m in needs:
-        leak = metric_splits(m) - allowed
-        if leak:
-            raise SplitAccessError(
-                f"selection rule {rule.name!r} asks for {m!r}, which reads {sorted(leak)}; it declares only "
-                f"{sorted(allowed)}"
-            )
+    needs = check_reads(rule, cfg, task, allowed, metric_splits)
     from . import progress
 
     t0 = time.perf_counter()
@@ -124,5 +133,58 @@ def sweep(
             if rule.can_stop(curve, cfg, task):
                 break
     idx, score = rule.choose(curve, cfg, task, reference)
-    return Selection(rule.name, rule.oracle, curve[idx]["lambda"], float(score), idx, curve, len(curve),
-                     time.perf_counter() - t0, curve[idx]["lambda"] == max(lambdas), {})
+    lam = curve[idx]["lambda"]
+    return Selection(rule=rule.name, oracle=rule.oracle, lam=lam, score=float(score), index=idx, curve=curve,
+                     evals=len(curve), seconds=time.perf_counter() - t0, grid_edge=lam == max(lambdas))
+
+
+def search(
+    candidates: list[dict],
+    build: Callable[[dict], dict],
+    load: Callable[[dict], object],
+    measure: Callable[[list[str]], dict],
+    rule: SelectionRule,
+    cfg: Any,
+    task: Any,
+    reference: dict | None,
+    allowed: frozenset[str],
+    metric_splits: Callable[[str], frozenset[str]],
+) -> tuple[dict, Selection]:
+    """Choose a hyperparameter setting with ``rule`` (PROTOCOL §7.3); returns its state and the Selection.
+
+    ``build(candidate)`` returns the unlearned state dict of one setting (it trains); ``load(state)``
+    puts a state in the model ``measure(names)`` scores, which holds θ_0 on entry: θ_0 is the
+    baseline the rule compares against. Each setting is measured on the rule's splits only. A
+    setting whose weights diverged (non-finite) is recorded, never scored, as a non-finite pool
+    member is (§3). The grid, every candidate's metrics and the choice go into ``params``."""
+    import torch
+
+    needs = check_reads(rule, cfg, task, allowed, metric_splits)
+    t0 = time.perf_counter()
+    baseline = measure(needs)
+    curve: list[dict] = []
+    states: list[dict] = []
+    valid: list[int] = []  # positions in curve of the scored (finite) settings
+    for cand in candidates:
+        state = build(dict(cand))
+        if all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+            load(state)
+            curve.append({**cand, **measure(needs)})
+            valid.append(len(states))
+        else:
+            curve.append({**cand, "non_finite": True})
+        states.append(state)
+    if not valid:
+        raise StoreError(f"every setting of the search diverged (non-finite weights): {candidates}")
+    scored = [curve[i] for i in valid]
+    j, score = rule.choose(scored, cfg, task, reference, baseline)
+    idx = valid[j]
+    feasible = [False] * len(curve)  # a diverged setting is never feasible
+    for i, ok in zip(valid, rule.feasible(scored, cfg, task, baseline)):
+        feasible[i] = ok
+    sel = Selection(rule=rule.name, oracle=rule.oracle, lam=float("nan"), score=float(score), index=idx,
+                    curve=curve, evals=len(curve), seconds=time.perf_counter() - t0,
+                    grid_edge=len(candidates) > 1 and idx in (0, len(candidates) - 1),
+                    params={"grid": candidates, "chosen": candidates[idx], "baseline": baseline,
+                            "feasible": feasible, "none_feasible": not any(feasible)})
+    return states[idx], sel

@@ -2,13 +2,13 @@
 
 It owns epochs, data order (from the trial's ``order`` stream), the optimiser and its
 schedule, BN mode, the device and the progress bar. A caller supplies only what differs:
-the loss (``loss_fn``), per-batch labels, a hook after each step (a SalUn mask), or which
-parameters to update.
+the loss (``loss_fn``), per-batch labels, a hook after each step (a SalUn mask), which
+parameters to update, or its own batch order (``batches``: RL's sequential schedule).
 """
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from . import progress
 from .recipe import Recipe
@@ -47,6 +47,7 @@ def train(
     params: Iterable | None = None,
     augment: Callable | None = None,
     on_epoch: Callable[[int], None] | None = None,
+    batches: "Sequence[Sequence[torch.Tensor]] | None" = None,
     show_progress: bool = True,
 ) -> "torch.nn.Module":
     """Train ``model`` in place on (x, y) with ``recipe``; returns the model (last iterate).
@@ -57,6 +58,9 @@ def train(
     :param params: the parameters to optimise (default: all).
     :param on_epoch: called with the epoch index before each epoch.
     :param augment: ``augment(xb, gen) -> xb`` per batch; default the one ``recipe.augment`` names.
+    :param batches: the batch order, one sequence of index tensors (rows of x and y) per epoch,
+        every epoch the same number of batches; default a fresh shuffle of all of (x, y) per
+        epoch, cut into ``recipe.batch``-sized batches.
     """
     import torch
     import torch.nn.functional as F
@@ -76,7 +80,13 @@ def train(
     else:
         opt = torch.optim.SGD(trainable, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.wd)
     n = len(x)
-    spe = math.ceil(n / recipe.batch)
+    if batches is not None:
+        if len(batches) != recipe.epochs or len({len(b) for b in batches}) > 1:
+            raise ValueError(f"batches= gives {[len(b) for b in batches]} batches per epoch; the recipe has "
+                             f"{recipe.epochs} epochs, and every epoch needs the same number (the schedule's length)")
+        spe = len(batches[0]) if batches else 0
+    else:
+        spe = math.ceil(n / recipe.batch)
     total = recipe.epochs * spe
     if loss_fn is None:
         def loss_fn(m, xb, yb):
@@ -89,15 +99,24 @@ def train(
             # On a GPU, batches are gathered where the model is: a host-to-device copy from
             # pageable memory each step waits for the step before, so CPU and GPU would take
             # turns. One copy per epoch, after on_epoch (RL relabels y in place). With a
-            # train-time augmentation (drawn from the CPU stream) or a custom feed, batches are
-            # made on the host. Same batches either way; on CPU nothing is copied.
+            # train-time augmentation (drawn from the CPU stream) or inputs that are not tensors,
+            # batches are made on the host. Same batches either way; on CPU nothing is copied.
             on_dev = augment is None and isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
             xs, ys = (x.to(device), y.to(device)) if on_dev else (x, y)
-            order = torch.randperm(n, generator=gen)
-            if on_dev:
-                order = order.to(device)
-            for b in range(spe):
-                idx = order[b * recipe.batch:(b + 1) * recipe.batch]
+            if batches is None:
+                order = torch.randperm(n, generator=gen)
+                if on_dev:
+                    order = order.to(device)
+                epoch_batches = [order[b * recipe.batch:(b + 1) * recipe.batch] for b in range(spe)]
+            else:
+                epoch_batches = [i.to(device) for i in batches[epoch]] if on_dev else batches[epoch]
+                if augment is not None:
+                    # Drawn and unused: RL's sequential schedule once fed this loop through stand-in
+                    # tensors of spe·batch rows, so the loop drew this permutation before augmenting
+                    # from the same generator. Drawing it still keeps those runs' augmentations
+                    # (GPU-scale recipes; digits and fmnist have none) bit for bit.
+                    torch.randperm(spe * recipe.batch, generator=gen)
+            for idx in epoch_batches:
                 xb, yb = xs[idx], ys[idx]
                 if augment is not None:
                     xb = augment(xb, gen)

@@ -121,7 +121,7 @@ def test_salun_mask(bhost, session_store, mode):
     theta0 = ctx.original()
     out = ctx.method.unlearn(ctx).state
     model = ctx.new_model(theta0)
-    mask = saliency_mask(model, *ctx.task.tensors("forget"), 0.5)
+    mask = saliency_mask(model, *ctx.data("forget"), 0.5)
     names = [n for n, _ in model.named_parameters()]
     d = sum(mask[n].numel() for n in names)
     m = torch.cat([mask[n].flatten() for n in names])
@@ -188,18 +188,79 @@ def test_sequential_schedule_order():
     """HEAD's order: every epoch all forget batches, then all retain batches, each shuffled."""
     import torch
 
-    from unlearnbench.methods.relabel import _SequentialFeed
+    from unlearnbench.methods.relabel import sequential_batches
 
-    xf, xr = torch.arange(5).float(), 100 + torch.arange(7).float()
-    feed = _SequentialFeed([(xf, xf.long()), (xr, xr.long())], 2, torch.Generator().manual_seed(0))
-    assert len(feed.x) // 2 == feed.steps == 3 + 4
-    for _ in range(2):
-        feed.new_epoch()
-        xs = [feed.x[None] for _ in range(feed.steps)]
-        ys = [feed.y[None] for _ in range(feed.steps)]
-        assert all(torch.equal(a.long(), b) for a, b in zip(xs, ys))
-        assert all((b < 100).all() for b in xs[:3]) and all((b >= 100).all() for b in xs[3:])
-        assert sorted(torch.cat(xs).tolist()) == sorted(torch.cat([xf, xr]).tolist())
+    nf, nr = 5, 7
+    epochs = sequential_batches([nf, nr], 2, 2, torch.Generator().manual_seed(0))
+    assert len(epochs) == 2 and all(len(e) == 3 + 4 for e in epochs)
+    for e in epochs:
+        assert all((b < nf).all() for b in e[:3]) and all((b >= nf).all() for b in e[3:])
+        assert sorted(torch.cat(e).tolist()) == list(range(nf + nr))  # each row once per epoch
+    assert not all(torch.equal(a, b) for a, b in zip(*epochs))  # reshuffled every epoch
+
+
+def test_the_loop_follows_the_given_batches():
+    """``train(batches=...)`` steps through exactly the given rows, in order, epoch by epoch."""
+    import torch
+    from torch import nn
+
+    from unlearnbench import Recipe
+    from unlearnbench.training import train
+
+    x, y = torch.arange(6).float()[:, None], torch.zeros(6, dtype=torch.long)
+    order = [[torch.tensor([4, 5]), torch.tensor([0])], [torch.tensor([1, 2, 3]), torch.tensor([5])]]
+    seen = []
+
+    def loss_fn(m, xb, yb):
+        seen.append(xb.flatten().long().tolist())
+        return nn.functional.cross_entropy(m(xb), yb)
+
+    rec = Recipe(epochs=2, batch=2, lr=0.1, schedule="constant")
+    train(nn.Linear(1, 2), x, y, rec, torch.Generator().manual_seed(0), loss_fn=loss_fn, batches=order,
+          show_progress=False)
+    assert seen == [[4, 5], [0], [1, 2, 3], [5]]
+    with pytest.raises(ValueError, match="same number"):
+        train(nn.Linear(1, 2), x, y, rec, torch.Generator(), batches=[order[0], order[1][:1]])
+
+
+def test_sequential_schedule_keeps_its_augmentations():
+    """RL's sequential schedule once fed the loop through stand-in tensors of steps·batch rows (the
+    loop drew its own permutation, unused, before each epoch's augmentations); with ``batches=`` an
+    augmented recipe (CIFAR-10's crop_flip) must still train bit for bit the same weights."""
+    import torch
+    from torch import nn
+
+    from unlearnbench import Recipe
+    from unlearnbench.methods.relabel import sequential_batches
+    from unlearnbench.training import train
+
+    class Feed:  # the stand-in, as it was: x[idx] and y[idx] hand out the next batch of the epoch
+        def __init__(self, batches, data, which):
+            self.batches, self.data, self.which, self.epoch, self.pos = batches, data, which, -1, 0
+
+        def __len__(self):
+            return len(self.batches[0]) * rec.batch
+
+        def __getitem__(self, _):
+            if self.pos == 0:
+                self.epoch += 1
+            idx = self.batches[self.epoch][self.pos]
+            self.pos = (self.pos + 1) % len(self.batches[0])
+            return self.data[self.which][idx]
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(37 + 70, 3, 32, 32, generator=g), torch.randint(0, 10, (37 + 70,), generator=g)
+    rec = Recipe(epochs=3, batch=16, lr=0.05, schedule="constant", augment="crop_flip")
+    batches = sequential_batches([37, 70], rec.batch, rec.epochs, torch.Generator().manual_seed(7))
+    states = []
+    for feed in (True, False):
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(3600, 10))
+        args = (Feed(batches, (x, y), 0), Feed(batches, (x, y), 1)) if feed else (x, y)
+        train(model, *args, rec, torch.Generator().manual_seed(3), batches=None if feed else batches,
+              show_progress=False)
+        states.append(model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
 # -- Gradient Ascent, l1-sparse ------------------------------------------------------------------
@@ -214,7 +275,7 @@ def forget_loss(model, x, y):
 
 def test_gradient_ascent_raises_the_forget_loss(bhost, session_store):
     ctx = make_ctx(bhost, session_store, "gradient-ascent")
-    x, y = ctx.task.tensors("forget")
+    x, y = ctx.data("forget")
     before = forget_loss(ctx.new_model(ctx.original()), x, y)
     after = forget_loss(ctx.new_model(ctx.method.unlearn(ctx).state), x, y)
     assert after > before
@@ -246,7 +307,7 @@ def test_influence_faithful_is_v_minus_c_g0(bhost, session_store):
     out = ctx.method.unlearn(ctx).state
     model = ctx.new_model(theta0).eval()
     names = [n for n, _ in model.named_parameters()]
-    (xf, yf), (xr, yr) = ctx.task.tensors("forget"), ctx.task.tensors("retain")
+    (xf, yf), (xr, yr) = ctx.data("forget"), ctx.data("retain")
     k = faithful_k(model, xr, yr, influence_v(model, xf, yf, xr, yr))
     assert torch.allclose(flat(out, names), flat(theta0, names) + 0.2 * k, rtol=0, atol=1e-6)  # θ_0 + α·k
     assert all(torch.equal(out[b], theta0[b]) for b in set(theta0) - set(names))  # buffers untouched
@@ -276,7 +337,7 @@ def test_boundary_shrink_neighbour_labels(bhost, session_store):
 
     ctx = make_ctx(bhost, session_store, "boundary-shrink", ["method.eps=0.25"])
     frozen = frozen_copy(ctx)
-    x, y = ctx.task.tensors("forget")
+    x, y = ctx.data("forget")
     x_adv = fgsm(frozen, x, y, 0.25)
     assert torch.equal(x_adv * 255, (x_adv * 255).round()) and 0 <= x_adv.min() and x_adv.max() <= 1
     assert (x_adv - x).abs().max() <= 0.25 + 1 / 510 + 1e-6  # ε, then rounding to 1/255

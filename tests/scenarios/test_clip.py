@@ -418,3 +418,33 @@ def test_dtd_release_and_tta_folders_give_one_manifest(tmp_path):
     assert len(a.train_pool) == 6 and len(a.test) == 6  # train1 + val1 | test1
     assert a.fingerprint == b.fingerprint and torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
     assert a.x.shape[1:] == (3, 224, 224)
+
+
+def test_diagnostic_pass_on_clip_reads_the_scenarios_test_splits(clip_root, tmp_path):
+    """selection.diagnostic=true measures Scoring.diagnostic (CLIP: the forget and control test
+    splits) at every λ after λ* is fixed, in the runner (before Scoring, the list was the classifier's)."""
+    from click.testing import CliRunner
+
+    from unlearnbench.cli import main
+
+    runs = tmp_path / "runs"
+    args = ["run", "--scenario", "clip-mnist", "--data-root", str(clip_root), "--seeds", "0",
+            "--store", str(tmp_path / "store"), "--runs-dir", str(runs), "-q", "-o", "scenario.arch=tiny",
+            "-o", "scenario.weights=random", "-o", "scenario.control_templates=simple", "--method", "negmerge",
+            "-o", "pool.name=pool4", "-o", "pool.size=3"]
+    recs = {}
+    for mode in ("false", "true"):
+        r = CliRunner().invoke(main, args + ["-o", f"selection.diagnostic={mode}"])
+        assert r.exit_code == 0, r.output
+        (path,) = [p for p in runs.glob("clip-mnist/negmerge*/seed-0/run.json")
+                   if json.loads(p.read_text())["config"]["selection"]["diagnostic"] == (mode == "true")]
+        recs[mode] = json.loads(path.read_text())
+    plain, diag = recs["false"], recs["true"]
+    assert diag["lambda"] == plain["lambda"] and diag["metrics"] == plain["metrics"]
+    assert diag["weights_digest"]["unlearned"] == plain["weights_digest"]["unlearned"]
+    curve = diag["selection"]["curve"]
+    assert [{k: v for k, v in p.items() if k != "diagnostic"} for p in curve] == plain["selection"]["curve"]
+    assert all(set(p["diagnostic"]) == {"acc_forget_test", "acc_control_test"} for p in curve)
+    star = curve[[p["lambda"] for p in curve].index(diag["lambda"])]["diagnostic"]
+    assert star == {k: plain["metrics"][k] for k in ("acc_forget_test", "acc_control_test")}
+    assert diag["info"]["diagnostic"] and "diagnostic" not in plain["info"]  # what keeps it off the board
