@@ -308,8 +308,10 @@ def check_recipe_cmd(scenario, trial, overrides, store, data_root):
               help="a merge method (`unlearnbench list methods`)")
 @click.argument("base", type=click.Path(exists=True, dir_okay=False))
 @click.argument("finetuned", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", "output", required=True, type=click.Path(dir_okay=False), help="output .safetensors")
-@click.option("--lam", type=float, help="write BASE − lam·τ (buffers from BASE) instead of τ")
+@click.option("--out", "output", required=True, type=click.Path(dir_okay=False),
+              help="output .safetensors, written atomically; an existing file is replaced, unless it is an input "
+                   "(refused)")
+@click.option("--lam", type=float, help="write BASE − lam·τ (buffers from BASE) instead of τ; a finite number")
 @_override_option("an option of the merge method, e.g. -o value=min (`unlearnbench list methods --options`)")
 @click.option("--engine", default="auto", show_default=True, type=click.Choice(_engines()),
               help="chunked: read every file chunk by chunk (safetensors, elementwise methods); auto picks it")
@@ -317,7 +319,10 @@ def merge(method, base, finetuned, output, lam, overrides, engine):
     """Merge checkpoints you already have: task vectors FTi − BASE, merged by METHOD.
 
     Writes the merged task vector, or with --lam the edited model BASE − lam·τ. Inputs are
-    safetensors or torch state dicts (loaded with weights_only=True: no code is executed).
+    safetensors or torch state dicts (loaded with weights_only=True: no code is executed). Each
+    fine-tune must hold exactly the base's tensors, with its shapes and floating-point
+    parameters; an extra or missing tensor, or a NaN or inf in any file, is an error, never
+    dropped. Both engines refuse the same inputs, before any tensor is read where they can.
     """
     from .merge import merge_files
 

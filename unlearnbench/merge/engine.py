@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
 
 from ..errors import StoreError
+from .check import DTYPE_BITS, check_candidates, merged_keys, nonfinite, nonfinite_base
 
 if TYPE_CHECKING:
     import torch
@@ -98,30 +99,87 @@ class Entry:
 
 
 def read_index(path: str | os.PathLike) -> dict[str, Entry]:
-    """The tensor table of a safetensors file, from its JSON header (no tensor data is read)."""
+    """The tensor table of a safetensors file, from its JSON header (no tensor data is read),
+    validated as safetensors itself validates it: a header length inside the file, a JSON object
+    whose entries (but ``__metadata__``, strings to strings) each have a known ``dtype``, a
+    ``shape`` of non-negative integers and ``data_offsets`` [start, end] spanning exactly
+    numel × itemsize bytes; the ranges, sorted, cover the data section contiguously (no overlap,
+    no gap, nothing after the last one, nothing past the end of the file). Anything else is a
+    StoreError naming the file (and the tensor)."""
     p = Path(path)
-    with open(p, "rb") as f:
+
+    def bad(why: str) -> StoreError:
+        return StoreError(f"{p} is not a valid safetensors file: {why}")
+
+    try:
+        size = p.stat().st_size
+        f = open(p, "rb")
+    except OSError as e:
+        raise StoreError(f"{p} cannot be read: {e.strerror or e}") from None
+    with f:
         head = f.read(8)
         if len(head) != 8:
-            raise StoreError(f"{p} is not a safetensors file (too short)")
+            raise StoreError(f"{p} is not a safetensors file (too short: {size} bytes)")
         (n,) = struct.unpack("<Q", head)
         if n > 100_000_000:
             raise StoreError(f"{p} is not a safetensors file (header length {n})")
-        try:
-            header = json.loads(f.read(n))
-        except ValueError as e:
-            raise StoreError(f"{p} has a corrupt safetensors header: {e}") from e
-    size = p.stat().st_size
-    out = {}
-    for name, meta in header.items():
+        if 8 + n > size:
+            raise bad(f"its header length {n} runs past the end of the file ({size} bytes)")
+        raw = f.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except ValueError as e:  # UnicodeDecodeError is a ValueError
+        raise StoreError(f"{p} has a corrupt safetensors header: {e}") from None
+    if not isinstance(header, dict):
+        raise bad(f"its header is a JSON {type(header).__name__}, not an object")
+    meta = header.get("__metadata__")
+    if meta is not None and not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
+        raise bad("its __metadata__ is not an object of strings")
+    data_len = size - 8 - n
+    spans = []
+    for name, m in header.items():
         if name == "__metadata__":
             continue
-        start, end = meta["data_offsets"]
-        e = Entry(meta["dtype"], tuple(meta["shape"]), 8 + n + start, 8 + n + end)
-        if e.end > size:
-            raise StoreError(f"{p} is truncated: tensor {name!r} ends at byte {e.end}, the file has {size}")
-        out[name] = e
-    return out
+        if not isinstance(m, dict):
+            raise bad(f"tensor {name!r} has a JSON {type(m).__name__} for its entry, not an object with dtype, "
+                      "shape and data_offsets")
+        for field in ("dtype", "shape", "data_offsets"):
+            if field not in m:
+                raise bad(f"tensor {name!r} has no {field!r}")
+        dt, shape, off = m["dtype"], m["shape"], m["data_offsets"]
+        if not isinstance(dt, str) or dt not in DTYPE_BITS:
+            raise bad(f"tensor {name!r} has an unknown dtype {dt!r}")
+        if not (isinstance(shape, list) and all(_nat(s) for s in shape)):
+            raise bad(f"tensor {name!r} has shape {shape!r}, not a list of non-negative integers")
+        if not (isinstance(off, list) and len(off) == 2 and all(_nat(o) for o in off) and off[0] <= off[1]):
+            raise bad(f"tensor {name!r} has data_offsets {off!r}, not [start, end] with 0 <= start <= end")
+        numel = math.prod(shape)
+        bits = numel * DTYPE_BITS[dt]
+        start, end = off
+        if bits % 8 or end - start != bits // 8:
+            raise bad(f"tensor {name!r} ({dt}, shape {tuple(shape)}) needs {bits / 8:g} bytes, but its "
+                      f"data_offsets [{start}, {end}] span {end - start}")
+        spans.append((start, end, name, Entry(dt, tuple(shape), 8 + n + start, 8 + n + end)))
+    spans.sort(key=lambda s: (s[0], s[1]))
+    pos, prev = 0, None
+    for start, end, name, _ in spans:
+        if start < pos:
+            raise bad(f"tensor {name!r} (data_offsets [{start}, {end}]) overlaps tensor {prev!r}, which ends at "
+                      f"{pos}")
+        if start > pos:
+            raise bad(f"bytes [{pos}, {start}) of its data belong to no tensor (before tensor {name!r}); the "
+                      "tensors must cover the data contiguously")
+        pos, prev = end, name
+    if pos > data_len:
+        raise StoreError(f"{p} is truncated: tensor {prev!r} ends at byte {8 + n + pos}, the file has {size}")
+    if pos < data_len:
+        raise bad(f"its last {data_len - pos} bytes belong to no tensor")
+    by_name = {name: e for _, _, name, e in spans}
+    return {name: by_name[name] for name in header if name != "__metadata__"}  # the header's order
+
+
+def _nat(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
 
 class ChunkReader:
@@ -135,6 +193,10 @@ class ChunkReader:
             self.mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         self._addr0: int | None = None
         self._whole = None
+
+    def spec(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+        """{name: (dtype, shape)}: what ``check.check_candidates`` compares."""
+        return {k: (e.dtype, e.shape) for k, e in self.index.items()}
 
     def close(self) -> None:
         self._whole = None  # the tensor viewing the map goes first, or the map cannot close
@@ -200,26 +262,26 @@ def merge_safetensors(
     if not paths:
         raise StoreError("nothing to merge: no task vector files given")
     threads = threads or torch.get_num_threads()
-    readers = [ChunkReader(p) for p in paths]
-    base_r = ChunkReader(base) if base else None
-    op = fused_op(make_reducer())
-    lib = kernel() if op is not None else None
+    readers: list[ChunkReader] = []
+    base_r = None
     pool = None
     try:
-        ref = base_r.index if base_r else readers[0].index
-        names = keys if keys is not None else list(ref)
-        for r in readers:
-            for name in names:
-                if name not in r.index or r.index[name].shape != ref[name].shape:
-                    got = r.index[name].shape if name in r.index else "missing"
-                    raise StoreError(f"{r.path}: tensor {name!r} is {got}, expected shape {ref[name].shape}")
+        for p in paths:  # every header validated before any tensor byte is read
+            readers.append(ChunkReader(p))
+        base_r = ChunkReader(base) if base else None
+        ref = base_r if base_r else readers[0]
+        names = keys if keys is not None else merged_keys(ref.spec()) if base_r else list(ref.index)
+        check_candidates((ref.path, ref.spec()), [(r.path, r.spec()) for r in readers], names,
+                         ref_is_base=base_r is not None)
+        op = fused_op(make_reducer())
+        lib = kernel() if op is not None else None
         if lib is not None and threads > 1:
             from concurrent.futures import ThreadPoolExecutor
 
             pool = ThreadPoolExecutor(threads)  # ctypes drops the GIL: the kernel runs in parallel
         out = {}
         for name in names:
-            numel = ref[name].numel
+            numel = ref.index[name].numel
             res = torch.empty(numel, dtype=torch.float32)
             fused = lib is not None and all(r.index[name].dtype == "F32" for r in [*readers, *([base_r] if base_r else [])])
             for lo in range(0, numel, CHUNK):
@@ -229,17 +291,19 @@ def merge_safetensors(
                 else:
                     red = make_reducer()
                     b = base_r.read(name, lo, hi).clone() if base_r else None
+                    if b is not None and not _finite(b):
+                        raise nonfinite_base(base_r.path, name)
                     for r in readers:
                         v = r.read(name, lo, hi)
                         if b is not None:
                             v = v - b  # τ_i = θ_i − θ_0 in fp32 (§3)
-                        if not math.isfinite(float(v.sum())):  # §3: a non-finite candidate is rejected
-                            raise StoreError(f"{r.path}: task vector has non-finite values in {name!r}")
+                        if not _finite(v):  # §3: a non-finite candidate is rejected
+                            raise nonfinite(r.path, name, with_base=b is not None)
                         red.update({name: v})
                     res[lo:hi] = red.result()[name]
                 for r in readers:
                     r.release(name, lo, hi)
-            out[name] = res.view(ref[name].shape)
+            out[name] = res.view(ref.index[name].shape)
             if on_tensor is not None:
                 on_tensor(name)
         return out
@@ -250,6 +314,14 @@ def merge_safetensors(
             r.close()
         if base_r:
             base_r.close()
+
+
+def _finite(v) -> bool:
+    """Whether a chunk is all finite: its sum first (one cheap pass), which can also overflow from
+    finite values, so an inf sum is confirmed elementwise."""
+    import torch
+
+    return math.isfinite(float(v.sum())) or bool(torch.isfinite(v).all())
 
 
 def _fused_chunk(lib, pool, threads: int, op: str, res, readers, base_r, name: str, lo: int, hi: int) -> None:
@@ -276,5 +348,7 @@ def _fused_chunk(lib, pool, threads: int, op: str, res, readers, base_r, name: s
     if -2 in codes:
         raise ValueError(f"kernel.c does not know op {op!r} ({code})")
     bad = [i for i in codes if i >= 0]
-    if bad:  # §3: a non-finite candidate is rejected
-        raise StoreError(f"{readers[min(bad)].path}: task vector has non-finite values in {name!r}")
+    if bad:  # §3: a non-finite candidate is rejected; a non-finite base would make every one look bad
+        if base_r is not None and not _finite(base_r.read(name, lo, hi)):
+            raise nonfinite_base(base_r.path, name)
+        raise nonfinite(readers[min(bad)].path, name, with_base=base_r is not None)
