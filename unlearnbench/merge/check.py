@@ -77,13 +77,15 @@ def check_candidates(ref: tuple[str, Spec], candidates: list[tuple[str, Spec]], 
     ``ref`` (the base, or with ``ref_is_base=False`` the first task vector file), ``keys``
     being the tensors merged. Raises StoreError naming the file and the tensor."""
     ref_path, ref_spec = ref
+    if not keys:
+        raise StoreError(f"{ref_path}: has no floating-point tensors to merge (BN statistics and integer "
+                         "tensors are never merged); is this file a model checkpoint?")
     who = f"BASE {ref_path}" if ref_is_base else f"the first file {ref_path}"
     for k in keys:
         dt = ref_spec[k][0]
         if dt not in READABLE:
             raise StoreError(f"{ref_path}: tensor {k!r} has dtype {dt}, which merge does not read; the merged "
-                             f"tensors must be {', '.join(READABLE)} (convert the file, e.g. "
-                             "{k: v.float() for k, v in state.items()})")
+                             f"tensors must be {', '.join(READABLE)} (convert the file to F32)")
     merged = set(keys)
     for path, spec in candidates:
         if path == ref_path and not ref_is_base:
@@ -104,9 +106,9 @@ def check_candidates(ref: tuple[str, Spec], candidates: list[tuple[str, Spec]], 
                 raise StoreError(f"{path}: tensor {k!r} has shape {_shape(shape)}, {who} has {_shape(rshape)}; "
                                  "every fine-tune must have the base's shapes (same architecture)")
             if k in merged and dt not in READABLE:
-                raise StoreError(f"{path}: tensor {k!r} has dtype {dt}, not a float type "
-                                 f"({', '.join(READABLE)}); a fine-tune's parameters are floating point "
-                                 "(is this file a checkpoint of the model?)")
+                raise StoreError(f"{path}: tensor {k!r} has dtype {dt}, but a fine-tune's merged tensors are "
+                                 f"floating point, one of {', '.join(READABLE)} (is this file a checkpoint of "
+                                 "the model?)")
             if k not in merged and dt in FLOATING and rdt not in FLOATING:
                 raise StoreError(f"{path}: tensor {k!r} is {dt}, but {who} has it as {rdt}, which is never "
                                  "merged; the base and its fine-tunes must agree on which tensors are "

@@ -98,6 +98,10 @@ class Entry:
         return n
 
 
+_FIX = "; the file is damaged or was not written by safetensors: copy it again, or re-save it with " \
+       "safetensors.torch.save_file"
+
+
 def read_index(path: str | os.PathLike) -> dict[str, Entry]:
     """The tensor table of a safetensors file, from its JSON header (no tensor data is read),
     validated as safetensors itself validates it: a header length inside the file, a JSON object
@@ -109,7 +113,7 @@ def read_index(path: str | os.PathLike) -> dict[str, Entry]:
     p = Path(path)
 
     def bad(why: str) -> StoreError:
-        return StoreError(f"{p} is not a valid safetensors file: {why}")
+        return StoreError(f"{p} is not a valid safetensors file: {why}{_FIX}")
 
     try:
         size = p.stat().st_size
@@ -119,17 +123,17 @@ def read_index(path: str | os.PathLike) -> dict[str, Entry]:
     with f:
         head = f.read(8)
         if len(head) != 8:
-            raise StoreError(f"{p} is not a safetensors file (too short: {size} bytes)")
+            raise StoreError(f"{p} is not a safetensors file (too short: {size} bytes){_FIX}")
         (n,) = struct.unpack("<Q", head)
         if n > 100_000_000:
-            raise StoreError(f"{p} is not a safetensors file (header length {n})")
+            raise StoreError(f"{p} is not a safetensors file (header length {n}){_FIX}")
         if 8 + n > size:
             raise bad(f"its header length {n} runs past the end of the file ({size} bytes)")
         raw = f.read(n)
     try:
         header = json.loads(raw.decode("utf-8"))
     except ValueError as e:  # UnicodeDecodeError is a ValueError
-        raise StoreError(f"{p} has a corrupt safetensors header: {e}") from None
+        raise StoreError(f"{p} has a corrupt safetensors header: {e}{_FIX}") from None
     if not isinstance(header, dict):
         raise bad(f"its header is a JSON {type(header).__name__}, not an object")
     meta = header.get("__metadata__")
@@ -171,7 +175,8 @@ def read_index(path: str | os.PathLike) -> dict[str, Entry]:
                       "tensors must cover the data contiguously")
         pos, prev = end, name
     if pos > data_len:
-        raise StoreError(f"{p} is truncated: tensor {prev!r} ends at byte {8 + n + pos}, the file has {size}")
+        raise StoreError(f"{p} is truncated: tensor {prev!r} ends at byte {8 + n + pos}, the file has {size}"
+                         f"{_FIX}")
     if pos < data_len:
         raise bad(f"its last {data_len - pos} bytes belong to no tensor")
     by_name = {name: e for _, _, name, e in spans}
