@@ -3,7 +3,9 @@
 - ``engine``: the chunked engine over safetensors files (each byte read once) and the
   chunk-reducer protocol it asks of a merge method (``ChunkReducer``, ``FusedReducer``);
 - ``kernel``: the fused C kernel (kernel.c) for it, built with the system compiler, and its loader;
-- ``files``: merging checkpoints a user already has, safetensors or torch state dicts.
+- ``files``: merging checkpoints a user already has, safetensors or torch state dicts;
+- ``check``: what both engines refuse (files that do not fit the base, non-finite values), one
+  function and one message for each, so ``--engine chunked`` and ``per-file`` refuse alike.
 
 Importing this package never imports torch.
 """

@@ -194,8 +194,11 @@ class ChunkReader:
     def __init__(self, path: str | os.PathLike):
         self.path = str(path)
         self.index = read_index(path)
-        with open(self.path, "rb") as f:
-            self.mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            with open(self.path, "rb") as f:
+                self.mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as e:  # removed or emptied since its header was read
+            raise StoreError(f"{self.path} cannot be read: {e}") from None
         self._addr0: int | None = None
         self._whole = None
 
