@@ -7,15 +7,17 @@ Files are found, in order: ``--data-root`` (or UNLEARNBENCH_DATA), the Debian pa
 ``dataset-fashion-mnist`` (/usr/share/datasets/fashion-mnist), an earlier torchvision download
 in the user cache (also when HF_HUB_OFFLINE=1), then torchvision's download when online
 (``unlearnbench.data.find_or_download``). Each accepts the four IDX files, gzipped or not,
-directly in the folder or in torchvision's ``FashionMNIST/raw`` layout.
+directly in the folder or in torchvision's ``FashionMNIST/raw`` layout. What they hold is
+checked against ``DEFINITION`` (60,000 train and 10,000 test images of 28 x 28, labels 0-9).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from unlearnbench import ClassifierScenario, RawData, Recipe, classifier_pool, hookimpl
-from unlearnbench.data import find_idx, find_or_download, fingerprint, read_idx_set
+from unlearnbench.data import Definition, find_idx, find_or_download, fingerprint, read_idx_set
 
+DEFINITION = Definition("Fashion-MNIST", n_train=60_000, n_test=10_000, side=28, classes=10)
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 HOW_TO_GET = (
     "Fashion-MNIST was not found. Either install the Debian package (`apt-get install dataset-fashion-mnist`, "
@@ -47,7 +49,7 @@ def load(data_root: str | None) -> RawData:
     import torch
 
     files, how = locate(data_root)
-    x, y, n_train, raw_bytes = read_idx_set(files, "Fashion-MNIST")
+    x, y, n_train, raw_bytes = read_idx_set(files, "Fashion-MNIST", DEFINITION)
     return RawData(
         x=torch.from_numpy(x.copy()).unsqueeze(1).float().div_(255.0),
         y=torch.from_numpy(y),
