@@ -108,9 +108,10 @@ def load_svhn(data_root: str | None) -> RawData:
             raise DataNotFound(f"{path} is not SVHN's .mat file ({type(e).__name__}: {e})") from None
         if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != len(y):
             raise DataNotFound(f"{path}: X must be 32 x 32 x 3 x N with one label per image, not {x.shape}")
-        if len(y) and (int(y.min()) < 1 or int(y.max()) > 10):
+        lo, hi = (int(y.min()), int(y.max())) if len(y) else (1, 10)
+        if lo < 1 or hi > 10:
             raise DataNotFound(f"{path}: SVHN labels must run 1..10 (10 is the digit 0), found "
-                               f"{'largest label ' + str(int(y.max())) if int(y.max()) > 10 else 'label ' + str(int(y.min()))}")
+                               + (f"largest label {hi}" if hi > 10 else f"label {lo}"))
         d.check_count(part, x.shape[3], str(path))
         xs.append(x.transpose(3, 2, 0, 1).astype(np.uint8))
         ys.append((y.astype(np.int64) % 10))
@@ -150,7 +151,7 @@ def load_eurosat(data_root: str | None) -> RawData:
     for p, listed in parts.items():
         d.check_count(p, len(listed), str(base / p))
     files = parts["train"] + parts["val"] + parts["test"]
-    x, digest = read_images([f for f, _ in files], native_view(d.side or 64), d.side or 64)
+    x, digest = read_images([f for f, _ in files], native_view(64), 64)
     y = np.array([c for _, c in files], dtype=np.int64)
     a, b = len(parts["train"]), len(parts["train"]) + len(parts["val"])
     names = "\n".join(os.path.relpath(f, base) for f, _ in files).encode()

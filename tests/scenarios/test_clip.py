@@ -434,7 +434,8 @@ def test_dtd_release_and_tta_folders_give_one_manifest(tmp_path):
 
 def test_clip_real_definitions_refuse_small_sets(clip_root, tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "DEFINITIONS", REAL)
-    with pytest.raises(DataNotFound, match=r"train-images-idx3-ubyte.gz: expected 60,000 train images for MNIST, found 60"):
+    with pytest.raises(DataNotFound, match=r"train-images-idx3-ubyte.gz: expected 60,000 train images for MNIST, "
+                                           r"found 60"):
         datasets.load_mnist(str(clip_root))
     with pytest.raises(DataNotFound, match=r"train_32x32.mat: expected 73,257 train images for SVHN, found 30"):
         datasets.load_svhn(str(clip_root))
