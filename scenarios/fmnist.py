@@ -15,7 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from unlearnbench import ClassifierScenario, RawData, Recipe, classifier_pool, hookimpl
-from unlearnbench.data import Definition, find_idx, find_or_download, fingerprint, read_idx_set
+from unlearnbench import DataNotFound
+from unlearnbench.data import Definition, find_idx, find_or_download, fingerprint, idx_partial, read_idx_set
 
 DEFINITION = Definition("Fashion-MNIST", n_train=60_000, n_test=10_000, side=28, classes=10)
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -28,8 +29,12 @@ HOW_TO_GET = (
 )
 
 
+def _bases(folder: Path) -> tuple[Path, ...]:
+    return folder, folder / "FashionMNIST" / "raw", folder / "fashion-mnist"
+
+
 def _find(folder: Path) -> dict[str, Path] | None:
-    return find_idx(folder, folder / "FashionMNIST" / "raw", folder / "fashion-mnist")
+    return find_idx(*_bases(folder))
 
 
 def _download(cache: Path) -> None:
@@ -41,7 +46,13 @@ def _download(cache: Path) -> None:
 
 def locate(data_root: str | None) -> tuple[dict[str, Path], str]:
     """The four IDX files, and how they were found."""
-    return find_or_download(data_root, _find, HOW_TO_GET, system=(DEBIAN_DIR,), download=_download)
+    try:
+        return find_or_download(data_root, _find, HOW_TO_GET, system=(DEBIAN_DIR,), download=_download)
+    except DataNotFound as e:
+        partial = idx_partial(*_bases(Path(data_root))) if data_root else None
+        if partial:  # say which file is missing
+            raise DataNotFound(f"{e}. {partial}") from None
+        raise
 
 
 def load(data_root: str | None) -> RawData:

@@ -241,6 +241,17 @@ def find_idx(*bases: Path) -> dict[str, Path] | None:
     return None
 
 
+def idx_partial(*bases: Path) -> str | None:
+    """For an error message: the first base that holds some but not all four IDX files, and
+    which it lacks (None when each base holds all or none)."""
+    for base in bases:
+        have = [stem for stem in IDX_FILES.values() if (base / stem).exists() or (base / f"{stem}.gz").exists()]
+        if have and len(have) < len(IDX_FILES):
+            lacks = [stem for stem in IDX_FILES.values() if stem not in have]
+            return f"{base} holds {', '.join(have)} but lacks {', '.join(lacks)} (or its .gz)"
+    return None
+
+
 def read_idx_set(files: dict[str, Path], what: str, definition: Definition | None = None):
     """(x uint8 (N, H, W), y int64, n_train, raw bytes): train then test, checked for agreement
     (images and labels per split, image size across splits) and, with a ``definition``, against

@@ -101,6 +101,17 @@ def test_bad_fmnist_files_through_the_cli(case, tmp_path):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("run.json"))
 
 
+def test_three_of_four_files_names_the_missing_one(tmp_path):
+    from unlearnbench.cli import main
+
+    data = write_release(tmp_path / "data", {})
+    (data / STEMS["test_y"]).unlink()
+    r = CliRunner().invoke(main, ["run", "--scenario", "fmnist-10pct", "--data-root", str(data), "--seeds", "0", "-q",
+                                  "--store", str(tmp_path / "store"), "--runs-dir", str(tmp_path / "runs")])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert "lacks t10k-labels-idx1-ubyte (or its .gz)" in " ".join(r.output.split()), r.output
+
+
 def test_idx_header_with_absurd_ndim_named_without_an_expected_ndim(tmp_path):
     p = tmp_path / "x-idx3-ubyte"
     p.write_bytes(struct.pack(">HBB", 0, 0x08, 200) + b"\0" * 40)
