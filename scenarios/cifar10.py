@@ -26,7 +26,10 @@ import tarfile
 from pathlib import Path
 
 from unlearnbench import ClassifierScenario, DataNotFound, PoolGrid, RawData, Recipe, classifier_pool, hookimpl, paper_table
-from unlearnbench.data import find_or_download, fingerprint
+from unlearnbench.data import Definition, find_or_download, fingerprint
+
+# What the release holds (checked by the loader; the test suite uses DEFINITION.small() for its small files).
+DEFINITION = Definition("CIFAR-10", n_train=50_000, n_test=10_000, side=32, classes=10)
 
 BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]  # 5 x 10,000 train, then 10,000 test
 PIXELS = 3 * 32 * 32
@@ -112,8 +115,7 @@ def parse_batch(fmt: str, raw: bytes, where: str):
                                f"{getattr(x, 'dtype', type(x).__name__)} {getattr(x, 'shape', '')}")
     if len(x) != len(y) or len(y) == 0:
         raise DataNotFound(f"{where} holds {len(x)} images but {len(y)} labels")
-    if y.min() < 0 or y.max() > 9:
-        raise DataNotFound(f"{where} has labels outside 0..9 (min {y.min()}, max {y.max()})")
+    DEFINITION.check_labels(y, where)
     return x, y
 
 
@@ -166,6 +168,8 @@ def load(data_root: str | None) -> RawData:
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
     n_train = sum(len(p[1]) for p in parts[:-1])
+    DEFINITION.check_count("train", n_train, f"{path}: {', '.join(f'{b}{suffix}' for b in BATCHES[:-1])}")
+    DEFINITION.check_count("test", len(parts[-1][1]), f"{path}: {BATCHES[-1]}{suffix}")
     # The fingerprint hashes the decoded pixels and labels, not the file bytes: the python and
     # the binary release of the same images are the same data set, with the same manifests.
     return RawData(

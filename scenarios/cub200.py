@@ -27,10 +27,12 @@ from pathlib import Path
 
 from unlearnbench import (ClassifierScenario, ConfigError, DataNotFound, RawData, Recipe, classifier_pool, hookimpl,
                           paper_table, tensor_digest)
-from unlearnbench.data import eval_view, find_or_download, fingerprint, load_state_dict, offline
+from unlearnbench.data import Definition, eval_view, find_or_download, fingerprint, load_state_dict, offline
 
 TOP = "CUB_200_2011"
 RESIZE, SIDE = 256, 224
+# What the release holds (checked by the loader; the test suite uses DEFINITION.small() for its small files).
+DEFINITION = Definition("CUB-200-2011", n_train=5_994, n_test=5_794, classes=200)
 TORCHVISION_FILE = "resnet18-f37072fd.pth"  # torchvision's ResNet18_Weights.IMAGENET1K_V1
 HEAD = ("fc.",)  # drawn from the init stream, never loaded
 HOW_TO_GET = (
@@ -124,10 +126,13 @@ def load(data_root: str | None) -> RawData:
     num_classes = int(y_all.max()) + 1
     if y_all.min() < 0 or len(set(y_all.tolist())) != num_classes:
         raise DataNotFound(f"{src.where}: class ids must run 1..C without gaps")
+    DEFINITION.check_classes(num_classes, f"{src.where}: image_class_labels.txt")
     order = [i for i in ids if is_train[i] == "1"] + [i for i in ids if is_train[i] != "1"]  # train, then test
     n_train = sum(is_train[i] == "1" for i in ids)
     if n_train == 0 or n_train == len(ids):
         raise DataNotFound(f"{src.where}: train_test_split.txt must mark both train (1) and test (0) images")
+    DEFINITION.check_count("train", n_train, f"{src.where}: train_test_split.txt")
+    DEFINITION.check_count("test", len(ids) - n_train, f"{src.where}: train_test_split.txt")
     files = src.read_many([f"images/{images[i]}" for i in order])
     x = np.empty((len(order), 3, SIDE, SIDE), dtype=np.uint8)
     digests = []

@@ -7,15 +7,18 @@ Files are found, in order: ``--data-root`` (or UNLEARNBENCH_DATA), the Debian pa
 ``dataset-fashion-mnist`` (/usr/share/datasets/fashion-mnist), an earlier torchvision download
 in the user cache (also when HF_HUB_OFFLINE=1), then torchvision's download when online
 (``unlearnbench.data.find_or_download``). Each accepts the four IDX files, gzipped or not,
-directly in the folder or in torchvision's ``FashionMNIST/raw`` layout.
+directly in the folder or in torchvision's ``FashionMNIST/raw`` layout. What they hold is
+checked against ``DEFINITION`` (60,000 train and 10,000 test images of 28 x 28, labels 0-9).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from unlearnbench import ClassifierScenario, RawData, Recipe, classifier_pool, hookimpl
-from unlearnbench.data import find_idx, find_or_download, fingerprint, read_idx_set
+from unlearnbench import DataNotFound
+from unlearnbench.data import Definition, find_idx, find_or_download, fingerprint, idx_partial, read_idx_set
 
+DEFINITION = Definition("Fashion-MNIST", n_train=60_000, n_test=10_000, side=28, classes=10)
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 HOW_TO_GET = (
     "Fashion-MNIST was not found. Either install the Debian package (`apt-get install dataset-fashion-mnist`, "
@@ -26,8 +29,12 @@ HOW_TO_GET = (
 )
 
 
+def _bases(folder: Path) -> tuple[Path, ...]:
+    return folder, folder / "FashionMNIST" / "raw", folder / "fashion-mnist"
+
+
 def _find(folder: Path) -> dict[str, Path] | None:
-    return find_idx(folder, folder / "FashionMNIST" / "raw", folder / "fashion-mnist")
+    return find_idx(*_bases(folder))
 
 
 def _download(cache: Path) -> None:
@@ -39,7 +46,13 @@ def _download(cache: Path) -> None:
 
 def locate(data_root: str | None) -> tuple[dict[str, Path], str]:
     """The four IDX files, and how they were found."""
-    return find_or_download(data_root, _find, HOW_TO_GET, system=(DEBIAN_DIR,), download=_download)
+    try:
+        return find_or_download(data_root, _find, HOW_TO_GET, system=(DEBIAN_DIR,), download=_download)
+    except DataNotFound as e:
+        partial = idx_partial(*_bases(Path(data_root))) if data_root else None
+        if partial:  # say which file is missing
+            raise DataNotFound(f"{e}. {partial}") from None
+        raise
 
 
 def load(data_root: str | None) -> RawData:
@@ -47,7 +60,7 @@ def load(data_root: str | None) -> RawData:
     import torch
 
     files, how = locate(data_root)
-    x, y, n_train, raw_bytes = read_idx_set(files, "Fashion-MNIST")
+    x, y, n_train, raw_bytes = read_idx_set(files, "Fashion-MNIST", DEFINITION)
     return RawData(
         x=torch.from_numpy(x.copy()).unsqueeze(1).float().div_(255.0),
         y=torch.from_numpy(y),

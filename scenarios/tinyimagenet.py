@@ -18,10 +18,12 @@ import zipfile
 from pathlib import Path
 
 from unlearnbench import ClassifierScenario, DataNotFound, RawData, Recipe, classifier_pool, hookimpl, paper_table
-from unlearnbench.data import find_or_download, fingerprint, native_view
+from unlearnbench.data import Definition, find_or_download, fingerprint, native_view
 
 TOP = "tiny-imagenet-200"
 SIDE = 64
+# What the release holds (checked by the loader; the test suite uses DEFINITION.small() for its small files).
+DEFINITION = Definition("Tiny ImageNet", n_train=100_000, n_test=10_000, side=SIDE, classes=200, train_per_class=500)
 HOW_TO_GET = (
     "Tiny ImageNet was not found. Download tiny-imagenet-200.zip (http://cs231n.stanford.edu/tiny-imagenet-200.zip) "
     "and pass the folder that holds it, or the unpacked tiny-imagenet-200/, with --data-root (or UNLEARNBENCH_DATA). "
@@ -101,12 +103,14 @@ def load(data_root: str | None) -> RawData:
     wnids = sorted(w for w in _text(src, "wnids.txt").split() if w)
     if len(set(wnids)) != len(wnids) or not wnids:
         raise DataNotFound(f"{src.where}: wnids.txt is empty or lists a class twice")
+    DEFINITION.check_classes(len(wnids), f"{src.where}: wnids.txt")
     label = {w: i for i, w in enumerate(wnids)}
     files: list[tuple[str, int]] = []
     for w in wnids:
         names = [n for n in src.listdir(f"train/{w}/images") if n.lower().endswith((".jpeg", ".jpg"))]
         if not names:
             raise DataNotFound(f"{src.where}: train/{w}/images holds no JPEGs; the release is incomplete")
+        DEFINITION.check_per_class(len(names), f"{src.where}: train/{w}/images")
         files += [(f"train/{w}/images/{n}", label[w]) for n in names]
     n_train = len(files)
     for line in _text(src, "val/val_annotations.txt").splitlines():
@@ -118,6 +122,8 @@ def load(data_root: str | None) -> RawData:
         files.append((f"val/images/{name}", label[w]))
     if len(files) == n_train:
         raise DataNotFound(f"{src.where}: val/val_annotations.txt lists no images")
+    DEFINITION.check_count("train", n_train, f"{src.where}: train/")
+    DEFINITION.check_count("test", len(files) - n_train, f"{src.where}: val/val_annotations.txt")
     x = np.empty((len(files), 3, SIDE, SIDE), dtype=np.uint8)
     digests = []
     for i, (rel, _) in enumerate(files):

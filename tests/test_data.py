@@ -288,3 +288,27 @@ def test_file_sha256_and_fingerprint(tmp_path):
     # every recorded manifest carries a fingerprint: its formula must never change
     assert fingerprint(b"images", b"labels") == "415eec58888c2286ad6745374b1c75190a0f84f4b1a4d305336f3e74f96a1114"
     assert fingerprint(b"labels", b"images") != fingerprint(b"images", b"labels")
+
+
+def test_definition_checks_and_small():
+    from unlearnbench.data import Definition
+
+    d = Definition("Set", n_train=5, n_test=2, side=8, classes=3, train_per_class=2)
+    d.check_count("train", 5, "f")
+    d.check_labels(np.array([0, 2]), "f")
+    with pytest.raises(DataNotFound, match=r"^f: expected 5 train images for Set, found 4"):
+        d.check_count("train", 4, "f")
+    with pytest.raises(DataNotFound, match=r"^f: Set labels must run 0..2, found largest label 3"):
+        d.check_labels(np.array([0, 3]), "f")
+    with pytest.raises(DataNotFound, match=r"^f: Set labels must run 0..2, found label -1"):
+        d.check_labels(np.array([-1, 0]), "f")
+    with pytest.raises(DataNotFound, match=r"^f: expected 8x8 images for Set, found 10x9"):
+        d.check_side(9, 10, "f")
+    with pytest.raises(DataNotFound, match=r"^f: expected 3 classes for Set, found 4"):
+        d.check_classes(4, "f")
+    with pytest.raises(DataNotFound, match=r"^f: expected 2 train images per class for Set, found 1"):
+        d.check_per_class(1, "f")
+    s = d.small()
+    assert (s.n_train, s.n_test, s.n_val, s.train_per_class, s.side, s.classes) == (None, None, None, None, 8, 3)
+    s.check_count("train", 4, "f")
+    assert d.small(classes=None).classes is None

@@ -6,7 +6,9 @@
   CenterCrop, torchvision's rounding), ``list_class_folders`` (ImageFolder order) and
   ``read_images`` (many files, decoded in parallel, with a digest of their bytes);
 - weights: ``load_state_dict``, the one safe reader of a user's or a hub's state dict;
-- hashing: ``file_sha256`` (one file) and ``fingerprint`` (a data set's parts).
+- hashing: ``file_sha256`` (one file) and ``fingerprint`` (a data set's parts);
+- checking: ``Definition``, what a data set's release holds (counts, image size, classes), which
+  its loader checks what it read against, naming the file and the value expected.
 
 A third-party scenario imports these from ``unlearnbench.data`` as the built-ins do.
 Importing this module never imports torch, numpy or Pillow; each helper imports what it needs.
@@ -18,13 +20,15 @@ import hashlib
 import io
 import os
 import struct
+import zlib
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from .errors import DataNotFound
 
 __all__ = [
-    "DATA_ENV", "IMG_EXT", "OFFLINE_ENV", "data_roots", "download_cache", "eval_view", "file_sha256",
+    "DATA_ENV", "IMG_EXT", "OFFLINE_ENV", "Definition", "data_roots", "download_cache", "eval_view", "file_sha256",
     "find_or_download", "fingerprint", "list_class_folders", "load_state_dict", "native_view", "offline",
     "read_images",
 ]
@@ -107,6 +111,71 @@ def find_or_download(data_root: str | None, find: Callable[[Path], Hit | None], 
     raise missing()
 
 
+# -- what a data set is --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Definition:
+    """What a data set's release holds, as its definition fixes it: the loader checks what it
+    read against this and refuses anything else, naming the file and the value expected. A
+    field left None is not checked.
+
+    - ``n_train``, ``n_val``, ``n_test``: images in each official split;
+    - ``side``: images are ``side`` x ``side`` (as stored in the files);
+    - ``classes``: the number of classes; labels run 0..classes-1;
+    - ``train_per_class``: train images in each class (a balanced release).
+
+    Each built-in scenario keeps its data set's definition in a module constant ``DEFINITION``
+    that its loader reads at call time. The test suite writes small files in each native format;
+    its tests replace that constant with ``DEFINITION.small()`` (counts not checked) for them, and
+    one test per loader shows the real definition refuses such a small set."""
+
+    name: str
+    n_train: int | None = None
+    n_test: int | None = None
+    n_val: int | None = None
+    side: int | None = None
+    classes: int | None = None
+    train_per_class: int | None = None
+
+    def small(self, **changes) -> "Definition":
+        """This definition without its counts (for the test suite's small files); ``changes``
+        replace other fields too (``classes=None`` for a set with fewer classes)."""
+        return replace(self, **{"n_train": None, "n_test": None, "n_val": None, "train_per_class": None, **changes})
+
+    def check_count(self, split: str, found: int, where: str) -> None:
+        """``found`` images in the ``split`` ("train", "val" or "test") split, read from ``where``."""
+        want = getattr(self, f"n_{split}")
+        if want is not None and found != want:
+            raise DataNotFound(f"{where}: expected {want:,} {split} images for {self.name}, found {found:,}; "
+                               f"this is not the full {self.name} release")
+
+    def check_per_class(self, found: int, where: str) -> None:
+        """``found`` train images in the class folder ``where``."""
+        if self.train_per_class is not None and found != self.train_per_class:
+            raise DataNotFound(f"{where}: expected {self.train_per_class:,} train images per class for {self.name}, "
+                               f"found {found:,}")
+
+    def check_side(self, h: int, w: int, where: str) -> None:
+        if self.side is not None and (h, w) != (self.side, self.side):
+            raise DataNotFound(f"{where}: expected {self.side}x{self.side} images for {self.name}, found {w}x{h}")
+
+    def check_classes(self, found: int, where: str) -> None:
+        """``found`` classes listed in ``where``."""
+        if self.classes is not None and found != self.classes:
+            raise DataNotFound(f"{where}: expected {self.classes} classes for {self.name}, found {found}")
+
+    def check_labels(self, y, where: str, classes: int | None = None) -> None:
+        """Labels ``y`` (integers) read from ``where`` run 0..classes-1 (``classes`` defaults to the
+        definition's)."""
+        classes = self.classes if classes is None else classes
+        if classes is None or len(y) == 0:
+            return
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= classes:
+            raise DataNotFound(f"{where}: {self.name} labels must run 0..{classes - 1}, found "
+                               f"{'largest label ' + str(hi) if hi >= classes else 'label ' + str(lo)}")
+
+
 # -- IDX (the MNIST family's format: MNIST, Fashion-MNIST) --------------------------------------
 
 # The four files of an MNIST-family release, by role (gzipped or not).
@@ -116,23 +185,45 @@ IDX_FILES = {
 }
 
 
-def read_idx(path: Path):
-    """Read an IDX file (the MNIST family's native format), gzipped or not."""
+def read_idx(path: Path, ndim: int | None = None):
+    """Read an IDX file (the MNIST family's native format), gzipped (``.gz``) or not; returns
+    (array, the file's bytes as stored uncompressed). ``ndim``: the number of dimensions the file
+    must have (3 for images, 1 for labels). Anything that is not such a file raises DataNotFound
+    naming the file: a ``.gz`` that is not gzip or is cut short, a header that does not fit the
+    file, a body of another size than the header says."""
     import numpy as np
 
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                data = f.read()
+        else:
+            data = path.read_bytes()
+    except EOFError:
+        raise DataNotFound(f"{path} is a truncated gzip file (it ends before the compressed data does); "
+                           "download it again") from None
+    except (gzip.BadGzipFile, zlib.error) as e:
+        raise DataNotFound(f"{path} is named .gz but is not a readable gzip file ({e}); download it again, "
+                           "or drop the .gz from the name if it is an uncompressed IDX file") from None
+    except OSError as e:
+        raise DataNotFound(f"{path} cannot be read ({type(e).__name__}: {e})") from None
     if len(data) < 4:
-        raise DataNotFound(f"{path} is not an IDX file (too short)")
-    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+        raise DataNotFound(f"{path} is not an IDX file (too short: {len(data)} bytes)")
+    zero, dtype_code, n = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype_code != 0x08:
-        raise DataNotFound(f"{path} is not an unsigned-byte IDX file (magic {data[:4].hex()})")
-    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    expected = int(np.prod(dims))
+        raise DataNotFound(f"{path} is not an unsigned-byte IDX file (magic {data[:4].hex()}, expected 00000803 "
+                           "or 00000801)")
+    if ndim is not None and n != ndim:
+        raise DataNotFound(f"{path}: expected an IDX file of {ndim} dimension{'s' * (ndim != 1)}, its header says {n}")
+    if len(data) < 4 + 4 * n:
+        raise DataNotFound(f"{path} is truncated or corrupt: its header declares {n} dimensions, which need "
+                           f"{4 + 4 * n} header bytes, and the file has {len(data)}")
+    dims = struct.unpack(f">{n}I", data[4:4 + 4 * n])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * n)
+    expected = int(np.prod(dims, dtype=np.int64)) if dims else 1
     if body.size != expected:
-        raise DataNotFound(f"{path} is truncated or corrupt: header says {dims}, found {body.size} bytes")
+        raise DataNotFound(f"{path} is truncated or corrupt: header says {dims} ({expected:,} bytes), found "
+                           f"{body.size:,} bytes")
     return body.reshape(dims), data
 
 
@@ -150,17 +241,42 @@ def find_idx(*bases: Path) -> dict[str, Path] | None:
     return None
 
 
-def read_idx_set(files: dict[str, Path], what: str):
-    """(x uint8 (N, 28, 28), y int64, n_train, raw bytes): train then test, checked for agreement."""
+def idx_partial(*bases: Path) -> str | None:
+    """For an error message: the first base that holds some but not all four IDX files, and
+    which it lacks (None when each base holds all or none)."""
+    for base in bases:
+        have = [stem for stem in IDX_FILES.values() if (base / stem).exists() or (base / f"{stem}.gz").exists()]
+        if have and len(have) < len(IDX_FILES):
+            lacks = [stem for stem in IDX_FILES.values() if stem not in have]
+            return f"{base} holds {', '.join(have)} but lacks {', '.join(lacks)} (or its .gz)"
+    return None
+
+
+def read_idx_set(files: dict[str, Path], what: str, definition: Definition | None = None):
+    """(x uint8 (N, H, W), y int64, n_train, raw bytes): train then test, checked for agreement
+    (images and labels per split, image size across splits) and, with a ``definition``, against
+    it: image side, label range, train and test counts. Each error names the file."""
     import numpy as np
 
+    d = definition or Definition(what)
     arrays, raw_bytes = {}, []
     for key in ("train_x", "train_y", "test_x", "test_y"):
-        arrays[key], b = read_idx(files[key])
+        arrays[key], b = read_idx(files[key], 3 if key.endswith("_x") else 1)
         raw_bytes.append(b)
-    if (arrays["train_x"].shape[0] != arrays["train_y"].shape[0]
-            or arrays["test_x"].shape[0] != arrays["test_y"].shape[0]):
-        raise DataNotFound(f"{what} files in {files['train_x'].parent} disagree on the number of samples")
+    for split in ("train", "test"):
+        xf, yf = files[f"{split}_x"], files[f"{split}_y"]
+        xs, ys = arrays[f"{split}_x"], arrays[f"{split}_y"]
+        d.check_side(*xs.shape[1:], str(xf))
+        d.check_labels(ys, str(yf))
+        if xs.shape[0] != ys.shape[0]:
+            raise DataNotFound(f"{d.name} files disagree on the number of {split} samples: {xs.shape[0]:,} images in "
+                               f"{xf}, {ys.shape[0]:,} labels in {yf}")
+    if arrays["train_x"].shape[1:] != arrays["test_x"].shape[1:]:
+        tr, te = arrays["train_x"].shape[1:], arrays["test_x"].shape[1:]
+        raise DataNotFound(f"{d.name} train images in {files['train_x']} are {tr[1]}x{tr[0]} but test images in "
+                           f"{files['test_x']} are {te[1]}x{te[0]}")
+    d.check_count("train", arrays["train_x"].shape[0], str(files["train_x"]))
+    d.check_count("test", arrays["test_x"].shape[0], str(files["test_x"]))
     x = np.concatenate([arrays["train_x"], arrays["test_x"]])
     y = np.concatenate([arrays["train_y"], arrays["test_y"]]).astype(np.int64)
     return x, y, arrays["train_x"].shape[0], raw_bytes

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from unlearnbench import DataNotFound, RawData
-from unlearnbench.data import (data_roots, find_idx, fingerprint, list_class_folders, native_view,
+from unlearnbench.data import (Definition, data_roots, find_idx, fingerprint, list_class_folders, native_view,
                                read_idx_set, read_images)
 
 VAL_FRAC, VAL_CAP = 0.1, 5000  # [NM], [TTA] split_train_into_train_val
@@ -24,6 +24,16 @@ SIDE = 224
 # [TTA] templates and class names, as data (PROTOCOL §2.2: MNIST 1 template)
 MNIST_TEMPLATES = ('a photo of the number: "{}".',)
 MNIST_CLASSES = tuple(str(i) for i in range(10))
+# What each data set's release holds (unlearnbench.data.Definition), checked by its loader. The
+# test suite replaces these with .small() ones for its small files. EuroSAT's counts are those of
+# [TTA]'s own split, which its release does not fix, so only its classes and size are checked.
+DEFINITIONS = {
+    "mnist": Definition("MNIST", n_train=60_000, n_test=10_000, side=28, classes=10),
+    "svhn": Definition("SVHN", n_train=73_257, n_test=26_032, side=32, classes=10),
+    "eurosat": Definition("EuroSAT", side=64, classes=10),
+    "cars": Definition("Stanford Cars", n_train=8_144, n_test=8_041, classes=196),
+    "dtd": Definition("DTD", n_train=3_760, n_test=1_880, classes=47),  # split 1: train1 + val1 | test1
+}
 IMAGENET_HELP = (
     "ImageNet (the control data set) was not found. Put ILSVRC-2012 at <root>/imagenet with "
     "train/<wnid>/*.JPEG (1,000 class folders) and val/<wnid>/*.JPEG (the 50,000 val images sorted into the same "
@@ -66,7 +76,7 @@ def load_mnist(data_root: str | None) -> RawData:
                       "MNIST was not found. Put the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
                       "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, optionally .gz) in <root>/MNIST/raw "
                       "(torchvision's layout) and pass --data-root <root>.")
-    x, y, n_train, raw_bytes = read_idx_set(find_idx(base), "MNIST")
+    x, y, n_train, raw_bytes = read_idx_set(find_idx(base), "MNIST", DEFINITIONS["mnist"])
     return RawData(x=torch.from_numpy(x.copy()).unsqueeze(1), y=torch.from_numpy(y),
                    train_pool=np.arange(n_train), test=np.arange(n_train, len(y)),
                    fingerprint=fingerprint(*raw_bytes, y.tobytes()), num_classes=10, source=str(base))
@@ -85,6 +95,7 @@ def load_svhn(data_root: str | None) -> RawData:
                       "SVHN was not found: put train_32x32.mat and test_32x32.mat in <root>/svhn and pass --data-root.")
     from scipy.io import loadmat
 
+    d = DEFINITIONS["svhn"]
     xs, ys, raw = [], [], []
     for part in ("train", "test"):
         path = base / f"{part}_32x32.mat"
@@ -97,6 +108,11 @@ def load_svhn(data_root: str | None) -> RawData:
             raise DataNotFound(f"{path} is not SVHN's .mat file ({type(e).__name__}: {e})") from None
         if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != len(y):
             raise DataNotFound(f"{path}: X must be 32 x 32 x 3 x N with one label per image, not {x.shape}")
+        lo, hi = (int(y.min()), int(y.max())) if len(y) else (1, 10)
+        if lo < 1 or hi > 10:
+            raise DataNotFound(f"{path}: SVHN labels must run 1..10 (10 is the digit 0), found "
+                               + (f"largest label {hi}" if hi > 10 else f"label {lo}"))
+        d.check_count(part, x.shape[3], str(path))
         xs.append(x.transpose(3, 2, 0, 1).astype(np.uint8))
         ys.append((y.astype(np.int64) % 10))
     x, y = np.concatenate(xs), np.concatenate(ys)
@@ -131,6 +147,9 @@ def load_eurosat(data_root: str | None) -> RawData:
         if found != sorted(EUROSAT_CLASSES):
             raise DataNotFound(f"{base / p} must hold the 10 EuroSAT class folders {sorted(EUROSAT_CLASSES)}, "
                                f"not {found}")
+    d = DEFINITIONS["eurosat"]
+    for p, listed in parts.items():
+        d.check_count(p, len(listed), str(base / p))
     files = parts["train"] + parts["val"] + parts["test"]
     x, digest = read_images([f for f, _ in files], native_view(64), 64)
     y = np.array([c for _, c in files], dtype=np.int64)
@@ -167,10 +186,14 @@ def load_cars(data_root: str | None) -> RawData:
         except Exception as e:
             raise DataNotFound(f"{base / rel} is not a readable .mat file ({type(e).__name__}: {e})") from None
 
+    d = DEFINITIONS["cars"]
     names = [str(n) for n in np.atleast_1d(mat("devkit/cars_meta.mat")["class_names"]).tolist()]
+    d.check_classes(len(names), str(base / "devkit/cars_meta.mat"))
     files, labels = [], []
-    for folder, rel in (("cars_train", "devkit/cars_train_annos.mat"), ("cars_test", "cars_test_annos_withlabels.mat")):
+    for folder, rel, split in (("cars_train", "devkit/cars_train_annos.mat", "train"),
+                               ("cars_test", "cars_test_annos_withlabels.mat", "test")):
         annos = np.atleast_1d(mat(rel)["annotations"])
+        d.check_count(split, len(annos), str(base / rel))
         files.append([str(base / folder / str(a["fname"])) for a in annos])
         labels.append([int(a["class"]) - 1 for a in annos])  # classes are numbered from 1
     y = np.array(labels[0] + labels[1], dtype=np.int64)
@@ -217,11 +240,17 @@ def load_dtd(data_root: str | None) -> RawData:
             return [(str(base / "images" / r), index[r.split("/")[0]]) for r in rels]
 
         train, test = listed("train1.txt", "val1.txt"), listed("test1.txt")
+        where = (base / "images", f"{base / 'labels'}/train1.txt + val1.txt", str(base / "labels" / "test1.txt"))
     else:
         classes = sorted(e.name for e in os.scandir(base / "train") if e.is_dir())
         if sorted(e.name for e in os.scandir(base / "val") if e.is_dir()) != classes:
             raise DataNotFound(f"{base}: train/ and val/ must hold the same class folders")
         train, test = list_class_folders(base / "train"), list_class_folders(base / "val")
+        where = (base / "train", str(base / "train"), str(base / "val"))
+    d = DEFINITIONS["dtd"]
+    d.check_classes(len(classes), str(where[0]))
+    d.check_count("train", len(train), where[1])
+    d.check_count("test", len(test), where[2])
     files = train + test
     x, digest = read_images([f for f, _ in files])
     y = np.array([c for _, c in files], dtype=np.int64)

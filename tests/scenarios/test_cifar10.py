@@ -11,8 +11,17 @@ import torch
 from unlearnbench.errors import ConfigError, DataNotFound
 
 from helpers import scen_cfg, write_tar, write_tree
+from unlearnbench.scenarios import cifar10
 
 BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+REAL = cifar10.DEFINITION
+
+
+@pytest.fixture(autouse=True)
+def small_sets(monkeypatch):
+    """This module's files are small: the loader checks them without CIFAR-10's counts
+    (test_cifar10_real_definition_refuses_a_small_set shows the real check)."""
+    monkeypatch.setattr(cifar10, "DEFINITION", REAL.small())
 
 
 def fake_cifar(per_batch=20, n_test=20, seed=0):
@@ -136,8 +145,15 @@ def test_cifar10_bad_labels_detected(host, tmp_path):
     data[0] = (b, x, [12] + y[1:])
     write_cifar(tmp_path, "bin", data=data)
     scen, cfg = scen_cfg(host, "cifar10-10pct")
-    with pytest.raises(DataNotFound, match="labels outside 0..9"):
+    with pytest.raises(DataNotFound, match="data_batch_1.bin: CIFAR-10 labels must run 0..9, found largest label 12"):
         scen.build_task(cfg, 0, str(tmp_path))
+
+
+def test_cifar10_real_definition_refuses_a_small_set(tmp_path, monkeypatch):
+    monkeypatch.setattr(cifar10, "DEFINITION", REAL)
+    write_cifar(tmp_path, "py")
+    with pytest.raises(DataNotFound, match="data_batch_5: expected 50,000 train images for CIFAR-10, found 100"):
+        cifar10.load(str(tmp_path))
 
 
 # -- the model ---------------------------------------------------------------------------------

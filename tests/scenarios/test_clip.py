@@ -17,6 +17,18 @@ from helpers import idx_bytes, jpeg, scen_cfg
 pytest.importorskip("open_clip")
 PIL = pytest.importorskip("PIL.Image")
 
+from unlearnbench.scenarios.clip import datasets  # noqa: E402
+
+REAL = datasets.DEFINITIONS
+
+
+@pytest.fixture(autouse=True)
+def small_sets(monkeypatch):
+    """This module's data sets are small (Cars 3 classes, DTD 3): the loaders check them without
+    the releases' counts and class counts (test_clip_real_definitions_refuse_small_sets shows the real checks)."""
+    monkeypatch.setattr(datasets, "DEFINITIONS", {k: d.small(classes=None if k in ("cars", "dtd") else d.classes)
+                                                  for k, d in REAL.items()})
+
 
 def write_mnist(root, n_train=60, n_test=20, seed=0):
     rng = np.random.default_rng(seed)
@@ -418,6 +430,33 @@ def test_dtd_release_and_tta_folders_give_one_manifest(tmp_path):
     assert len(a.train_pool) == 6 and len(a.test) == 6  # train1 + val1 | test1
     assert a.fingerprint == b.fingerprint and torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
     assert a.x.shape[1:] == (3, 224, 224)
+
+
+def test_clip_real_definitions_refuse_small_sets(clip_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "DEFINITIONS", REAL)
+    with pytest.raises(DataNotFound, match=r"train-images-idx3-ubyte.gz: expected 60,000 train images for MNIST, "
+                                           r"found 60"):
+        datasets.load_mnist(str(clip_root))
+    with pytest.raises(DataNotFound, match=r"train_32x32.mat: expected 73,257 train images for SVHN, found 30"):
+        datasets.load_svhn(str(clip_root))
+    with pytest.raises(DataNotFound, match=r"cars_meta.mat: expected 196 classes for Stanford Cars, found 3"):
+        datasets.load_cars(str(clip_root))
+    write_dtd(tmp_path)
+    with pytest.raises(DataNotFound, match=r"images: expected 47 classes for DTD, found 3"):
+        datasets.load_dtd(str(tmp_path))
+    monkeypatch.setattr(datasets, "DEFINITIONS", {**REAL, "dtd": REAL["dtd"].small(classes=None, n_train=3_760)})
+    with pytest.raises(DataNotFound, match=r"train1.txt \+ val1.txt: expected 3,760 train images for DTD, found 6"):
+        datasets.load_dtd(str(tmp_path))
+
+
+def test_svhn_labels_outside_1_to_10_are_refused(tmp_path):
+    from scipy.io import savemat
+
+    write_svhn(tmp_path)
+    savemat(tmp_path / "svhn" / "test_32x32.mat", {"X": np.zeros((32, 32, 3, 2), dtype=np.uint8),
+                                                    "y": np.array([[3], [74]], dtype=np.uint8)})
+    with pytest.raises(DataNotFound, match=r"test_32x32.mat: SVHN labels must run 1..10 .*largest label 74"):
+        datasets.load_svhn(str(tmp_path))
 
 
 def test_diagnostic_pass_on_clip_reads_the_scenarios_test_splits(clip_root, tmp_path):

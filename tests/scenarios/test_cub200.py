@@ -12,9 +12,20 @@ import torch
 from unlearnbench.errors import DataNotFound
 
 from helpers import jpeg, scen_cfg, write_tar, write_tree
+from unlearnbench.scenarios import cub200
 
 PIL = pytest.importorskip("PIL.Image")
 tv = pytest.importorskip("torchvision")
+
+REAL = cub200.DEFINITION
+
+
+@pytest.fixture(autouse=True)
+def small_sets(monkeypatch):
+    """This module's release is small (4 classes): the loader checks it without CUB-200-2011's
+    counts and class count (test_cub200_real_definition_refuses_a_small_set shows the real check)."""
+    monkeypatch.setattr(cub200, "DEFINITION", REAL.small(classes=None))
+
 
 CLASSES = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross", "004.Groove_billed_Ani"]
 SIZES = [(300, 200), (200, 260), (500, 375), (256, 256), (240, 320)]  # (w, h): landscape, portrait, square
@@ -165,6 +176,17 @@ def test_cub200_weights_missing_or_wrong(host, tmp_path, monkeypatch):
 
 
 # -- RandomResizedCrop + flip ------------------------------------------------------------------
+
+def test_cub200_real_definition_refuses_a_small_set(tmp_path, monkeypatch):
+    write(tmp_path, release())
+    monkeypatch.setattr(cub200, "DEFINITION", REAL)
+    with pytest.raises(DataNotFound, match="image_class_labels.txt: expected 200 classes for CUB-200-2011, found 4"):
+        cub200.load(str(tmp_path))
+    monkeypatch.setattr(cub200, "DEFINITION", REAL.small(classes=None, n_train=5_994))
+    with pytest.raises(DataNotFound, match="train_test_split.txt: expected 5,994 train images for CUB-200-2011, "
+                                           "found 12"):
+        cub200.load(str(tmp_path))
+
 
 def test_rrc_flip_is_torchvisions_transform_replayed_from_the_generator():
     from torchvision.transforms.v2 import functional as TF

@@ -52,6 +52,15 @@ def test_class_wise(host):
 
 # -- Fashion-MNIST, on small files written in the native IDX format ----------------------------
 
+@pytest.fixture
+def small_fmnist(monkeypatch):
+    """make_fmnist's files are small: the loader checks them without Fashion-MNIST's 60,000 /
+    10,000 counts (tests/scenarios/test_bad_data.py shows the real check refuses them)."""
+    from unlearnbench.scenarios import fmnist
+
+    monkeypatch.setattr(fmnist, "DEFINITION", fmnist.DEFINITION.small())
+
+
 def make_fmnist(root, n_train=200, n_test=50, gz=True, layout="flat"):
     rng = np.random.default_rng(0)
     d = root / "FashionMNIST" / "raw" if layout == "torchvision" else root
@@ -64,7 +73,7 @@ def make_fmnist(root, n_train=200, n_test=50, gz=True, layout="flat"):
 
 
 @pytest.mark.parametrize("gz,layout", [(True, "flat"), (False, "torchvision")])
-def test_fmnist_loader_native_files(host, tmp_path, gz, layout):
+def test_fmnist_loader_native_files(small_fmnist, host, tmp_path, gz, layout):
     make_fmnist(tmp_path, gz=gz, layout=layout)
     scen, cfg = scen_cfg(host, "fmnist-10pct")
     t = scen.build_task(cfg, 0, str(tmp_path))
@@ -82,7 +91,7 @@ def test_fmnist_missing_says_where(host, tmp_path):
         scen.build_task(cfg, 0, str(tmp_path))
 
 
-def test_fmnist_reuses_an_earlier_torchvision_download_offline(host, tmp_path, monkeypatch):
+def test_fmnist_reuses_an_earlier_torchvision_download_offline(small_fmnist, host, tmp_path, monkeypatch):
     """HF_HUB_OFFLINE=1 (tests, CI, tox) forbids a download, not reading one made earlier (issue 13)."""
     import os
 
@@ -101,7 +110,7 @@ def test_fmnist_reuses_an_earlier_torchvision_download_offline(host, tmp_path, m
     assert t.data.source == f"{raw} (an earlier download, reused; HF_HUB_OFFLINE=1, nothing downloaded)"
 
 
-def test_fmnist_corrupt_file_detected(host, tmp_path):
+def test_fmnist_corrupt_file_detected(small_fmnist, host, tmp_path):
     d = make_fmnist(tmp_path, gz=False)
     p = d / "train-images-idx3-ubyte"
     p.write_bytes(p.read_bytes()[:-100])  # truncated

@@ -12,10 +12,21 @@ import torch
 from unlearnbench.errors import DataNotFound
 
 from helpers import jpeg, scen_cfg, write_tree
+from unlearnbench.scenarios import tinyimagenet
 
 PIL = pytest.importorskip("PIL.Image")
 
 WNIDS = ["n04067472", "n01443537", "n02124075", "n09256479"]  # not sorted: class ids follow sorted order
+
+
+REAL = tinyimagenet.DEFINITION
+
+
+@pytest.fixture(autouse=True)
+def small_sets(monkeypatch):
+    """This module's release is small (4 classes): the loader checks it without Tiny ImageNet's
+    counts and class count (test_tinyimagenet_real_definition_refuses_a_small_set shows the real check)."""
+    monkeypatch.setattr(tinyimagenet, "DEFINITION", REAL.small(classes=None))
 
 
 def tiny_jpeg(rng, gray=False, side=64):
@@ -112,6 +123,21 @@ def test_tinyimagenet_damage_detected(host, tmp_path, damage, message):
     scen, cfg = scen_cfg(host, "tinyimagenet-10pct")
     with pytest.raises(DataNotFound, match=message):
         scen.build_task(cfg, 0, str(tmp_path))
+
+
+def test_tinyimagenet_real_definition_refuses_a_small_set(tmp_path, monkeypatch):
+    where = write(tmp_path, release(per_class=2, val_per_class=1))
+    monkeypatch.setattr(tinyimagenet, "DEFINITION", REAL)
+    with pytest.raises(DataNotFound, match="wnids.txt: expected 200 classes for Tiny ImageNet, found 4"):
+        tinyimagenet.load(str(tmp_path))
+    monkeypatch.setattr(tinyimagenet, "DEFINITION", REAL.small(classes=None, train_per_class=500))
+    with pytest.raises(DataNotFound, match="images: expected 500 train images per class for Tiny ImageNet, found 2"):
+        tinyimagenet.load(str(tmp_path))
+    monkeypatch.setattr(tinyimagenet, "DEFINITION", REAL.small(classes=None, n_test=10_000))
+    with pytest.raises(DataNotFound, match="val_annotations.txt: expected 10,000 test images for Tiny ImageNet, "
+                                           "found 4"):
+        tinyimagenet.load(str(tmp_path))
+    assert where.is_dir()
 
 
 def test_tinyimagenet_model_and_recipe(host):
