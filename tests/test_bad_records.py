@@ -58,7 +58,7 @@ def _no_traceback(r):
     assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
 
 
-def _copy_good(dst: Path, cells=("retrain", "negmerge"), seeds=(0, 1)) -> None:
+def _copy_good(dst: Path, cells=("retrain", "negmerge"), seeds=(0,)) -> None:
     for c in cells:
         for s in seeds:
             d = dst / "digits-10pct" / c / f"seed-{s}"
@@ -85,7 +85,7 @@ def test_leaderboard_names_a_bad_record_and_goes_on(tmp_path, kind, data, what):
     assert r.exit_code == 0, r.output
     warnings = [ln for ln in r.output.splitlines() if ln.startswith("warning: ") and "skipped" in ln]
     assert len(warnings) == 1 and str(bad) in warnings[0] and what in warnings[0], r.output
-    assert "4 run records (1 unreadable, skipped)" in r.output
+    assert "2 run records (1 unreadable, skipped)" in r.output
     board = (tmp_path / "L" / "digits-10pct.md").read_text()
     assert "| negmerge |" in board and "broken" not in board
 
@@ -161,12 +161,11 @@ def test_reproduce_goes_on_past_a_bad_neighbour_and_out_never_replaces_a_record(
         kept = sorted(cell.glob("run.reproduced-*.json"))
         assert len(kept) == attempt and json.loads(kept[-1].read_text())["metrics"]["acc_test"] != 12.5
     assert not list(rp.rglob("*.tmp"))
-    # --out elsewhere: the usual layout, and a second rerun there gets a new name too
+    # --out elsewhere: the usual layout
     out = tmp_path / "fresh"
-    for name in ("run.json", "run.reproduced-"):
-        r = CliRunner().invoke(main, args[:-1] + [str(out)])
-        assert r.exit_code == 1, r.output
-        assert any(p.name.startswith(name) for p in (out / "digits-10pct" / "retrain" / "seed-0").iterdir())
+    r = CliRunner().invoke(main, args[:-1] + [str(out)])
+    assert r.exit_code == 1, r.output
+    assert [p.name for p in (out / "digits-10pct" / "retrain" / "seed-0").iterdir()] == ["run.json"]
 
 
 # -- sweep ----------------------------------------------------------------------------------------------
