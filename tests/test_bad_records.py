@@ -49,6 +49,8 @@ BAD = [
     ("string-trial", _edit(lambda r: r.__setitem__("trial", "0")), "'trial' is a string"),
     ("metrics-list", _edit(lambda r: r.__setitem__("metrics", [1, 2])), "'metrics' is a list"),
     ("schema-99", _edit(lambda r: r.__setitem__("schema", 99)), "schema 99"),
+    ("no-total-time", _edit(lambda r: r["timings"].pop("total_s")), "timings.total_s is missing"),
+    ("bad-board", _edit(lambda r: r.__setitem__("scoring", {"board": {"acc_forget": ["x"]}})), "scoring.board"),
 ]
 IDS = [b[0] for b in BAD]
 

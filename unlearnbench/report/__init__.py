@@ -24,9 +24,9 @@ from .render import format_cell, render_csv, render_html, render_index, render_m
 from .rows import NOISE_Z, Row, aggregate, row_from, scoring_of, variant_label
 from .summary import format_table, summarise
 
-__all__ = ["NOISE_Z", "Row", "aggregate", "build", "consistency", "format_cell", "format_table", "load_records", "load_runs", "read_record", "RecordError",
-           "render_csv", "render_html", "render_index", "render_markdown", "row_from", "scoring_of", "summarise",
-           "variant_label"]
+__all__ = ["NOISE_Z", "RecordError", "Row", "aggregate", "build", "consistency", "format_cell", "format_table",
+           "load_records", "load_runs", "read_record", "render_csv", "render_html", "render_index", "render_markdown",
+           "row_from", "scoring_of", "summarise", "variant_label"]
 
 
 def load_runs(runs_dir: str | Path, *, strict: bool = False, bad: list[str] | None = None,

@@ -67,9 +67,15 @@ def problem(rec: Any) -> str | None:
         if not isinstance(v, types) or (bool not in types and isinstance(v, bool)):
             want = " or ".join(_KIND.get(t, t.__name__) for t in types)
             return f"{k!r} is {_what(v)} ({json.dumps(v, default=str)[:40]}), not {want}"
-    board = (rec.get("scoring") or {}).get("board", {})
-    if not isinstance(board, dict):
-        return f"scoring.board is {_what(board)}, not an object"
+    scoring = rec.get("scoring") or {}
+    board = scoring.get("board", {})
+    if not isinstance(board, dict) or any(not isinstance(v, str) for v in board.values()):
+        return "scoring.board is not an object of column -> metric names"
+    summary = scoring.get("summary", [])
+    if not isinstance(summary, list) or any(not isinstance(c, list) or len(c) != 2 for c in summary):
+        return "scoring.summary is not a list of [metric, heading] pairs"
+    if any(not isinstance(v, str) for v in (rec.get("weights_digest") or {}).values()):
+        return "weights_digest holds something other than digest strings"
     if any(not isinstance(v, str) for v in rec.get("variant") or []):
         return "'variant' holds something other than strings"
     schema = rec.get("schema")
@@ -80,8 +86,8 @@ def problem(rec: Any) -> str | None:
             if v is not None and not _is_number(v):
                 return f"{sec}.{name} is {_what(v)} ({json.dumps(v)[:40]}), not a number (NaN or null = missing)"
     total = rec["timings"].get("total_s")
-    if total is not None and not _is_number(total):
-        return f"timings.total_s is {_what(total)}, not a number"
+    if not _is_number(total):
+        return "timings.total_s is missing" if total is None else f"timings.total_s is {_what(total)}, not a number"
     return None
 
 
