@@ -28,12 +28,15 @@ SECTIONS = ("metrics", "original", "retrain")
 def find_records(paths: Iterable[str | Path]) -> list[Path]:
     """The run.json files named, or under the folders named. A file named explicitly must be a run
     record (a checkpoint given by mistake is one error, not a JSON traceback)."""
-    from .report.records import read_record
+    from .report.records import RecordError, read_record
 
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_file():
-            read_record(p)  # RecordError names the file and what it is instead
+            try:
+                read_record(p)
+            except RecordError as e:  # a checkpoint given by mistake: one message naming it
+                raise RecordError(f"{e}; give run.json files or folders of them") from None
             out.append(p)
         elif p.is_dir():
             out += sorted(p.rglob("run.json"))

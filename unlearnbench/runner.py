@@ -208,7 +208,7 @@ def recorded(runs_dir: Path, res: Resolved, trial: int, *, strict: bool = False,
     A record there that cannot be read (torn, ``{}``, a list, not UTF-8, a key missing: see
     ``report.records``) is not a result: the cell runs again (``warn`` is told, with the file and what
     is wrong), or with ``strict`` RecordError is raised."""
-    from .report.records import RecordError, read_record
+    from .report.records import STRICT_NOTE, RecordError, read_record
 
     p = run_dir(runs_dir, res.scenario.name, res.run_name, trial) / "run.json"
     if not p.exists():
@@ -217,7 +217,7 @@ def recorded(runs_dir: Path, res: Resolved, trial: int, *, strict: bool = False,
         rec = read_record(p)
     except RecordError as e:
         if strict:
-            raise RecordError(f"{e} (--strict stops at the first bad record)") from None
+            raise RecordError(f"{e} {STRICT_NOTE}") from None
         if warn is not None:
             warn(f"warning: {e}; running this cell again (its record is replaced)")
         return False

@@ -32,6 +32,7 @@ OPTIONAL: dict[str, tuple[type, ...]] = {
     "artifacts": (dict,), "lambda": (int, float), "oracle": (bool,), "manifest_hash": (str,),
 }
 METRIC_SECTIONS = ("metrics", "original", "retrain")
+STRICT_NOTE = "(--strict stops at the first bad record: move it away, or run its cell again)"
 _KIND = {str: "a string", int: "an integer", float: "a number", dict: "an object", list: "a list",
          bool: "true/false", type(None): "null"}
 
@@ -101,7 +102,8 @@ def read_record(path: str | Path) -> dict:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise RecordError(f"{path}: not a run record: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset "
+        kind = f" (a {path.suffix} file: a checkpoint?)" if path.suffix not in (".json", "") else ""
+        raise RecordError(f"{path}: not a run record{kind}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset "
                           f"{e.start}); a run.json is JSON text") from None
     if not text.strip():
         raise RecordError(f"{path}: empty file, not a run record")
@@ -110,7 +112,8 @@ def read_record(path: str | Path) -> dict:
     except ValueError as e:
         msg = getattr(e, "msg", str(e))
         torn = " (truncated?)" if getattr(e, "pos", 0) >= len(text.rstrip()) or msg.startswith("Unterminated") else ""
-        raise RecordError(f"{path}: not a run record: not valid JSON{torn}: {msg} at line {getattr(e, 'lineno', '?')} "
+        kind = f" (a {path.suffix} file: a checkpoint?)" if path.suffix not in (".json", "") else ""
+        raise RecordError(f"{path}: not a run record{kind}: not valid JSON{torn}: {msg} at line {getattr(e, 'lineno', '?')} "
                           f"column {getattr(e, 'colno', '?')}") from None
     what = problem(rec)
     if what is not None:
@@ -133,7 +136,7 @@ def load_records(paths: list[Path], *, strict: bool = False,
             good.append((p, read_record(p)))
         except RecordError as e:
             if strict:
-                raise RecordError(f"{e} (--strict stops at the first bad record)") from None
+                raise RecordError(f"{e} {STRICT_NOTE}") from None
             bad.append(str(e))
             if warn is not None:
                 warn(str(e))
