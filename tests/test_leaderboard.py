@@ -59,6 +59,26 @@ def test_missing_cell_stays_missing():
     assert "| – |" in row
 
 
+def test_a_nan_metric_is_missing_and_the_seed_count_says_over_how_many():
+    """One seed's NaN Acc Df: the cell is a mean over 2 seeds and says so, the row says "2 of 3";
+    the Avg. Gap from the trial means needs every trial's components, so it is missing; the paired
+    gap is over the 2 complete trials and says so."""
+    recs = [rec("a", t, m(100, 95 + t, 95, 10)) for t in range(3)]
+    recs[1]["metrics"]["acc_forget"] = float("nan")
+    recs += [rec("b", t, m(100, 95, 95, 10)) for t in range(3)]
+    rows = {r.label: r for r in aggregate(recs)["digits-10pct"]}
+    a = rows["a"]
+    assert a.cells["acc_forget"]["n"] == 2 and a.cells["acc_forget"]["mean"] == pytest.approx(96.0)
+    assert a.gap is None and len(a.paired) == 2 and a.mark == ""
+    md = render_markdown("digits-10pct", list(rows.values()), [])
+    line = next(ln for ln in md.splitlines() if ln.startswith("| a |")).split(" | ")
+    assert line[4] == "96.00 ± 1.41 (n=2)" and line[7] == "–" and line[8].endswith("(n=2)") and line[9] == "2 of 3"
+    b_line = next(ln for ln in md.splitlines() if ln.startswith("| b |")).split(" | ")
+    assert b_line[9] == "3" and "(n=" not in "".join(b_line)
+    csv_row = next(ln for ln in render_csv(list(rows.values())).splitlines() if ",a,a," in ln).split(",")
+    assert csv_row[6] == "2 of 3" and csv_row[15] == ""  # seeds, avg_gap
+
+
 def test_build_writes_every_artifact(tmp_path):
     runs = tmp_path / "runs"
     for r in [rec("good", t, m(100, 95, 95, 10)) for t in range(3)] + [rec("bad", 0, m(90, 80, 85, 30))]:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from unlearnbench.report.records import RecordError
 from unlearnbench.runner import pick_threads, recorded, run_dir, used_splits
+
+from helpers import m, rec
 
 
 class _Method:
@@ -39,12 +44,18 @@ def test_recorded_means_this_config_and_trial_on_disk(host, tmp_path):
     path = run_dir(tmp_path, res.scenario.name, res.run_name, 1) / "run.json"
     assert not recorded(tmp_path, res, 1)
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"config_hash": res.hash, "trial": 1}))
+    path.write_text(json.dumps(rec(res.method.name, 1, m(100, 95, 95, 10), chash=res.hash)))
     assert recorded(tmp_path, res, 1) and not recorded(tmp_path, res, 0)
-    path.write_text(json.dumps({"config_hash": "another", "trial": 1}))
+    path.write_text(json.dumps(rec(res.method.name, 1, m(100, 95, 95, 10), chash="another")))
     assert not recorded(tmp_path, res, 1)  # the same folder, another config: run again
-    path.write_text('{"config_hash": "' + res.hash + '", "tri')  # torn by an interruption
-    assert not recorded(tmp_path, res, 1)
+    said = []
+    for bad in ('{"config_hash": "' + res.hash + '", "tri', "[1, 2]", "{}",  # torn by an interruption, ...
+                json.dumps({"config_hash": res.hash, "trial": 1})):  # ... or no result in it
+        path.write_text(bad)
+        assert not recorded(tmp_path, res, 1, warn=said.append)  # a bad record is not a result: run again
+        with pytest.raises(RecordError, match="run.json"):
+            recorded(tmp_path, res, 1, strict=True)
+    assert len(said) == 4 and all(str(path) in s for s in said)
 
 
 def test_sweep_skips_recorded_and_resumes(host, session_store, tmp_path):

@@ -63,6 +63,7 @@ COMMON = [
     CONFIG_OPTION,
     _override_option(),
 ]
+STRICT_HELP = ("stop at the first unreadable run.json (exit 2) instead of warning with its path and {skip}")
 STORE_HELP = "artifact store (default: user cache dir; or UNLEARNBENCH_STORE)"
 
 
@@ -151,7 +152,8 @@ def run(method, scenario, config_file, overrides, seeds, store, runs_dir, data_r
 @CONFIG_OPTION
 @_override_option("config override for every cell, e.g. -o pool.size=9")
 @store_options()
-def sweep(methods, scenarios, seeds, config_file, overrides, store, runs_dir, data_root):
+@click.option("--strict", is_flag=True, help=STRICT_HELP.format(skip="running its cell again"))
+def sweep(methods, scenarios, seeds, config_file, overrides, store, runs_dir, data_root, strict):
     """Run the grid methods x scenarios x seeds, skipping runs already recorded with the same
     config hash; interrupted, it resumes where it stopped (finished runs and stored models are kept)."""
     from .runner import sweep_grid
@@ -160,7 +162,7 @@ def sweep(methods, scenarios, seeds, config_file, overrides, store, runs_dir, da
     grid = [(m.strip(), s.strip()) for s in scenarios.split(",") if s.strip() for m in methods.split(",") if m.strip()]
     resolved = [_resolve(m, s, config_file, overrides) for m, s in grid]  # every config checked before any run
     done = sweep_grid(resolved, _seeds(seeds), store=Store(store), runs_dir=Path(runs_dir), data_root=data_root,
-                      echo=click.echo)
+                      echo=click.echo, strict=strict)
     click.echo(f"sweep: {done['ran']} run(s) now, {done['skipped']} already recorded, "
                f"{done['failed']} failed; records in {runs_dir}")
     if done["failed"]:
@@ -173,10 +175,12 @@ def sweep(methods, scenarios, seeds, config_file, overrides, store, runs_dir, da
 @click.option("--methods", help="only these run folders: method names, or NAME@VARIANT (comma-separated)")
 @click.option("--seeds", help="only these trials, e.g. 0,1")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
-              help="keep the reruns' records here (default: discarded)")
+              help="keep the reruns' records here (default: discarded); never over a record: where one is "
+                   "there, or DIR holds the records reproduced, as run.reproduced-<time>.json")
 @store_options(runs_dir=False,
                store_help="reuse this store (default: a fresh temporary one, so nothing older is reused)")
-def reproduce(records, scenarios, methods, seeds, out_dir, store, data_root):
+@click.option("--strict", is_flag=True, help=STRICT_HELP.format(skip="skipping it"))
+def reproduce(records, scenarios, methods, seeds, out_dir, store, data_root, strict):
     """Rerun recorded runs (run.json files or folders of them) exactly as configured, and report
     each as reproduced or what differs. Exit status 1 if any differs."""
     from .reproduce import find_records, reproduce as rerun
@@ -191,10 +195,12 @@ def reproduce(records, scenarios, methods, seeds, out_dir, store, data_root):
             found.append(p)
     if not found:
         raise click.ClickException(f"no run.json under {', '.join(records)} matches the filters")
-    out = rerun(_host(), found, store_root=store, out_dir=out_dir, data_root=data_root, echo=click.echo)
-    click.echo(f"reproduce: {out['reproduced']} reproduced, {out['differs']} differ, {out['skipped']} skipped "
-               f"of {len(found)}")
-    if out["differs"]:
+    out = rerun(_host(), found, store_root=store, out_dir=out_dir, data_root=data_root, echo=click.echo,
+                strict=strict)
+    bad = f", {out['bad']} unreadable" if out["bad"] else ""
+    click.echo(f"reproduce: {out['reproduced']} reproduced, {out['differs']} differ, {out['skipped']} skipped"
+               f"{bad} of {len(found)}" + (f"; reruns' records: {', '.join(out['kept'])}" if out["kept"] else ""))
+    if out["differs"] or out["bad"]:
         sys.exit(1)
 
 
@@ -202,12 +208,15 @@ def reproduce(records, scenarios, methods, seeds, out_dir, store, data_root):
 @click.argument("runs_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="folder for the tables, plots and index.html")
-def leaderboard(runs_dir, out_dir):
+@click.option("--strict", is_flag=True, help=STRICT_HELP.format(skip="skipping it"))
+def leaderboard(runs_dir, out_dir, strict):
     """Write Markdown + CSV tables per scenario, plots and a sortable HTML page from RUNS_DIR."""
     from .report import build
 
-    done = build(runs_dir, out_dir, _host())
-    click.echo(f"{done['records']} run records, scenarios {', '.join(done['scenarios'])}; wrote "
+    done = build(runs_dir, out_dir, _host(), strict=strict,
+                 warn=lambda m: click.echo(f"warning: {m}; skipped", err=True))
+    skipped = f" ({len(done['bad'])} unreadable, skipped)" if done["bad"] else ""
+    click.echo(f"{done['records']} run records{skipped}, scenarios {', '.join(done['scenarios'])}; wrote "
                f"{len(done['written'])} files in {out_dir}")
     for scen, ws in done["warnings"].items():
         for w in ws:

@@ -12,9 +12,10 @@ arithmetic (a digits original trained on 2 threads instead of 1 gave other pool 
 """
 from __future__ import annotations
 
-import json
 import math
+import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -25,15 +26,59 @@ SECTIONS = ("metrics", "original", "retrain")
 
 
 def find_records(paths: Iterable[str | Path]) -> list[Path]:
+    """The run.json files named, or under the folders named. A file named explicitly must be a run
+    record (a checkpoint given by mistake is one error, not a JSON traceback)."""
+    from .report.records import RecordError, read_record
+
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_file():
+            try:
+                read_record(p)
+            except RecordError as e:  # a checkpoint given by mistake: one message naming it
+                raise RecordError(f"{e}; give run.json files or folders of them") from None
             out.append(p)
         elif p.is_dir():
             out += sorted(p.rglob("run.json"))
         else:
             raise ConfigError(f"{p} is neither a run.json nor a folder of runs")
     return out
+
+
+def _inside(a: Path, b: Path) -> bool:
+    """``a`` is ``b`` or a folder under it (both resolved)."""
+    return a == b or b in a.parents
+
+
+def _runs_root(record: Path) -> Path:
+    """The runs folder a record lies in (<root>/<scenario>/<run>/seed-<n>/run.json), else its own folder."""
+    p = record.resolve()
+    return p.parents[3] if p.parent.name.startswith("seed-") and len(p.parents) > 3 else p.parent
+
+
+def _stamp() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def keep_rerun(src: Path, dest_dir: Path, new_name: bool) -> Path:
+    """Copy a rerun's record (``src``) to ``dest_dir``, atomically (temp file + os.replace), never
+    over an existing file: with ``new_name``, or where a run.json is already there, it is written as
+    ``run.reproduced-<UTC time>.json`` beside it, which no reader of run.json picks up."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / "run.json"
+    if new_name or dest.exists():
+        base = f"run.reproduced-{_stamp()}"
+        dest, i = dest_dir / f"{base}.json", 1
+        while dest.exists():
+            i += 1
+            dest = dest_dir / f"{base}-{i}.json"
+    tmp = dest_dir / f".{dest.name}.{os.getpid()}.tmp"
+    tmp.write_bytes(src.read_bytes())
+    if dest.exists():  # another process took the name meanwhile: never over it
+        tmp.unlink()
+        return keep_rerun(src, dest_dir, True)
+    os.replace(tmp, dest)
+    return dest
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -68,26 +113,35 @@ def _where(rec: dict) -> str:
 
 
 def reproduce(host, records: list[Path], *, store_root: str | None = None, out_dir: str | None = None,
-              data_root: str | None = None, echo: Callable[[str], None] = print) -> dict:
+              data_root: str | None = None, echo: Callable[[str], None] = print, strict: bool = False) -> dict:
     """Rerun every record; returns counts and, per record, its differences (or why it was skipped).
 
     ``store_root`` None: a fresh temporary store, so nothing stored earlier (perhaps by older code)
-    is reused. ``out_dir``: where the reruns' records go (default: a temporary folder).
+    is reused. ``out_dir``: where the reruns' records are kept (default: discarded), beside the old
+    ones and never over them (``keep_rerun``); ``kept`` lists them. Every record is read before
+    anything reruns: a bad one (``report.records``) is reported with one warning line and skipped
+    (counted ``bad``), or with ``strict`` it is one error (RecordError) and nothing runs.
     """
     import torch
 
     from .config import resolve
+    from .report.records import load_records
     from .runner import run_trial
     from .store import Store
 
-    counts = {"reproduced": 0, "differs": 0, "skipped": 0}
+    good, bad = load_records(list(records), strict=strict, warn=lambda m: echo(f"warning: {m}; skipped"))
+    counts = {"reproduced": 0, "differs": 0, "skipped": 0, "bad": len(bad)}
     details: dict[str, list[str]] = {}
+    kept: list[str] = []
     raw_cache: dict = {}
+    keep = Path(out_dir) if out_dir else None
+    # --out is (or is inside) a folder holding records being reproduced: new names, so a later
+    # reproduce of that folder still compares against the original records, not the reruns
+    new_names = keep is not None and any(_inside(keep.resolve(), _runs_root(p)) for p, _ in good)
     with tempfile.TemporaryDirectory(prefix="unlearnbench-reproduce-") as tmp:
         store = Store(store_root or Path(tmp) / "store")
-        runs = Path(out_dir) if out_dir else Path(tmp) / "runs"
-        for path in records:
-            old = json.loads(path.read_text())
+        runs = Path(tmp) / "runs"
+        for path, old in good:
             tag = f"{old['scenario']} / {path.parent.parent.name} / seed {old['trial']}"
             res = resolve(host, file_layer=old["config"])
             if res.hash != old["config_hash"]:
@@ -101,6 +155,9 @@ def reproduce(host, records: list[Path], *, store_root: str | None = None, out_d
                 continue
             new = run_trial(res, int(old["trial"]), store=store, runs_dir=runs, data_root=data_root,
                             raw_cache=raw_cache)
+            if keep is not None:
+                src = Path(new["_path"])
+                kept.append(str(keep_rerun(src, keep / src.parent.relative_to(runs), new_names)))
             diffs = compare(old, new)
             details[tag] = diffs
             if diffs:
@@ -111,4 +168,4 @@ def reproduce(host, records: list[Path], *, store_root: str | None = None, out_d
             else:
                 counts["reproduced"] += 1
                 echo(f"reproduced {tag}")
-    return {**counts, "details": details}
+    return {**counts, "details": details, "bad_records": bad, "kept": kept}

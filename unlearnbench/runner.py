@@ -202,42 +202,64 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
     return rec
 
 
-def recorded(runs_dir: Path, res: Resolved, trial: int) -> bool:
-    """A run of this exact config (hash) and trial is already on disk."""
+def recorded(runs_dir: Path, res: Resolved, trial: int, *, strict: bool = False, warn=None) -> bool:
+    """A run of this exact config (hash) and trial is already on disk.
+
+    A record there that cannot be read (torn, ``{}``, a list, not UTF-8, a key missing: see
+    ``report.records``) is not a result: the cell runs again (``warn`` is told, with the file and what
+    is wrong), or with ``strict`` RecordError is raised."""
+    from .report.records import STRICT_NOTE, RecordError, read_record
+
     p = run_dir(runs_dir, res.scenario.name, res.run_name, trial) / "run.json"
     if not p.exists():
         return False
     try:
-        rec = json.loads(p.read_text())
-    except ValueError:
-        return False  # a torn file is not a result: run again
+        rec = read_record(p)
+    except RecordError as e:
+        if strict:
+            raise RecordError(f"{e} {STRICT_NOTE}") from None
+        if warn is not None:
+            warn(f"warning: {e}; running this cell again (its record is replaced)")
+        return False
     return rec.get("config_hash") == res.hash and rec.get("trial") == trial
 
 
 def sweep_grid(resolved: list[Resolved], seeds: list[int] | None, *, store, runs_dir: Path,
-               data_root: str | None, echo=print) -> dict:
+               data_root: str | None, echo=print, strict: bool = False) -> dict:
     """Every (config, trial); already recorded ones are skipped, so an interrupted sweep resumes.
-    Scenarios are the outer loop so each data set is loaded once."""
+    Scenarios are the outer loop so each data set is loaded once.
+
+    Every cell's record is read before anything runs, so a bad one is reported first (``strict``: as
+    one error, nothing run). One cell's error, whatever it is (a method raising ValueError, torch
+    refusing a device), must not end the grid: the cell is reported FAILED with its error and the rest
+    run. Only KeyboardInterrupt (and SystemExit) stop the sweep."""
     from .errors import UnlearnbenchError
 
     counts = {"ran": 0, "skipped": 0, "failed": 0}
     raw_cache: dict = {}
     order = sorted(range(len(resolved)), key=lambda i: resolved[i].scenario.name)
+    plan = []
     for i in order:
         res = resolved[i]
         for trial in (seeds if seeds is not None else list(res.cfg.seeds)):
-            tag = f"{res.scenario.name} / {res.method.name} / seed {trial}"
-            if recorded(runs_dir, res, trial):
+            if recorded(runs_dir, res, trial, strict=strict, warn=echo):
                 counts["skipped"] += 1
-                continue
-            try:
-                rec = run_trial(res, int(trial), store=store, runs_dir=runs_dir, data_root=data_root,
-                                raw_cache=raw_cache)
-            except UnlearnbenchError as e:  # one bad cell must not sink the grid; it is reported
-                counts["failed"] += 1
-                echo(f"FAILED {tag}: {e}")
-                continue
-            counts["ran"] += 1
-            gap = rec["gap"]["avg_gap"] if rec.get("gap") else float("nan")
-            echo(f"done {tag}: Avg. Gap {gap:.2f}, {rec['timings']['total_s']:.1f}s")
+            else:
+                plan.append((res, trial))
+    for res, trial in plan:
+        tag = f"{res.scenario.name} / {res.method.name} / seed {trial}"
+        try:
+            rec = run_trial(res, int(trial), store=store, runs_dir=runs_dir, data_root=data_root,
+                            raw_cache=raw_cache)
+        except UnlearnbenchError as e:  # one bad cell must not sink the grid; it is reported
+            counts["failed"] += 1
+            echo(f"FAILED {tag}: {e}")
+            continue
+        except Exception as e:  # a plugin's own error (not KeyboardInterrupt: BaseException stops the sweep)
+            counts["failed"] += 1
+            echo(f"FAILED {tag}: {type(e).__name__}: {e}")
+            continue
+        counts["ran"] += 1
+        gap = rec["gap"]["avg_gap"] if rec.get("gap") else float("nan")
+        echo(f"done {tag}: Avg. Gap {gap:.2f}, {rec['timings']['total_s']:.1f}s")
     return counts

@@ -15,36 +15,45 @@ best Avg. Gap is marked only when it is separated from the runner-up by more tha
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .consistency import consistency
+from .records import RecordError, load_records, read_record
 from .render import format_cell, render_csv, render_html, render_index, render_markdown
 from .rows import NOISE_Z, Row, aggregate, row_from, scoring_of, variant_label
 from .summary import format_table, summarise
 
-__all__ = ["NOISE_Z", "Row", "aggregate", "build", "consistency", "format_cell", "format_table", "load_runs",
-           "render_csv", "render_html", "render_index", "render_markdown", "row_from", "scoring_of", "summarise",
-           "variant_label"]
+__all__ = ["NOISE_Z", "RecordError", "Row", "aggregate", "build", "consistency", "format_cell", "format_table",
+           "load_records", "load_runs", "read_record", "render_csv", "render_html", "render_index", "render_markdown",
+           "row_from", "scoring_of", "summarise", "variant_label"]
 
 
-def load_runs(runs_dir: str | Path) -> list[dict]:
-    """Every run.json under ``runs_dir``, in path order, each with ``_file`` (its path there)."""
+def load_runs(runs_dir: str | Path, *, strict: bool = False, bad: list[str] | None = None,
+              warn: Callable[[str], None] | None = None) -> list[dict]:
+    """Every readable run.json under ``runs_dir``, in path order, each with ``_file`` (its path there).
+
+    A bad record (``records.problem``) is skipped, its message appended to ``bad`` and passed to
+    ``warn``; with ``strict`` the first one raises RecordError instead."""
+    good, msgs = load_records(sorted(Path(runs_dir).rglob("run.json")), strict=strict, warn=warn)
+    if bad is not None:
+        bad += msgs
     out = []
-    for p in sorted(Path(runs_dir).rglob("run.json")):
-        rec = json.loads(p.read_text())
+    for p, rec in good:
         rec["_file"] = str(p.relative_to(runs_dir))
         out.append(rec)
     return out
 
 
-def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None) -> dict:
-    """Write <scenario>.md/.csv, plots/*.png and index.html under ``out_dir``; returns what was written."""
+def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None, *, strict: bool = False,
+          warn: Callable[[str], None] | None = None) -> dict:
+    """Write <scenario>.md/.csv, plots/*.png and index.html under ``out_dir``; returns what was written
+    (``bad``: one message per record skipped as unreadable; ``strict``: the first one is an error)."""
     from .plots import make_plots
 
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
-    records = load_runs(runs_dir)
+    bad: list[str] = []
+    records = load_runs(runs_dir, strict=strict, bad=bad, warn=warn)
     tables = aggregate(records, host)
     tables = {s: tables[s] for s in sorted(tables)}
     warnings = consistency(records)
@@ -61,5 +70,5 @@ def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None) ->
     (out_dir / "index.html").write_text(render_html(tables, plots, warnings))
     (out_dir / "README.md").write_text(render_index(tables, records))
     written += ["index.html", "README.md"]
-    return {"records": len(records), "scenarios": list(tables), "written": written,
+    return {"records": len(records), "bad": bad, "scenarios": list(tables), "written": written,
             "warnings": {s: w for s, w in warnings.items() if s in tables}}

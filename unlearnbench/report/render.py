@@ -14,7 +14,7 @@ import math
 import re
 from importlib import resources
 
-from .rows import METRICS, Row
+from .rows import METRICS, Row, seeds_over
 
 # The classifier board's sentence on its columns; a scenario with other columns brings its own
 # (``Scoring.legend``, recorded in each run.json).
@@ -32,6 +32,8 @@ def format_cell(c: dict | None) -> str:
         s += f" ± {c['std']:.2f}"
     if c.get("derived"):
         s += " (derived)"
+    if c.get("of") and c.get("n", c["of"]) < c["of"]:  # a NaN or missing metric in some seed: say over how many
+        s += f" (n={c['n']})"
     return s
 
 
@@ -46,7 +48,17 @@ def _paired(row: Row) -> str:
     if not row.gap_paired:
         return "–"
     m, s = row.gap_paired
-    return f"{m:.2f}" + (f" ± {s:.2f}" if s is not None else "")
+    n = f" (n={len(row.paired)})" if row.trials and len(row.paired) < len(row.trials) else ""
+    return f"{m:.2f}" + (f" ± {s:.2f}" if s is not None else "") + n
+
+
+def _seeds(row: Row) -> str:
+    """The row's seed count; "2 of 3" when some number of the row is a mean over fewer seeds (a NaN
+    or missing metric in a trial), the cell itself saying "(n=2)"."""
+    if not row.trials:
+        return "–"
+    low = seeds_over(row)
+    return f"{low} of {len(row.trials)}" if low is not None else str(len(row.trials))
 
 
 HEAD = ["Method", "Used splits", "Selection", "Acc Dr", "Acc Df", "Acc Dtest", "MIA", "Avg. Gap",
@@ -62,7 +74,7 @@ def _cells(row: Row) -> list[str]:
         i = [c for c, _ in METRICS].index(row.rank)
         cells[i] = f"**{cells[i]}**" if row.mark == "best" else f"{cells[i]} ≈"
     return [row.label, row.used_splits or "–", sel or "–", *cells,
-            _gap(row), _paired(row), str(len(row.trials)) if row.trials else "–",
+            _gap(row), _paired(row), _seeds(row),
             f"{row.wall_s:.1f}" if row.wall_s is not None else "–"]
 
 
@@ -125,7 +137,8 @@ def render_csv(rows: list[Row]) -> str:
             cell = r.cells.get(c) or {}
             vals += [num(cell.get("mean")), num(cell.get("std"))]
         gp = r.gap_paired or (None, None)
-        w.writerow([r.role, r.method, r.label, r.used_splits, r.selection, int(r.oracle), len(r.trials), *vals,
+        seeds = len(r.trials) if seeds_over(r) is None else _seeds(r)  # "2 of 3": see _seeds
+        w.writerow([r.role, r.method, r.label, r.used_splits, r.selection, int(r.oracle), seeds, *vals,
                     num(r.gap), num(gp[0]), num(gp[1]), r.mark, num(r.wall_s), r.source])
     return buf.getvalue()
 

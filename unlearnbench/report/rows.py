@@ -14,6 +14,7 @@ from typing import Any
 
 from ..metrics import GAP_METRICS
 from ..scenario import Scoring
+from .records import is_missing
 
 METRICS = [("acc_retain", "Acc Dr"), ("acc_forget", "Acc Df"), ("acc_test", "Acc Dtest"), ("mia", "MIA")]
 NOISE_Z = 2.0  # a win needs mean difference > 2 standard errors of the difference (~95%)
@@ -169,16 +170,33 @@ def row_from(label: str, key: str, metrics: list[dict], retrains: list[dict | No
 
     cells = {}
     for col, _ in cols:
-        m, s = _mean_std([x.get(col) for x in metrics])
-        cells[col] = {"mean": m, "std": s}
+        vals = [x.get(col) for x in metrics]
+        m, s = _mean_std(vals)
+        # n: the seeds this mean is over (a NaN or missing metric is no number); of: the row's seeds
+        cells[col] = {"mean": m, "std": s, "n": sum(not is_missing(v) for v in vals), "of": len(vals)}
     row = Row(label=label, method=key, role=role, trials=trials, cells=cells)
     if all(r is not None for r in retrains) and retrains:
-        means = {c: cells[c]["mean"] for c in GAP_METRICS}
-        ref = {c: statistics.mean(r[c] for r in retrains) for c in GAP_METRICS}
-        row.gap = avg_gap(means, ref)[0]
-        row.paired = [avg_gap(m, r)[0] for m, r in zip(metrics, retrains)]
-        row.gap_paired = _mean_std(row.paired)
+        # a trial with a missing Avg. Gap component has no gap; the gap from the trial means needs every
+        # trial (a mean over fewer seeds than the Retrain mean is not like for like), so it is missing
+        complete = [(m, r) for m, r in zip(metrics, retrains)
+                    if all(not is_missing(m.get(c)) and not is_missing(r.get(c)) for c in GAP_METRICS)]
+        if len(complete) == len(metrics):
+            means = {c: cells[c]["mean"] for c in GAP_METRICS}
+            ref = {c: statistics.mean(r[c] for r in retrains) for c in GAP_METRICS}
+            row.gap = avg_gap(means, ref)[0]
+        row.paired = [avg_gap(m, r)[0] for m, r in complete]
+        row.gap_paired = _mean_std(row.paired) if row.paired else None
     return row
+
+
+def seeds_over(row: Row) -> int | None:
+    """The fewest seeds any of the row's numbers is a mean over, where fewer than the row's seeds
+    (a NaN or missing metric in some trial); None when every number is over all of them."""
+    ns = [c["n"] for c in row.cells.values() if isinstance(c, dict) and c.get("of") and "n" in c]
+    if row.gap_paired is not None and row.trials:
+        ns.append(len(row.paired))
+    low = min(ns, default=None)
+    return low if low is not None and low < len(row.trials) else None
 
 
 def _mark_lowest_beyond_noise(rows: list[Row], value, std, n) -> None:
