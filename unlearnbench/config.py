@@ -327,6 +327,11 @@ def resolve(
         if i == len(plugin_layers):
             defaults = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[assignment]
         _check_keys(layer, schema, where)  # type: ignore[arg-type]
+        for k, v in layer.items():
+            if isinstance(schema.get(k), dict) and not isinstance(v, dict):  # type: ignore[union-attr]
+                ex = ", ".join(f"{n}: {d!r}" for n, d in list(schema[k].items())[:2])  # type: ignore[index]
+                raise ConfigError(f"config key {k!r} (from {where}) is a section of keys, not {v!r}: "
+                                  f"e.g. `{k}: {{{ex}}}` in a --config file, or -o {k}.KEY=VALUE")
         if "seeds" in layer:
             check_seeds(layer["seeds"], where)
         cfg = merge_layer(cfg, layer, where)
