@@ -281,8 +281,11 @@ def resolve(
     scenario: str | None = None,
     file_layer: dict | None = None,
     overrides: list[str] | None = None,
+    device_here: bool = True,
 ) -> Resolved:
-    """Resolve the layered config for one (scenario, method) and validate every key."""
+    """Resolve the layered config for one (scenario, method) and validate every key and value.
+    ``device_here=False`` checks only that ``device`` names a device, not that this machine has it
+    (``reproduce`` skips a recorded GPU run on a machine without one)."""
     from omegaconf import OmegaConf
 
     user: list[tuple[str, dict]] = []
@@ -337,7 +340,7 @@ def resolve(
         cfg = merge_layer(cfg, layer, where)
     if not defaults:
         defaults = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[assignment]
-    check_suite(cfg, scen)
+    check_suite(cfg, scen, device_here)
     for sec, obj in (("scenario", scen), ("method", meth), ("selection", rule)):
         check = getattr(obj, "check_config", None)
         if check is not None:
@@ -377,8 +380,9 @@ def check_seeds(seeds: Any, where: str = "seeds") -> list[int]:
 _DEVICE_FORMS = "cpu, cuda, cuda:N (N = a GPU index) or mps"
 
 
-def check_device(device: str) -> None:
-    """``device`` is one torch can use here (cpu, cuda, cuda:N, mps), or a ConfigError with the fix."""
+def check_device(device: str, here: bool = True) -> None:
+    """``device`` is one torch can use (cpu, cuda, cuda:N, mps) and, with ``here``, one this machine
+    has; else a ConfigError with the fix."""
     import re
 
     d = str(device)
@@ -387,6 +391,8 @@ def check_device(device: str) -> None:
     m = re.fullmatch(r"cuda(?::(\d+))?", d)
     if m is None and d != "mps":
         raise ConfigError(f"device={d!r} is not a device: use {_DEVICE_FORMS}, e.g. -o device=cpu")
+    if not here:
+        return
     import torch
 
     if m is not None:
@@ -410,7 +416,7 @@ def check_grid(name: str, extra: Any = None) -> None:
         grid(text, extra)
 
 
-def check_suite(cfg: Any, scen: Any) -> None:
+def check_suite(cfg: Any, scen: Any, device_here: bool = True) -> None:
     """The suite's own keys (seeds, threads, device, pool, selection.grid), validated as the config is
     resolved, so `unlearnbench config` refuses what `run` would, before anything trains."""
     check_seeds(list(cfg.seeds))
@@ -418,7 +424,7 @@ def check_suite(cfg: Any, scen: Any) -> None:
     if threads < 0:
         raise ConfigError(f"threads={threads} is negative: give a number of torch threads >= 1, or 0 for the "
                           "scenario's choice (e.g. -o threads=0)")
-    check_device(str(cfg.device))
+    check_device(str(cfg.device), device_here)
     size, name = int(cfg.pool.size), str(cfg.pool.name)
     if size < 0:
         raise ConfigError(f"pool.size={size} is negative: give the number of pool members to use, >= 1, "

@@ -89,7 +89,7 @@ def reproduce(host, records: list[Path], *, store_root: str | None = None, out_d
         for path in records:
             old = json.loads(path.read_text())
             tag = f"{old['scenario']} / {path.parent.parent.name} / seed {old['trial']}"
-            res = resolve(host, file_layer=old["config"])
+            res = resolve(host, file_layer=old["config"], device_here=False)  # no GPU here: skipped below
             if res.hash != old["config_hash"]:
                 raise ConfigError(f"{path}: its config no longer resolves to the recorded hash "
                                   f"({res.hash[:12]} != {old['config_hash'][:12]}); the config schema changed "
