@@ -134,6 +134,26 @@ def test_run_and_sweep_refuse_before_training(cmd, argv, expect, tmp_path):
     assert not runs.exists() and not (store.exists() and any(store.rglob("*.safetensors")))  # nothing ran
 
 
+# scenario options are checked when the trial's split is drawn: after the (small) data set loads, before training
+SCENARIO_CASES = [
+    ("forget-pct-neg", ["-s", "digits-10pct", "-o", "scenario.forget_pct=-5"], ["forget_pct", "-5"]),
+    ("forget-pct-0", ["-s", "digits-10pct", "-o", "scenario.forget_pct=0"], ["forget_pct", "0.0"]),
+    ("forget-pct-150", ["-s", "digits-10pct", "-o", "scenario.forget_pct=150"], ["forget_pct", "150"]),
+    ("forget-pct-nan", ["-s", "digits-10pct", "-o", "scenario.forget_pct=nan"], ["forget_pct", "nan"]),
+    ("forget-pct-abc", ["-s", "digits-10pct", "-o", "scenario.forget_pct=abc"], ["forget_pct", "abc"]),
+    ("forget-class-99", ["-s", "digits-class", "-o", "scenario.forget_class=99"], ["forget_class=99", "0..9"]),
+    ("forget-class-abc", ["-s", "digits-class", "-o", "scenario.forget_class=abc"], ["forget_class", "'abc'"]),
+]
+
+
+@pytest.mark.parametrize("argv,expect", [c[1:] for c in SCENARIO_CASES], ids=[c[0] for c in SCENARIO_CASES])
+def test_run_refuses_scenario_options_before_training(argv, expect, tmp_path):
+    store, runs = tmp_path / "store", tmp_path / "runs"
+    _check(CliRunner().invoke(main, ["run", "--seeds", "0", *argv, "--store", str(store), "--runs-dir", str(runs),
+                                     "-q"]), expect)
+    assert not runs.exists() and not (store.exists() and any(store.rglob("*.safetensors")))
+
+
 def _write(tmp_path, name, data: bytes | str):
     p = tmp_path / name
     p.write_bytes(data if isinstance(data, bytes) else data.encode())
