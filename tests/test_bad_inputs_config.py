@@ -59,7 +59,7 @@ CONFIG_CASES = [
     ("method", ["--method", "negmerg"], ["'negmerg'", "negmerge"]),
     ("scenario", ["--scenario", "digits-10"], ["'digits-10'", "digits-10pct"]),
     ("key", ["-o", "pool.sise=3"], ["'pool.sise'", "pool.size"]),
-    ("no-equals", ["-o", "pool.size"], ["'pool.size'", "key=value"]),
+    ("no-equals", ["-o", "pool.size"], ["'pool.size'", "key=value", "-o pool.size=VALUE"]),
     # method options (each numeric / enumerated option of `unlearnbench list methods --options` that has a range)
     ("nm-value", ["-o", "method.value=median"], ["method.value", "median"]),
     ("nm-by", ["-o", "method.by=size"], ["method.by", "size"]),

@@ -194,7 +194,7 @@ def parse_overrides(items: list[str]) -> dict:
     out: dict = {}
     for it in items:
         if "=" not in it:
-            raise ConfigError(f"override {it!r} is not of the form key=value (e.g. -o pool.size=9)")
+            raise ConfigError(f"override {it!r} is not of the form key=value: give a value, e.g. -o {it or 'KEY'}=VALUE")
         try:
             conf = OmegaConf.from_dotlist([it])
             key, raw = it.split("=", 1)
