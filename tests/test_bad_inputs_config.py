@@ -224,6 +224,9 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypat
     with open(log) as f:
         text = f.read()
     assert "Traceback" in text and "RuntimeError: boom" in text
+    import os
+
+    os.remove(log)
     r = CliRunner().invoke(main, ["--debug", "config"])
     assert isinstance(r.exception, RuntimeError)  # re-raised: the full traceback
     r = CliRunner().invoke(main, ["config", "--no-such-option"])  # click's usage errors stay as they are
