@@ -127,3 +127,43 @@ def test_oracle_val_rule_and_oracles_need_the_retrain_reference():
     for rule in (OracleAvgGap(), OracleAvgGapVal()):
         with pytest.raises(ValueError, match="needs the retrain oracle"):
             rule.choose(curve, rule.Config(), _Task(), None)
+
+
+def _sweep_on(rule, cfg, table, lambdas):
+    state = {}
+    calls = []
+
+    def set_lambda(lam):
+        state["lam"] = lam
+        calls.append(lam)
+
+    return sweep(set_lambda, lambda names: {n: table[state["lam"]][n] for n in names}, lambdas, rule, cfg,
+                 _Task(), None, rule.reads, lambda m: frozenset({"forget"})), calls
+
+
+def test_a_grid_not_starting_at_0_keeps_the_theta0_floor():
+    """Reliability review 2, defect 1: grid 1.5:2:0.05 took the κ floor from λ = 1.5, not θ_0."""
+    from unlearnbench.selection import grid
+
+    lambdas = grid("1.5:2:0.05")
+    table = {0.0: {"acc_forget": 100, "acc_val": 90, "acc_val_retain": 98.33}}  # floor 0.95 × 98.33 = 93.4
+    for i, lam in enumerate(lambdas):  # Acc D_val^r falls from 95 by 1 per step; Acc D_f meets Acc D_val late
+        table[lam] = {"acc_forget": 100 - 2 * i, "acc_val": 90, "acc_val_retain": 95 - i}
+    sel, calls = _sweep_on(ValMatched(), ValMatched.Config(), table, lambdas)
+    assert calls[0] == 0.0 and calls[1:] == lambdas  # θ_0 measured once, before the grid
+    # the floor of λ = 1.5 (0.95 × 95) would allow λ = 1.7 (Acc D_val^r 91); θ_0's allows up to 1.55
+    assert sel.lam == 1.55 and sel.curve[sel.index]["acc_val_retain"] >= 0.95 * 98.33
+
+    ctable = {lam: {"acc_forget": v["acc_forget"], "acc_val_retain": v["acc_val_retain"]} for lam, v in table.items()}
+    sel, calls = _sweep_on(ControlThreshold(), ControlThreshold.Config(), ctable, lambdas)
+    assert sel.lam == 1.55 and calls == [0.0, 1.5, 1.55, 1.6]  # stops at the first point under θ_0's floor
+
+
+@pytest.mark.parametrize("kappa", [0.0, -1.0, 1.5, 2.0, float("nan"), float("inf")])
+@pytest.mark.parametrize("rule", [ValMatched(), ControlThreshold()], ids=lambda r: r.name)
+def test_kappa_outside_0_1_is_refused(rule, kappa):
+    from unlearnbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"selection.kappa=.* in \(0, 1\].*-o selection.kappa=0.95"):
+        rule.check_config(dataclasses.replace(rule.Config(), kappa=kappa))
+    rule.check_config(dataclasses.replace(rule.Config(), kappa=1.0))  # (0, 1]: 1 is allowed

@@ -19,9 +19,45 @@ def test_named_and_explicit_grids():
     assert grid("0:0.3:0.1") == [0.0, 0.1, 0.2, 0.3]  # no 0.30000000000000004
     g.append(9.0)
     assert GRIDS["classifier"][-1] == 2.0  # a copy: a caller cannot change the grid
-    for bad in ("classifer", "0:1", "a:b:c"):
+    for bad in ("classifer", "0:1", ""):
         with pytest.raises(ConfigError, match="unknown lambda grid"):
             grid(bad)
+    for bad, why in (("a:b:c", "must be numbers"), ("0:1:nan", "finite"), ("0:1:0", "step must be > 0"),
+                     ("0.5:1.5:-0.25", "step must be > 0"), ("1:0:0.1", "below start")):
+        with pytest.raises(ConfigError, match=f"lambda grid '{bad}': .*{why}.*-o selection.grid=0:2:0.05"):
+            grid(bad)
+
+
+class _Spy(SelectionRule):
+    """Records the baseline each call sees."""
+
+    name = "spy"
+    reads = frozenset({"forget"})
+    seen: list
+
+    def needs(self, cfg, task):
+        return ["acc_forget"]
+
+    def can_stop(self, curve, cfg, task, baseline=None):
+        self.seen.append(("stop", baseline))
+        return False
+
+    def choose(self, curve, cfg, task, reference, baseline=None):
+        self.seen.append(("choose", baseline))
+        return 0, 0.0
+
+
+def test_the_baseline_is_theta0_whether_or_not_the_grid_starts_at_0():
+    rule = _Spy()
+    rule.seen = []
+    sel, seen = _sweep(rule, {"forget"})  # starts at 0: the baseline IS curve[0], nothing extra measured
+    assert seen == [0.0, 0.5, 1.0] and sel.evals == 3 and sel.params == {}
+    assert all(b is sel.curve[0] for _, b in rule.seen) and len(rule.seen) == 4
+    rule.seen = []
+    sel, seen = _sweep(rule, {"forget"}, (1.5, 2.0))  # θ_0 measured once, first, and recorded
+    assert seen == [0.0, 1.5, 2.0] and sel.evals == 3 and [c["lambda"] for c in sel.curve] == [1.5, 2.0]
+    assert sel.params["baseline"] == {"lambda": 0.0, "acc_forget": 100.0}
+    assert all(b is sel.params["baseline"] for _, b in rule.seen)
 
 
 class _Rule(SelectionRule):

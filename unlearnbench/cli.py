@@ -19,12 +19,43 @@ from .errors import UnlearnbenchError
 
 
 class _Group(click.Group):
+    """Library errors are one message and exit 2; any other exception is one line with a pointer to
+    its traceback (``unlearnbench --debug CMD`` shows it; it is also written to a log file), exit 1.
+    click's own usage errors, ``--help`` and exits pass through as click prints them."""
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except UnlearnbenchError as e:
+            if ctx.params.get("debug"):
+                raise
             click.echo(f"Error: {e}", err=True)
             sys.exit(2)
+        except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
+            raise
+        except Exception as e:  # a bug, or a fault no check foresaw: never a bare traceback
+            if ctx.params.get("debug"):
+                raise
+            log = _write_traceback()
+            first = (str(e).strip().splitlines() or [""])[0]
+            where = f", or see {log}" if log else ""
+            click.echo(f"Error: internal error: {type(e).__name__}: {first} "
+                       f"(run with --debug for the traceback{where})", err=True)
+            sys.exit(1)
+
+
+def _write_traceback() -> str | None:
+    """The current exception's traceback in a new temp file; its path, or None if it cannot be written."""
+    import tempfile
+    import traceback
+
+    try:
+        fd, path = tempfile.mkstemp(prefix="unlearnbench-error-", suffix=".log")
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write(traceback.format_exc())
+        return path
+    except OSError:
+        return None
 
 
 def _host():
@@ -41,12 +72,20 @@ def _resolve(method, scenario, config_file, overrides):
 
 
 def _seeds(text: str | None):
+    """``--seeds`` as a list of trials: comma-separated, distinct integers >= 0 (empty is an error)."""
+    from .config import check_seeds
+    from .errors import ConfigError
+
     if text is None:
         return None
+    parts = [s.strip() for s in text.split(",")]
+    if not any(parts):
+        raise ConfigError(f"--seeds {text!r} names no trial: give comma-separated integers >= 0, e.g. --seeds 0,1,2")
     try:
-        return [int(s) for s in text.split(",") if s.strip() != ""]
+        seeds = [int(s) for s in parts if s]
     except ValueError:
-        raise click.BadParameter(f"--seeds takes comma-separated integers, e.g. 0,1,2, not {text!r}")
+        raise click.BadParameter(f"--seeds takes comma-separated integers, e.g. 0,1,2, not {text!r}") from None
+    return check_seeds(seeds, f"--seeds {text!r}")
 
 
 # -- options shared by several commands, each declared once ------------------------------------------
@@ -105,7 +144,8 @@ def _engines() -> list[str]:
 
 @click.group(cls=_Group)
 @click.version_option(package_name="unlearnbench")
-def main():
+@click.option("--debug", is_flag=True, help="show the full traceback of an unexpected error")
+def main(debug):
     """Compare machine-unlearning methods for image classifiers, fairly and reproducibly."""
 
 

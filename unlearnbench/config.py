@@ -135,15 +135,49 @@ def _pick(name: str, layers: list[tuple[str, dict]], default: str) -> str:
     return str(value)
 
 
+_YAML_INT, _YAML_FLOAT, _YAML_STR = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:str"
+
+
+def _yaml_loader() -> type:
+    """OmegaConf's YAML loader, less YAML 1.1's base-60 numbers: ``0:2:0.05`` (the documented
+    ``start:stop:step`` grid) stays that text instead of becoming 120.05. A number never holds a colon."""
+    import yaml
+    from omegaconf._yaml import get_yaml_loader
+
+    class Loader(get_yaml_loader()):  # type: ignore[misc]
+        def resolve(self, kind, value, implicit):  # noqa: ANN001
+            tag = super().resolve(kind, value, implicit)
+            if kind is yaml.ScalarNode and tag in (_YAML_INT, _YAML_FLOAT) and ":" in str(value):
+                return _YAML_STR
+            return tag
+
+    return Loader
+
+
 def load_file(path: str) -> dict:
+    """A ``--config`` file's keys: a YAML mapping (an empty file is no keys)."""
+    import yaml
     from omegaconf import OmegaConf
 
     try:
-        return OmegaConf.to_container(OmegaConf.load(path), resolve=True)  # type: ignore[return-value]
+        with open(path, encoding="utf-8") as f:
+            data = yaml.load(f, Loader=_yaml_loader())  # noqa: S506 (OmegaConf's safe loader)
     except FileNotFoundError:
         raise ConfigError(f"config file {path!r} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path!r} is a directory; give a YAML file") from None
+    except Exception as e:  # not YAML, not UTF-8, a duplicate key: one line naming the file
+        raise ConfigError(f"config file {path!r} could not be read: {' '.join(str(e).split())}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {path!r} must hold a mapping of config keys (e.g. `pool: {{size: 9}}`), but its top "
+            f"level is a {type(data).__name__} ({str(data)[:60]!r}); `unlearnbench config` shows every key")
+    try:
+        return OmegaConf.to_container(OmegaConf.create(data), resolve=True)  # type: ignore[return-value]
     except Exception as e:
-        raise ConfigError(f"config file {path!r} could not be read: {e}") from e
+        raise ConfigError(f"config file {path!r} could not be read: {' '.join(str(e).split())}") from e
 
 
 def _deep_merge(a: dict, b: dict) -> dict:
@@ -160,9 +194,15 @@ def parse_overrides(items: list[str]) -> dict:
     out: dict = {}
     for it in items:
         if "=" not in it:
-            raise ConfigError(f"override {it!r} is not of the form key=value (e.g. -o pool.size=9)")
+            raise ConfigError(f"override {it!r} is not of the form key=value: give a value, e.g. -o {it or 'KEY'}=VALUE")
         try:
-            one = OmegaConf.to_container(OmegaConf.from_dotlist([it]), resolve=True)
+            conf = OmegaConf.from_dotlist([it])
+            key, raw = it.split("=", 1)
+            if ":" in raw:  # keep `0:2:0.05` text (see _yaml_loader)
+                import yaml
+
+                OmegaConf.update(conf, key, yaml.load(raw, Loader=_yaml_loader()))  # noqa: S506
+            one = OmegaConf.to_container(conf, resolve=True)
         except Exception as e:
             raise ConfigError(f"could not parse override {it!r}: {e}") from e
         out = _deep_merge(out, _normalise(one))  # type: ignore[arg-type]
@@ -241,8 +281,11 @@ def resolve(
     scenario: str | None = None,
     file_layer: dict | None = None,
     overrides: list[str] | None = None,
+    device_here: bool = True,
 ) -> Resolved:
-    """Resolve the layered config for one (scenario, method) and validate every key."""
+    """Resolve the layered config for one (scenario, method) and validate every key and value.
+    ``device_here=False`` checks only that ``device`` names a device, not that this machine has it
+    (``reproduce`` skips a recorded GPU run on a machine without one)."""
     from omegaconf import OmegaConf
 
     user: list[tuple[str, dict]] = []
@@ -287,9 +330,17 @@ def resolve(
         if i == len(plugin_layers):
             defaults = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[assignment]
         _check_keys(layer, schema, where)  # type: ignore[arg-type]
+        for k, v in layer.items():
+            if isinstance(schema.get(k), dict) and not isinstance(v, dict):  # type: ignore[union-attr]
+                ex = ", ".join(f"{n}: {d!r}" for n, d in list(schema[k].items())[:2])  # type: ignore[index]
+                raise ConfigError(f"config key {k!r} (from {where}) is a section of keys, not {v!r}: "
+                                  f"e.g. `{k}: {{{ex}}}` in a --config file, or -o {k}.KEY=VALUE")
+        if "seeds" in layer:
+            check_seeds(layer["seeds"], where)
         cfg = merge_layer(cfg, layer, where)
     if not defaults:
         defaults = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[assignment]
+    check_suite(cfg, scen, device_here)
     for sec, obj in (("scenario", scen), ("method", meth), ("selection", rule)):
         check = getattr(obj, "check_config", None)
         if check is not None:
@@ -300,6 +351,105 @@ def resolve(
     variant = [f"{k}={final[k]}" for k in sorted(final)
                if k.split(".")[0] not in EXECUTION and base_flat.get(k) != final[k]]
     return Resolved(cfg, scen, meth, rule, [v.replace("selection.name=", "selection=") for v in variant])
+
+
+def check_seeds(seeds: Any, where: str = "seeds") -> list[int]:
+    """``seeds`` as a list of trials: non-empty, distinct, non-negative integers, or a ConfigError."""
+    fix = "e.g. --seeds 0,1,2 or -o 'seeds=[0,1,2]' (in a --config file: `seeds: [0, 1, 2]`)"
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple)):
+        raise ConfigError(f"seeds (from {where}) must be a list of trial numbers, not {seeds!r}: {fix}")
+    if not seeds:
+        raise ConfigError(f"seeds (from {where}) is empty: give at least one trial, {fix}")
+    out = []
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int):
+            try:
+                s = int(str(s).strip())
+            except ValueError:
+                raise ConfigError(f"seeds (from {where}) must be integers >= 0, not {s!r}: {fix}") from None
+        if s < 0:
+            raise ConfigError(f"seeds (from {where}): trial {s} is negative; trials are integers >= 0, {fix}")
+        out.append(s)
+    dup = sorted({s for s in out if out.count(s) > 1})
+    if dup:
+        raise ConfigError(f"seeds (from {where}) lists trial {', '.join(map(str, dup))} more than once "
+                          f"({list(out)}); each trial runs once, e.g. --seeds {','.join(map(str, dict.fromkeys(out)))}")
+    return out
+
+
+_DEVICE_FORMS = "cpu, cuda, cuda:N (N = a GPU index) or mps"
+
+
+def check_device(device: str, here: bool = True) -> None:
+    """``device`` is one torch can use (cpu, cuda, cuda:N, mps) and, with ``here``, one this machine
+    has; else a ConfigError with the fix."""
+    import re
+
+    d = str(device)
+    if d == "cpu":
+        return
+    m = re.fullmatch(r"cuda(?::(\d+))?", d)
+    if m is None and d != "mps":
+        raise ConfigError(f"device={d!r} is not a device: use {_DEVICE_FORMS}, e.g. -o device=cpu")
+    if not here:
+        return
+    import torch
+
+    if m is not None:
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={d} but no CUDA device is available here; use -o device=cpu")
+        n = torch.cuda.device_count()
+        if m.group(1) is not None and int(m.group(1)) >= n:
+            raise ConfigError(f"device={d} but this machine has {n} CUDA device(s) (cuda:0 to cuda:{n - 1}); "
+                              f"use -o device=cuda:0 or -o device=cpu")
+    elif not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("device=mps but no MPS (Apple GPU) device is available here; use -o device=cpu")
+
+
+def check_grid(name: str, extra: Any = None) -> None:
+    """``selection.grid`` names a known grid or is a valid ``start:stop:step``; a plain name the suite
+    does not know may still be one a scenario's task brings (``Task.grids``), checked at run time."""
+    from .selection import GRIDS, grid
+
+    text = str(name)
+    if ":" in text or text.strip() == "" or text in GRIDS or (extra and text in extra):
+        grid(text, extra)
+
+
+def check_suite(cfg: Any, scen: Any, device_here: bool = True) -> None:
+    """The suite's own keys (seeds, threads, device, pool, selection.grid), validated as the config is
+    resolved, so `unlearnbench config` refuses what `run` would, before anything trains."""
+    check_seeds(list(cfg.seeds))
+    threads = int(cfg.threads)
+    if threads < 0:
+        raise ConfigError(f"threads={threads} is negative: give a number of torch threads >= 1, or 0 for the "
+                          "scenario's choice (e.g. -o threads=0)")
+    check_device(str(cfg.device), device_here)
+    size, name = int(cfg.pool.size), str(cfg.pool.name)
+    if size < 0:
+        raise ConfigError(f"pool.size={size} is negative: give the number of pool members to use, >= 1, "
+                          "or 0 for all (e.g. -o pool.size=0)")
+    pools = getattr(scen, "pools", None)
+    if isinstance(pools, dict) and pools:
+        if name not in pools:
+            from .errors import unknown
+
+            raise unknown(f"pool of scenario {scen.name!r}", name, pools)
+        n = len(pools[name])
+        if size > n:
+            raise ConfigError(f"pool.size={size} but pool {name!r} of scenario {scen.name!r} has {n} members: "
+                              f"give 0 to {n} (0 = all), e.g. -o pool.size={n}")
+    check_grid(str(cfg.selection.grid), getattr(scen, "grids", None))
+
+
+def check_kappa(kappa: Any, key: str = "selection.kappa") -> None:
+    """A feasibility fraction κ: finite and in (0, 1]."""
+    import math
+
+    k = float(kappa)
+    if not math.isfinite(k) or not 0 < k <= 1:
+        raise ConfigError(f"{key}={kappa} is out of range: it must be a finite number in (0, 1], the fraction "
+                          f"of the λ = 0 value kept (e.g. -o {key}=0.95)")
 
 
 # How a run executes, not what it computes: never part of a variant's name.

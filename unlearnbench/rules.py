@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .config import Choice, opt
+from .config import Choice, check_kappa, opt
 from .hookspecs import hookimpl
 from .selection import SelectionRule
 
@@ -45,6 +45,9 @@ class ValMatched(SelectionRule):
     description = "oracle-free: |Acc Df - Acc Dval| (random) or Acc Df (class-wise), Dval floor kappa"
     Config = ValMatchedConfig
     reads = frozenset({"forget", "val"})
+
+    def check_config(self, cfg: Any) -> None:
+        check_kappa(cfg.kappa)
 
     def _floor_metric(self, cfg: Any) -> str:
         floor = FloorSplit.of(cfg.floor_split, "selection.floor_split")
@@ -105,9 +108,12 @@ class ControlThreshold(SelectionRule):
         return _argmin(curve, self.feasible(curve, cfg, task, baseline), [c[forget] for c in curve],
                        [c[control] for c in curve])
 
-    def can_stop(self, curve, cfg, task):
+    def can_stop(self, curve, cfg, task, baseline=None):
         # No λ past the first violation is evaluated: accuracy on the control split falls as λ grows.
-        return bool(cfg.early_stop) and len(curve) > 1 and not self.feasible(curve, cfg, task)[-1]
+        return bool(cfg.early_stop) and len(curve) > 1 and not self.feasible(curve, cfg, task, baseline)[-1]
+
+    def check_config(self, cfg: Any) -> None:
+        check_kappa(cfg.kappa)
 
 
 @dataclass

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import progress
-from .config import Resolved
+from .config import Resolved, check_device
 from .errors import ConfigError, StoreError
 from .metrics import avg_gap, sparsity, sparsity_breakdown
 from .seeding import deterministic_kernels
+from .selection import grid
 from .store import tensor_digest
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
         if raw_cache is not None:
             raw_cache[scen.name] = raw
     task = scen.build_task(cfg.scenario, trial, data_root, raw=raw)
+    grid(str(cfg.selection.grid), task.grids)  # a grid name only the task knows: checked before training
     if not task.scoring.has_oracle and "retain" in meth.uses:
         raise ConfigError(f"method {meth.name!r} reads D_r, which scenario {scen.name!r} does not have (it has no "
                           "retain set and no Retrain oracle). Pick a method whose used splits do not include "
@@ -107,8 +109,7 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
     threads = pick_threads(int(cfg.threads), task.threads)
     torch.set_num_threads(threads)
     device = str(cfg.device)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={device} but no CUDA device is available here; use -o device=cpu")
+    check_device(device)  # also checked when the config is resolved (unlearnbench.config.resolve)
     deterministic_kernels(device)
     warning = gpu_scale_warning(scen, device)
     if warning:

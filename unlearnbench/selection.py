@@ -23,16 +23,30 @@ ORACLE_READS = frozenset({"test", "retrain"})
 
 def grid(name: str, extra: Mapping[str, list[float]] | None = None) -> list[float]:
     """The λ grid ``selection.grid`` names: the suite's, a scenario's own (``Task.grids``), or an
-    explicit ``start:stop:step``."""
+    explicit ``start:stop:step`` (inclusive; a finite start <= stop and a step > 0)."""
+    import math
+
     table = {**GRIDS, **(extra or {})}
     if name in table:
         return list(table[name])
-    try:  # an explicit grid: "0:1:0.1" (start:stop:step, inclusive)
-        a, b, s = (float(p) for p in name.split(":"))
-        n = int(round((b - a) / s))
-        return [round(a + i * s, 10) for i in range(n + 1)]
+    fix = "e.g. -o selection.grid=0:2:0.05 (start:stop:step, inclusive) or -o selection.grid=classifier"
+    parts = str(name).split(":")
+    if len(parts) != 3:
+        raise ConfigError(f"unknown lambda grid {name!r}: use {', '.join(table)} or start:stop:step, {fix}")
+    try:
+        a, b, s = (float(p) for p in parts)
     except ValueError:
-        raise ConfigError(f"unknown lambda grid {name!r}: use {', '.join(table)} or start:stop:step") from None
+        raise ConfigError(f"lambda grid {name!r}: start, stop and step must be numbers, {fix}") from None
+    if not all(math.isfinite(v) for v in (a, b, s)):
+        raise ConfigError(f"lambda grid {name!r}: start, stop and step must be finite numbers, {fix}")
+    if s <= 0:
+        raise ConfigError(f"lambda grid {name!r}: the step must be > 0, not {s:g}, {fix}")
+    if b < a:
+        raise ConfigError(f"lambda grid {name!r}: stop {b:g} is below start {a:g}, so the grid is empty, {fix}")
+    n = int(round((b - a) / s))
+    if n > 100_000:
+        raise ConfigError(f"lambda grid {name!r} has {n + 1} points; give a coarser step, {fix}")
+    return [round(a + i * s, 10) for i in range(n + 1)]
 
 
 class SelectionRule:
@@ -56,15 +70,17 @@ class SelectionRule:
         """Index into ``curve`` of the chosen point, and its score (lower is better).
 
         ``baseline`` holds the metrics of θ_0 (no unlearning); for a λ sweep it is ``curve[0]``
-        (λ = 0), for a hyperparameter search it is measured separately."""
+        (λ = 0) when the grid starts at 0 and is measured at λ = 0 otherwise, for a hyperparameter
+        search it is measured separately."""
         raise NotImplementedError
 
     def feasible(self, curve: list[dict], cfg: Any, task: Any, baseline: dict | None = None) -> list[bool]:
         """Which points satisfy the rule's constraint (default: all)."""
         return [True] * len(curve)
 
-    def can_stop(self, curve: list[dict], cfg: Any, task: Any) -> bool:
-        """True once no later λ can be chosen (early stop); the default sweeps the whole grid."""
+    def can_stop(self, curve: list[dict], cfg: Any, task: Any, baseline: dict | None = None) -> bool:
+        """True once no later λ can be chosen (early stop); the default sweeps the whole grid.
+        ``baseline`` is θ_0's metrics, as for ``feasible``."""
         return False
 
     def validate_definition(self) -> None:
@@ -119,23 +135,42 @@ def sweep(
     allowed: frozenset[str],
     metric_splits: Callable[[str], frozenset[str]],
 ) -> Selection:
-    """Evaluate each λ on the rule's splits only, in grid order, with weights set in place."""
+    """Evaluate each λ on the rule's splits only, in grid order, with weights set in place.
+
+    The rule compares against θ_0 (λ = 0): ``curve[0]`` itself when the grid starts at 0 (every
+    named grid does), else θ_0 measured once before the grid, so a grid such as ``1.5:2:0.05``
+    keeps the κ floor of θ_0, not of its first point (that baseline goes into ``params``)."""
+    import inspect
+
     needs = check_reads(rule, cfg, task, allowed, metric_splits)
     from . import progress
 
+    if not lambdas:
+        raise ConfigError("the lambda grid is empty: give at least one λ, e.g. -o selection.grid=0:2:0.05")
     t0 = time.perf_counter()
+    baseline: dict | None = None
+    params: dict = {}
+    if lambdas[0] != 0:
+        set_lambda(0.0)
+        baseline = {"lambda": 0.0, **measure(needs)}
+        params["baseline"] = baseline
+    stop_takes_baseline = "baseline" in inspect.signature(rule.can_stop).parameters
     curve: list[dict] = []
     with progress.bar(len(lambdas), f"select λ ({rule.name})", unit="λ") as pbar:
         for lam in lambdas:
             set_lambda(lam)
             curve.append({"lambda": lam, **measure(needs)})
+            if baseline is None:
+                baseline = curve[0]  # λ = 0: the same dict the rules read as curve[0]
             pbar.update(1)
-            if rule.can_stop(curve, cfg, task):
+            if (rule.can_stop(curve, cfg, task, baseline) if stop_takes_baseline
+                    else rule.can_stop(curve, cfg, task)):
                 break
-    idx, score = rule.choose(curve, cfg, task, reference)
+    idx, score = rule.choose(curve, cfg, task, reference, baseline)
     lam = curve[idx]["lambda"]
     return Selection(rule=rule.name, oracle=rule.oracle, lam=lam, score=float(score), index=idx, curve=curve,
-                     evals=len(curve), seconds=time.perf_counter() - t0, grid_edge=lam == max(lambdas))
+                     evals=len(curve) + ("baseline" in params), seconds=time.perf_counter() - t0,
+                     grid_edge=lam == max(lambdas), params=params)
 
 
 def search(
