@@ -175,3 +175,68 @@ def test_weights_digest_is_of_content_not_file(tmp_path):
         assert tensor_digest(s.get("original", "k" * 64, None)[0]) == d
     assert len(set(files)) == 1
     assert Store(tmp_path / "s1").digest("original", "z" * 64) is None
+
+
+# -- writability, checked before anything computes (issue 14, defect 6) ----------------------------------
+# The suite runs as root, for whom a chmod'ed folder is still writable, and a read-only bind mount
+# needs privileges a test does not have. So a "read-only" folder here is one for which os.access
+# says "not writable" (what it says on a read-only file system), and the tests also check that
+# nothing was written there; the other cases are real: a file where a folder should be, or a
+# folder that would have to be created under a file.
+
+def _cli_case(tmp_path, monkeypatch, case):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    real_access = os.access
+
+    def access(path, mode, *a, **kw):
+        p = os.path.abspath(os.fspath(path))
+        if mode & os.W_OK and (p == str(ro) or p.startswith(str(ro) + os.sep)):
+            return False
+        return real_access(path, mode, *a, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+    monkeypatch.delenv("UNLEARNBENCH_STORE", raising=False)
+    store, runs = str(tmp_path / "store"), str(tmp_path / "runs")
+    args = {"store": ["--store", str(ro), "--runs-dir", runs],
+            "runs-dir": ["--store", store, "--runs-dir", str(ro / "runs")],
+            "cwd": ["--store", store],  # the default --runs-dir runs, in a read-only cwd
+            "env-store-file": ["--runs-dir", runs],
+            "store-under-file": ["--store", str(a_file / "store"), "--runs-dir", runs],
+            "runs-under-file": ["--store", store, "--runs-dir", str(a_file / "runs")],
+            "runs-is-file": ["--store", store, "--runs-dir", str(a_file)]}[case]
+    if case == "cwd":
+        monkeypatch.chdir(ro)
+    if case == "env-store-file":
+        monkeypatch.setenv("UNLEARNBENCH_STORE", str(a_file))
+    return ro, a_file, args
+
+
+WRITABILITY = [  # id, what the message must name
+    ("store", ["ro", "not writable", "--store"]),
+    ("runs-dir", ["ro/runs", "not writable", "--runs-dir"]),
+    ("cwd", ["runs", "not writable", "--runs-dir"]),
+    ("env-store-file", ["UNLEARNBENCH_STORE", "a-file", "is a file"]),
+    ("store-under-file", ["a-file", "is a file", "--store"]),
+    ("runs-under-file", ["a-file", "is a file", "--runs-dir"]),
+    ("runs-is-file", ["a-file", "is a file"]),
+]
+
+
+@pytest.mark.parametrize("case, names", WRITABILITY, ids=[c for c, _ in WRITABILITY])
+def test_an_unwritable_place_is_one_message_before_anything_computes(tmp_path, monkeypatch, case, names):
+    from click.testing import CliRunner
+
+    from unlearnbench.cli import main
+
+    ro, a_file, args = _cli_case(tmp_path, monkeypatch, case)
+    r = CliRunner().invoke(main, ["run", "--seeds", "0", "-o", "pool.size=3", "-q", *args])
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output and (r.exception is None or isinstance(r.exception, SystemExit))
+    for word in names:
+        assert word in r.output, r.output
+    assert [ln for ln in r.output.splitlines() if ln.startswith("Error")] == [r.output.splitlines()[-1]]
+    assert list(ro.rglob("*")) == [] and a_file.read_text() == "not a folder"  # nothing written
+    assert not (tmp_path / "store").exists() or not list((tmp_path / "store").rglob("*.safetensors"))

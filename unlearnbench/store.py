@@ -114,16 +114,18 @@ class Store:
         self._held: set[Path] = set()  # the artifact locks this process holds
         # A store that is a file can never work; one that cannot be written may still serve every
         # read (a complete store shared read-only): its first write is refused, before computing.
-        what = f"the store {STORE_ENV}=" if from_env else "the store"
-        fix = (f"set {STORE_ENV} to a folder (or unset it)" if from_env else "pass --store a folder")
-        self.problem = dir_problem(self.root, what, f"{fix} that is writable")
+        what = f"the store ({STORE_ENV})" if from_env else "the store"
+        self._fix = (f"set {STORE_ENV} to a writable folder (or unset it)" if from_env
+                     else "pass --store a writable folder")
+        self.problem = dir_problem(self.root, what, self._fix)
         if self.problem and not self.root.is_dir():
             raise StoreError(self.problem)  # a file, or missing and cannot be created: nothing to read either
 
     def _check_writable(self, kind: str, key: str) -> None:
         if self.problem:
-            raise StoreError(f"{self.problem}: it lacks {kind} {key[:12]}, which must be computed and stored "
-                             "(a read-only store works only when it already holds everything a run needs)")
+            raise StoreError(f"{self.problem.rsplit('; ', 1)[0]}, and it lacks {kind} {key[:12]}, which must be "
+                             "computed and stored (a read-only store works only when it already holds everything a "
+                             f"run needs); {self._fix}")
 
     @contextlib.contextmanager
     def lock(self, kind: str, key: str):
