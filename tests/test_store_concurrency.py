@@ -151,3 +151,25 @@ def test_the_lock_of_a_killed_holder_is_taken_over(tmp_path):
         signal.alarm(0)
     assert computed and out["w"].tolist() == [1.0] * 3
     assert not lock.exists()  # the new holder cleaned up after itself
+
+
+def test_two_threads_sharing_one_store_compute_an_artifact_once(tmp_path):
+    """Parallel workers may be threads of one process: the lock holds between them too."""
+    import threading
+
+    st, calls, outs = Store(tmp_path), [], []
+
+    def compute():
+        calls.append(1)
+        time.sleep(0.3)
+        return {"w": torch.ones(3)}
+
+    def ask():
+        outs.append(st.get_or_compute("pool", {"m": 3}, compute, "M")[2])
+
+    workers = [threading.Thread(target=ask) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(30)
+    assert len(calls) == 1 and sorted(outs) == [False, False, True]

@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -111,7 +112,8 @@ class Store:
         from_env = root is None and bool(os.environ.get(STORE_ENV))
         self.root = Path(root) if root is not None else default_root()
         self.stats = {"hits": 0, "computed": 0, "corrupt": 0}
-        self._held: set[Path] = set()  # the artifact locks this process holds
+        self._local = threading.local()  # the artifact locks this thread holds (flock is per open file,
+        # so another thread, like another process, waits for them)
         # A store that is a file can never work; one that cannot be written may still serve every
         # read (a complete store shared read-only): its first write is refused, before computing.
         what = f"the store ({STORE_ENV})" if from_env else "the store"
@@ -127,9 +129,15 @@ class Store:
                              "computed and stored (a read-only store works only when it already holds everything a "
                              f"run needs); {self._fix}")
 
+    @property
+    def _held(self) -> set:
+        if not hasattr(self._local, "held"):
+            self._local.held = set()
+        return self._local.held
+
     @contextlib.contextmanager
     def lock(self, kind: str, key: str):
-        """Hold the artifact's lock (reentrant within this process)."""
+        """Hold the artifact's lock (reentrant within one thread)."""
         import fcntl
 
         path = self.root / kind / key[:2] / f"{key}.lock"
