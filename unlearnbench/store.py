@@ -19,7 +19,6 @@ under the lock, when no write is in progress, before calling anything corrupt.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
