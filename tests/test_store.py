@@ -45,8 +45,9 @@ def test_corrupt_artifact_reported_and_recomputed(tmp_path, capsys):
                                                 ("sidecar", True)])
 def test_a_write_interrupted_midway_leaves_nothing_half_written(tmp_path, monkeypatch, fails_in, existing):
     """Ctrl-C (or a full disk) inside the write: half a file on disk, then the exception. No reader
-    may take it for a finished artifact, no temporary file stays behind, an earlier artifact's
-    file is never overwritten in place, and the next get_or_compute recomputes."""
+    may take it for a finished artifact, no temporary file (and no lock file) stays behind, an
+    earlier artifact's file is never overwritten in place, its sidecar never removed before the new
+    one is in place, and the next get_or_compute recomputes (or reads the earlier artifact)."""
     from pathlib import Path
 
     import safetensors.torch
@@ -58,13 +59,13 @@ def test_a_write_interrupted_midway_leaves_nothing_half_written(tmp_path, monkey
     if existing:
         st.put("pool", key, {"w": torch.ones(3)}, spec, "M")
         old = data.read_bytes()
-    real_save, real_write_text = safetensors.torch.save_file, Path.write_text
+    real_write_bytes, real_write_text = Path.write_bytes, Path.write_text
 
-    def torn_save(tensors, filename, metadata=None):
-        real_save(tensors, filename, metadata=metadata)
-        with open(filename, "r+b") as f:
-            f.truncate(os.path.getsize(filename) // 2)
-        raise KeyboardInterrupt
+    def torn_write_bytes(self, payload, *a, **kw):
+        if self.name.startswith(f".{data.name}."):  # the data's temporary file
+            real_write_bytes(self, payload[:len(payload) // 2], *a, **kw)
+            raise KeyboardInterrupt
+        return real_write_bytes(self, payload, *a, **kw)
 
     def torn_write_text(self, text, *a, **kw):
         if self.name.startswith(f".{side.name}."):  # the sidecar's temporary file
@@ -73,32 +74,61 @@ def test_a_write_interrupted_midway_leaves_nothing_half_written(tmp_path, monkey
         return real_write_text(self, text, *a, **kw)
 
     if fails_in == "data":
-        monkeypatch.setattr(safetensors.torch, "save_file", torn_save)
+        monkeypatch.setattr(Path, "write_bytes", torn_write_bytes)
     else:
         monkeypatch.setattr(Path, "write_text", torn_write_text)
     with pytest.raises(KeyboardInterrupt):
         st.put("pool", key, {"w": torch.full((3,), 2.0)}, spec, "M")
     monkeypatch.undo()
 
-    assert not st.has("pool", key)  # the sidecar, written last, is the commit marker
-    assert sorted(p.name for p in data.parent.iterdir()) == ([data.name] if existing or fails_in == "sidecar"
-                                                             else [])  # no temporary file, no sidecar
+    names = sorted(p.name for p in data.parent.iterdir())  # no temporary file, no lock file
+    if existing:
+        assert names == sorted([data.name, side.name])  # the old sidecar was never removed
+    else:
+        assert not st.has("pool", key)  # the sidecar, written last, is the commit marker
+        assert names == ([data.name] if fails_in == "sidecar" else [])
     if existing and fails_in == "data":
-        assert data.read_bytes() == old  # the earlier file was never written in place
+        assert data.read_bytes() == old  # the earlier file was never written in place: still whole
+        assert st.get("pool", key, "M")[0]["w"].tolist() == [1.0] * 3
     elif data.exists():
         assert safetensors.torch.load_file(str(data))["w"].tolist() == [2.0] * 3  # complete, not committed
     out, _, computed = st.get_or_compute("pool", spec, lambda: {"w": torch.full((3,), 3.0)}, "M")
-    assert computed and out["w"].tolist() == [3.0] * 3
-    assert st.get("pool", key, "M")[0]["w"].tolist() == [3.0] * 3
+    if existing and fails_in == "data":
+        assert not computed and out["w"].tolist() == [1.0] * 3
+    else:
+        assert computed and out["w"].tolist() == [3.0] * 3
+        assert st.get("pool", key, "M")[0]["w"].tolist() == [3.0] * 3
 
 
-def test_manifest_mismatch_fails(tmp_path):
+def test_manifest_mismatch_is_reported_with_the_file_and_recomputed(tmp_path, capsys):
+    """The manifest hash is part of every key, so a sidecar naming another manifest can only be
+    damage: it is reported with the sidecar's path and both full hashes, then recomputed (it used
+    to block every later run with two equal-looking 12-character prefixes)."""
     st = Store(tmp_path)
-    _, key, _ = st.get_or_compute("original", {"x": 1}, lambda: {"w": torch.ones(2)}, "MANIFEST-A")
-    with pytest.raises(ManifestMismatch, match="PROTOCOL"):
-        st.get("original", key, "MANIFEST-B")
-    with pytest.raises(ManifestMismatch):
-        st.get_or_compute("original", {"x": 1}, lambda: {"w": torch.ones(2)}, "MANIFEST-B")
+    a, b = "7414409057130" + "a" * 51, "7414409057130" + "b" * 51
+    _, key, _ = st.get_or_compute("original", {"x": 1}, lambda: {"w": torch.ones(2)}, a)
+    side = st._paths("original", key)[1]
+    with pytest.raises(ManifestMismatch, match="PROTOCOL") as e:
+        st.get("original", key, b)
+    assert str(side) in str(e.value) and a in str(e.value) and b in str(e.value)
+    out, _, computed = st.get_or_compute("original", {"x": 1}, lambda: {"w": torch.full((2,), 5.0)}, b)
+    err = capsys.readouterr().err
+    assert computed and out["w"].tolist() == [5.0, 5.0]
+    assert str(side) in err and a in err and b in err and "recomputing" in err
+    assert st.get_or_compute("original", {"x": 1}, lambda: 1 / 0, b)[2] is False  # recovered for good
+
+
+def test_a_store_path_safetensors_cannot_open_still_works(tmp_path):
+    """A path with a non-UTF-8 byte: the file system holds it, safetensors' own file functions
+    cannot open it. The store reads and writes the bytes itself, so it is a store like any other
+    (it used to report every artifact as corrupt and retrain it on every run)."""
+    root = os.path.join(os.fsencode(tmp_path), b"bad\xffname")
+    st = Store(os.fsdecode(root))
+    calls = []
+    for _ in range(2):
+        out, _, _ = st.get_or_compute("pool", {"m": 0}, lambda: calls.append(1) or {"w": torch.ones(4)}, "M")
+        assert out["w"].tolist() == [1.0] * 4
+    assert len(calls) == 1 and st.stats == {"hits": 1, "computed": 1, "corrupt": 0}
 
 
 def test_non_finite_refused(tmp_path):
@@ -145,3 +175,68 @@ def test_weights_digest_is_of_content_not_file(tmp_path):
         assert tensor_digest(s.get("original", "k" * 64, None)[0]) == d
     assert len(set(files)) == 1
     assert Store(tmp_path / "s1").digest("original", "z" * 64) is None
+
+
+# -- writability, checked before anything computes (issue 14, defect 6) ----------------------------------
+# The suite runs as root, for whom a chmod'ed folder is still writable, and a read-only bind mount
+# needs privileges a test does not have. So a "read-only" folder here is one for which os.access
+# says "not writable" (what it says on a read-only file system), and the tests also check that
+# nothing was written there; the other cases are real: a file where a folder should be, or a
+# folder that would have to be created under a file.
+
+def _cli_case(tmp_path, monkeypatch, case):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    real_access = os.access
+
+    def access(path, mode, *a, **kw):
+        p = os.path.abspath(os.fspath(path))
+        if mode & os.W_OK and (p == str(ro) or p.startswith(str(ro) + os.sep)):
+            return False
+        return real_access(path, mode, *a, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+    monkeypatch.delenv("UNLEARNBENCH_STORE", raising=False)
+    store, runs = str(tmp_path / "store"), str(tmp_path / "runs")
+    args = {"store": ["--store", str(ro), "--runs-dir", runs],
+            "runs-dir": ["--store", store, "--runs-dir", str(ro / "runs")],
+            "cwd": ["--store", store],  # the default --runs-dir runs, in a read-only cwd
+            "env-store-file": ["--runs-dir", runs],
+            "store-under-file": ["--store", str(a_file / "store"), "--runs-dir", runs],
+            "runs-under-file": ["--store", store, "--runs-dir", str(a_file / "runs")],
+            "runs-is-file": ["--store", store, "--runs-dir", str(a_file)]}[case]
+    if case == "cwd":
+        monkeypatch.chdir(ro)
+    if case == "env-store-file":
+        monkeypatch.setenv("UNLEARNBENCH_STORE", str(a_file))
+    return ro, a_file, args
+
+
+WRITABILITY = [  # id, what the message must name
+    ("store", ["ro", "not writable", "--store"]),
+    ("runs-dir", ["ro/runs", "not writable", "--runs-dir"]),
+    ("cwd", ["runs", "not writable", "--runs-dir"]),
+    ("env-store-file", ["UNLEARNBENCH_STORE", "a-file", "is a file"]),
+    ("store-under-file", ["a-file", "is a file", "--store"]),
+    ("runs-under-file", ["a-file", "is a file", "--runs-dir"]),
+    ("runs-is-file", ["a-file", "is a file"]),
+]
+
+
+@pytest.mark.parametrize("case, names", WRITABILITY, ids=[c for c, _ in WRITABILITY])
+def test_an_unwritable_place_is_one_message_before_anything_computes(tmp_path, monkeypatch, case, names):
+    from click.testing import CliRunner
+
+    from unlearnbench.cli import main
+
+    ro, a_file, args = _cli_case(tmp_path, monkeypatch, case)
+    r = CliRunner().invoke(main, ["run", "--seeds", "0", "-o", "pool.size=3", "-q", *args])
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output and (r.exception is None or isinstance(r.exception, SystemExit))
+    for word in names:
+        assert word in r.output, r.output
+    assert [ln for ln in r.output.splitlines() if ln.startswith("Error")] == [r.output.splitlines()[-1]]
+    assert list(ro.rglob("*")) == [] and a_file.read_text() == "not a folder"  # nothing written
+    assert not (tmp_path / "store").exists() or not list((tmp_path / "store").rglob("*.safetensors"))

@@ -91,6 +91,12 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
     from .provenance import provenance
     from .stages import Stages
 
+    from .store import dir_problem
+
+    # Where the record goes must be writable before anything computes, not found out after.
+    problem = dir_problem(Path(runs_dir), "the runs dir", "pass --runs-dir a writable folder")
+    if problem:
+        raise ConfigError(problem)
     cfg = res.cfg
     scen, meth, rule = res.scenario, res.method, res.rule
     t_start = time.perf_counter()

@@ -34,8 +34,17 @@ class Stages:
         self.trained: list[str] = []  # what this process had to train (the rest came from the store)
         self._cache: dict[str, dict] = {}
         self._metrics: dict[str, dict] = {}
-        store.put_json("manifest", task.manifest_hash, task.manifest)
+        self._record_manifest()
         self.param_keys = self._param_keys()
+
+    def _record_manifest(self) -> None:
+        """Keep the index manifest beside the artifacts built on it; written only when absent or
+        different, so a complete store can be shared read-only."""
+        from .seeding import canonical_json
+
+        held = self.store.get_json("manifest", self.task.manifest_hash)
+        if held is None or canonical_json(held) != canonical_json(self.task.manifest):
+            self.store.put_json("manifest", self.task.manifest_hash, self.task.manifest)
 
     def _param_keys(self) -> list[str]:
         from .taskvec import param_keys
