@@ -126,7 +126,7 @@ class Influence(Baseline):
     uses = frozenset({"forget", "retain"})
     Config = InfluenceConfig
     step_key = "alpha"
-    positive = ("delta",)
+    positive = ("delta", "cg_iters", "cg_tol")
 
     def variant(self, cfg) -> str:
         return "faithful" if cfg.variant == "faithful" else f"iu_fisher, delta={cfg.delta}"

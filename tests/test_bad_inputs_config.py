@@ -143,6 +143,9 @@ SCENARIO_CASES = [
     ("forget-pct-abc", ["-s", "digits-10pct", "-o", "scenario.forget_pct=abc"], ["forget_pct", "abc"]),
     ("forget-class-99", ["-s", "digits-class", "-o", "scenario.forget_class=99"], ["forget_class=99", "0..9"]),
     ("forget-class-abc", ["-s", "digits-class", "-o", "scenario.forget_class=abc"], ["forget_class", "'abc'"]),
+    ("forget-class-neg", ["-s", "digits-class", "-o", "scenario.forget_class=-1"], ["forget_class", "'-1'"]),
+    ("influence-cg-iters-0", ["-m", "influence", "-o", "method.cg_iters=0"], ["cg_iters", "0"]),
+    ("influence-cg-tol-neg", ["-m", "influence", "-o", "method.cg_tol=-1"], ["cg_tol", "-1"]),
 ]
 
 
@@ -152,6 +155,13 @@ def test_run_refuses_scenario_options_before_training(argv, expect, tmp_path):
     _check(CliRunner().invoke(main, ["run", "--seeds", "0", *argv, "--store", str(store), "--runs-dir", str(runs),
                                      "-q"]), expect)
     assert not runs.exists() and not (store.exists() and any(store.rglob("*.safetensors")))
+
+
+# `config` refuses what `run` would: all but the class id's upper bound (which needs the data set)
+@pytest.mark.parametrize("argv,expect", [c[1:] for c in SCENARIO_CASES if c[0] != "forget-class-99"],
+                         ids=[c[0] for c in SCENARIO_CASES if c[0] != "forget-class-99"])
+def test_config_refuses_scenario_options_too(argv, expect):
+    _check(CliRunner().invoke(main, ["config", *argv]), expect)
 
 
 def _write(tmp_path, name, data: bytes | str):

@@ -301,6 +301,20 @@ class ClassifierScenario(Scenario):
         train = np.setdiff1d(pool, val)
         return {"train": train, "val": val, "test": test}
 
+    def check_config(self, cfg: Any) -> None:
+        """What can be refused before the data set is read (resolve time, so `config` refuses it too);
+        the class id's upper bound needs the data set and is checked when the task is built."""
+        if self.forget == "class":
+            fc = str(cfg.forget_class)
+            if fc != "cycle" and not (fc.isdigit()):
+                raise ConfigError(f"scenario.forget_class must be a class id (0, 1, ...) or 'cycle', not {fc!r} "
+                                  "(e.g. -o scenario.forget_class=0)")
+        else:
+            pct = float(cfg.forget_pct)
+            if not 0 < pct < 100:  # also refuses nan
+                raise ConfigError(f"scenario.forget_pct must be in (0, 100), not {cfg.forget_pct} "
+                                  "(e.g. -o scenario.forget_pct=10)")
+
     def _forget_class(self, cfg: Any, trial: int, num_classes: int) -> int | None:
         if self.forget != "class":
             return None
