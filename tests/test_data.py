@@ -312,3 +312,25 @@ def test_definition_checks_and_small():
     assert (s.n_train, s.n_test, s.n_val, s.train_per_class, s.side, s.classes) == (None, None, None, None, 8, 3)
     s.check_count("train", 4, "f")
     assert d.small(classes=None).classes is None
+
+
+def test_write_atomic_never_leaves_half_a_file(tmp_path, monkeypatch):
+    """Outputs (leaderboard files, plots) go through write_atomic: a failed write keeps the old file
+    and leaves no temp file behind."""
+    import os
+
+    import pytest
+
+    from unlearnbench.data import write_atomic
+
+    target = tmp_path / "board.md"
+    write_atomic(target, "old ✓")
+    assert target.read_text(encoding="utf-8") == "old ✓" and oct(target.stat().st_mode & 0o777) == "0o644"
+
+    def boom(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(target, b"new")
+    assert target.read_text(encoding="utf-8") == "old ✓" and sorted(p.name for p in tmp_path.iterdir()) == ["board.md"]

@@ -225,6 +225,7 @@ def reproduce(records, scenarios, methods, seeds, out_dir, store, data_root, str
     each as reproduced or what differs. Exit status 1 if any differs."""
     from .reproduce import find_records, reproduce as rerun
 
+    _seeds(seeds)  # the same rules as run's --seeds: integers >= 0, distinct, at least one
     keep = {k: {x.strip() for x in v.split(",") if x.strip()} for k, v in
             (("scenario", scenarios), ("method", methods), ("seed", seeds)) if v}
     found = []
@@ -331,7 +332,7 @@ def plugins(as_json, hook):
 
 @main.command("check-recipe")
 @click.option("--scenario", "-s", default=DEFAULT_SCENARIO, show_default=True, help="scenario name")
-@click.option("--trial", default=0, show_default=True, help="the trial whose original and Retrain are trained")
+@click.option("--trial", default=0, show_default=True, type=click.IntRange(min=0), help="the trial whose original and Retrain are trained")
 @_override_option("config override, e.g. -o threads=2 -o scenario.forget_pct=20")
 @store_options(runs_dir=False)
 def check_recipe_cmd(scenario, trial, overrides, store, data_root):

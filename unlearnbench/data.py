@@ -28,9 +28,9 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 from .errors import DataNotFound
 
 __all__ = [
-    "DATA_ENV", "IMG_EXT", "OFFLINE_ENV", "Definition", "data_roots", "download_cache", "eval_view", "file_sha256",
-    "find_or_download", "fingerprint", "list_class_folders", "load_state_dict", "native_view", "offline",
-    "read_images",
+    "DATA_ENV", "IDX_FILES", "IMG_EXT", "OFFLINE_ENV", "Definition", "data_roots", "download_cache", "eval_view",
+    "file_sha256", "find_idx", "find_or_download", "fingerprint", "list_class_folders", "load_state_dict",
+    "native_view", "offline", "read_idx", "read_idx_set", "read_images", "write_atomic",
 ]
 
 DATA_ENV = "UNLEARNBENCH_DATA"
@@ -450,6 +450,29 @@ def load_state_dict(path: str | os.PathLike, what: str = "state dict", convert: 
 
 
 # -- hashing ------------------------------------------------------------------------------------
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write ``data`` (str: UTF-8) to ``path`` through a temp file in the same folder and a rename, so
+    a reader or an interrupted write never sees half a file, and a failed write leaves the old one."""
+    import tempfile
+
+    p = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
 
 def file_sha256(path: str | os.PathLike) -> str:
     """sha256 (hex) of a file's bytes, read in 16 MiB chunks."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from ..data import write_atomic
 from .consistency import consistency
 from .records import RecordError, load_records, read_record
 from .render import format_cell, render_csv, render_html, render_index, render_markdown
@@ -64,11 +65,11 @@ def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None, *,
     for scen, rows in tables.items():
         recs = [r for r in records if r["scenario"] == scen]
         plots[scen] = make_plots(scen, recs, rows, out_dir / "plots", titles)
-        (out_dir / f"{scen}.md").write_text(render_markdown(scen, rows, plots[scen], warnings.get(scen)))
-        (out_dir / f"{scen}.csv").write_text(render_csv(rows))
+        write_atomic(out_dir / f"{scen}.md", render_markdown(scen, rows, plots[scen], warnings.get(scen)))
+        write_atomic(out_dir / f"{scen}.csv", render_csv(rows))
         written += [f"{scen}.md", f"{scen}.csv", *(f"plots/{p}" for p in plots[scen])]
-    (out_dir / "index.html").write_text(render_html(tables, plots, warnings))
-    (out_dir / "README.md").write_text(render_index(tables, records))
+    write_atomic(out_dir / "index.html", render_html(tables, plots, warnings))
+    write_atomic(out_dir / "README.md", render_index(tables, records))
     written += ["index.html", "README.md"]
     return {"records": len(records), "bad": bad, "scenarios": list(tables), "written": written,
             "warnings": {s: w for s, w in warnings.items() if s in tables}}

@@ -24,6 +24,17 @@ def _fig():
     return plt
 
 
+def _save(fig, path: Path) -> None:
+    """The PNG, written atomically (a reader never sees half an image)."""
+    import io
+
+    from ..data import write_atomic
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata=PNG_META)
+    write_atomic(path, buf.getvalue())
+
+
 def make_plots(scen: str, records: list[dict], rows: list, out: Path, titles: dict[str, str] | None = None) -> list[str]:
     """The plots of one scenario; ``titles`` maps method names to the names papers print."""
     made = []
@@ -58,7 +69,7 @@ def _tradeoff(scen, records, rows, out, titles):
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     name = f"{scen}-tradeoff.png"
     fig.tight_layout(rect=(0, 0, 1, 1))
-    fig.savefig(out / name, metadata=PNG_META)
+    _save(fig, out / name)
     plt.close(fig)
     return name
 
@@ -102,7 +113,7 @@ def _nsweep(scen, method, by_n, out, title, name):
     ax.set_title(f"{scen}: {title} vs n (P T4)")
     fig.legend(loc="lower right", fontsize=6)
     fig.tight_layout()
-    fig.savefig(out / name, metadata=PNG_META)
+    _save(fig, out / name)
     plt.close(fig)
     return name
 
@@ -133,6 +144,6 @@ def _depth(scen, records, rows, out, titles):
     ax.legend(fontsize=6)
     name = f"{scen}-depth.png"
     fig.tight_layout()
-    fig.savefig(out / name, metadata=PNG_META)
+    _save(fig, out / name)
     plt.close(fig)
     return name
