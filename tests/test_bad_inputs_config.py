@@ -241,3 +241,9 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypat
     assert isinstance(r.exception, RuntimeError)  # re-raised: the full traceback
     r = CliRunner().invoke(main, ["config", "--no-such-option"])  # click's usage errors stay as they are
     assert r.exit_code == 2 and "No such option" in r.output and "internal error" not in r.output
+
+
+def test_plugins_hook_filter_refuses_an_unknown_hook():
+    r = CliRunner().invoke(main, ["plugins", "--hook", "register_method"])
+    assert r.exit_code == 2 and "unknown hook 'register_method'" in r.output and "register_methods" in r.output
+    assert "Traceback" not in r.output

@@ -322,6 +322,13 @@ def markdown_table(what: str, reg) -> str:
 def plugins(as_json, hook):
     """Every plugin: its distribution, version, hooks and status."""
     host = _host()
+    if hook is not None:
+        from . import hookspecs
+        from .errors import unknown
+
+        specs = [n for n in dir(hookspecs) if n.startswith("register_")]
+        if hook not in specs:
+            raise unknown("hook", hook, specs)
     infos = [i for i in host.infos.values() if hook is None or hook in i.hooks]
     if as_json:
         click.echo(json.dumps([i.__dict__ for i in infos], indent=1))
