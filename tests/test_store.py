@@ -27,6 +27,21 @@ def test_roundtrip_and_reuse(tmp_path):
     assert len(calls) == 2
 
 
+def test_a_stored_state_dict_comes_back_in_name_order(tmp_path):
+    """As safetensors' load_file gives it: a method that picks "the last weight" by iterating a state
+    dict must see one order whether θ_0 was just trained or read back (the records were made so)."""
+    from safetensors.torch import load_file
+
+    st = Store(tmp_path)
+    state = {"z.weight": torch.ones(3), "a.bias": torch.zeros(10, dtype=torch.int64), "m.weight": torch.ones(2, 2),
+             "b.num": torch.tensor(3)}
+    st.get_or_compute("original", {"x": 1}, lambda: state, "M1")
+    back, _, computed = st.get_or_compute("original", {"x": 1}, lambda: state, "M1")
+    assert not computed and list(back) == sorted(state)
+    (path,) = [p for p in tmp_path.rglob("*.safetensors")]
+    assert list(back) == list(load_file(str(path)))
+
+
 def test_corrupt_artifact_reported_and_recomputed(tmp_path, capsys):
     st = Store(tmp_path)
     _, key, _ = st.get_or_compute("pool", {"m": 0}, lambda: {"w": torch.ones(100)}, "M")

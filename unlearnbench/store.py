@@ -239,7 +239,9 @@ class Store:
         if hashlib.sha256(payload).hexdigest() != record.get("sha256"):
             raise StoreError(f"{kind} {key[:12]} at {data} is corrupt (checksum mismatch)")
         try:
-            return load(payload), record  # from bytes: any path Python can open, a non-UTF-8 one too
+            # from bytes: any path Python can open, a non-UTF-8 one too. In name order, as load_file gives
+            # them (load() keeps the file's layout order): key order reaches methods that iterate a state dict
+            return dict(sorted(load(payload).items())), record
         except Exception as e:
             raise StoreError(f"{kind} {key[:12]} at {data} could not be read: {e}") from e
 
