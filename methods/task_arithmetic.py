@@ -18,6 +18,7 @@ class TaskArithmetic(Method):
     description = "the single best pool member, negated, with its best lambda (the rule's score)"
     reference_url = "https://arxiv.org/abs/2212.04089"
     uses = frozenset({"forget"})
+    uses_pool = True
 
     def unlearn(self, ctx) -> Result:
         best = None

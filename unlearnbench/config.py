@@ -26,9 +26,9 @@ from .seeding import sha256_hex
 DEFAULT_METHOD = "negmerge"
 DEFAULT_SCENARIO = "digits-10pct"
 
-SECTIONS = ("scenario", "method", "selection")
+SECTIONS = ("scenario", "method", "selection", "executor")  # `-o executor=ray` is executor.name=ray
 # Keys that change how a run executes but not what it computes: left out of the hash.
-UNHASHED = ("seeds", "threads")
+UNHASHED = ("seeds", "threads", "executor")
 
 
 @dataclass
@@ -50,6 +50,7 @@ class SuiteConfig:
     device: str = "cpu"
     threads: int = 0  # torch intra-op threads; 0 = the scenario's choice, capped by free cores
     pool: PoolConfig = field(default_factory=PoolConfig)
+    executor: ExecutorConfig = field(default_factory=lambda: ExecutorConfig())  # defined after Choice
 
 
 class Choice(str, Enum):
@@ -85,6 +86,25 @@ class Choice(str, Enum):
             return cls(value)
         except ValueError:
             raise ConfigError(f"{key} must be one of {', '.join(m._value_ for m in cls)}, not {value!r}") from None
+
+
+class ExecutorName(Choice):
+    local = "local"  # in this process, one job after another (the default)
+    processes = "processes"  # N worker processes on this machine
+    ray = "ray"  # Ray tasks: a local Ray instance, or a cluster (executor.address)
+
+
+@dataclass
+class ExecutorConfig:
+    """Where independent jobs (pool members, search candidates, sweep cells) run (DESIGN.md, Executors).
+    How a run executes, never what it computes: left out of the config hash and of variant names."""
+
+    name: ExecutorName = ExecutorName.local
+    workers: int = 0  # processes / ray: jobs at once; 0 = the free cores (processes) or the cores / threads
+    threads_per_worker: int = 0  # torch threads of each job; 0 = cores / workers (at least 1)
+    address: str = ""  # ray: "" starts a local instance; auto joins this machine's cluster; ray://host:port
+    num_gpus: float = 0.0  # ray: GPUs each job asks for (fractions share a GPU)
+    retries: int = 1  # a failed job runs once more, then is reported and the rest go on
 
 
 def section_class(title: str, base_fields: list[tuple[str, type, Any]], plugin_cfg: type | None) -> type:
@@ -440,6 +460,23 @@ def check_suite(cfg: Any, scen: Any, device_here: bool = True) -> None:
             raise ConfigError(f"pool.size={size} but pool {name!r} of scenario {scen.name!r} has {n} members: "
                               f"give 0 to {n} (0 = all), e.g. -o pool.size={n}")
     check_grid(str(cfg.selection.grid), getattr(scen, "grids", None))
+    check_executor(cfg.executor)
+
+
+def check_executor(ex: Any) -> None:
+    """The executor section: counts that are counts, an address only where Ray reads one."""
+    for key in ("workers", "threads_per_worker", "retries"):
+        if int(ex[key]) < 0:
+            raise ConfigError(f"executor.{key}={ex[key]} is negative: give a count >= 0 (0 = the default), "
+                              f"e.g. -o executor.{key}=0")
+    if float(ex.num_gpus) < 0:
+        raise ConfigError(f"executor.num_gpus={ex.num_gpus} is negative: give the GPUs each job asks for, "
+                          "e.g. -o executor.num_gpus=1 (or 0.5 to share one GPU between two jobs)")
+    name = str(ex.name)
+    if name != "ray" and (str(ex.address) or float(ex.num_gpus)):
+        what = "executor.address" if str(ex.address) else "executor.num_gpus"
+        raise ConfigError(f"{what} is read only by executor=ray, not executor={name}; add -o executor=ray "
+                          f"(or drop {what})")
 
 
 def check_kappa(kappa: Any, key: str = "selection.kappa") -> None:
@@ -453,7 +490,7 @@ def check_kappa(kappa: Any, key: str = "selection.kappa") -> None:
 
 
 # How a run executes, not what it computes: never part of a variant's name.
-EXECUTION = ("seeds", "threads", "device")
+EXECUTION = ("seeds", "threads", "device", "executor")
 
 
 def flatten(d: Any, prefix: str = "") -> dict:

@@ -182,17 +182,59 @@ class Ctx:
     def search(self, candidates: list[dict], build: Callable[[dict], dict]) -> tuple[dict, Selection]:
         """Choose a hyperparameter setting with the run's selection rule (PROTOCOL §7.3;
         ``unlearnbench.selection.search``): ``build(candidate)`` returns the unlearned state dict
-        of one setting; each is measured on the rule's splits only, against θ_0 as the baseline."""
+        of one setting; each is measured on the rule's splits only, against θ_0 as the baseline.
+
+        The settings are jobs of the run's executor (``-o executor=...``): with ``processes`` or
+        ``ray`` they train in parallel, each in a worker that holds a detached ctx (``Ctx.__reduce__``),
+        and their ``ctx.info`` entries are merged back in candidate order. A setting that fails twice is
+        recorded with its error and never chosen."""
         rule, rcfg, task = self.__rule, self.__rule_cfg, self.__task
         allowed = frozenset(rule.reads_for(rcfg, task))
         reference = self.__stages.retrain_metrics() if "retrain" in allowed else None
         model = self.new_model(self.__stages.original())  # θ_0: the baseline is measured on it first
         state, sel = search(candidates, build, model.load_state_dict,
                             lambda names: self.__stages.evaluator.measure(model, names), rule, rcfg, task,
-                            reference, allowed, task.scoring.metric_splits)
+                            reference, allowed, task.scoring.metric_splits, build_all=lambda cs: self._build_all(cs, build))
         self.timings["search_s"] = self.timings.get("search_s", 0.0) + sel.seconds
         self.timings["search_evals"] = self.timings.get("search_evals", 0) + sel.evals
         return state, sel
+
+    def _build_all(self, candidates: list[dict], build: Callable[[dict], dict]) -> list:
+        from .executor import Job
+        from .selection import BuildFailed
+        from .seeding import canonical_json
+
+        ex = self.__stages.executor
+        jobs = [Job(canonical_json(c), build, (c,), label=f"{self.method.name} {c}") for c in candidates]
+        outcomes = ex.run(jobs, desc=f"search {self.method.name} ({ex.name})", unit="setting")
+        out: list = []
+        for o in outcomes:  # in candidate order, as a one-by-one run would have written them
+            for books in o.books:
+                self.merge_bookkeeping(books)
+            out.append(o.value if o.ok else BuildFailed(str(o.error)))
+        return out
+
+    # -- crossing to a worker ---------------------------------------------------------------
+    def __reduce__(self):
+        """What a job that holds this ctx (a method's ``build`` closure) carries to a worker: a
+        detached ctx with the method's declared splits, θ_0 and the recipe, never the task (test
+        stays with the driver) nor the store (a worker returns outputs, the driver writes them)."""
+        stages = self.__stages
+        detached = DetachedStages.of(stages, [s for s in ("forget", "retain", "val") if s in self.method.uses])
+        return _rebuild_ctx, (detached, self.method, self.cfg, self.__rule, self.__rule_cfg, self.__pool_cfg,
+                              {k: _copy(v) for k, v in self.info.items()}, set(self.touched))
+
+    def bookkeeping(self) -> dict:
+        """What a job's ctx recorded (``info``, ``timings``, ``touched``), for the driver's ctx to merge."""
+        return {"info": self.info, "timings": self.timings, "touched": sorted(self.touched)}
+
+    def merge_bookkeeping(self, books: dict) -> None:
+        """Merge a job's bookkeeping: nested info dicts key by key, timings summed. Merged in job order,
+        this gives what running the jobs here one after another would have written."""
+        _merge_info(self.info, books["info"])
+        for k, v in books["timings"].items():
+            self.timings[k] = self.timings.get(k, 0.0) + v
+        self.touched |= set(books["touched"])
 
     # -- bookkeeping ----------------------------------------------------------------------
     @contextmanager
@@ -202,3 +244,54 @@ class Ctx:
             yield
         finally:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+
+
+def _copy(v: Any) -> Any:
+    import copy
+
+    return copy.deepcopy(v)
+
+
+def _merge_info(into: dict, new: dict) -> None:
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge_info(into[k], v)
+        else:
+            into[k] = v
+
+
+def _rebuild_ctx(stages: "DetachedStages", method, cfg, rule, rule_cfg, pool_cfg, info, touched) -> "Ctx":
+    from .executor import register_context
+
+    ctx = Ctx(stages, method, cfg, rule, rule_cfg, pool_cfg)  # type: ignore[arg-type]
+    ctx.info.update(info)
+    ctx.touched |= touched
+    register_context(ctx)
+    return ctx
+
+
+class DetachedStages:
+    """The part of ``Stages`` a job may use in a worker: the task cut down to the method's declared
+    splits (``Task.detached``), θ_0 and the parameter names. Everything that reads the store or another
+    split (the pool, the retrain model, λ selection, a search inside the job) stays with the driver."""
+
+    def __init__(self, task, theta0: dict, device: str, param_keys: list[str]):
+        self.task = task
+        self._theta0 = theta0
+        self.device = device
+        self.param_keys = param_keys
+
+    @classmethod
+    def of(cls, stages, splits: list[str]) -> "DetachedStages":
+        return cls(stages.task.detached(splits), stages.original(), stages.device, stages.param_keys)
+
+    def original(self) -> dict:
+        return self._theta0
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise SplitAccessError(f"ctx.{name.lstrip('_')} and the stages behind ctx.pool(), ctx.retrain(), ctx.select() "
+                               "and ctx.search() are the driver's: a job sent to an executor (a search candidate's "
+                               "build) may use only ctx.data(), ctx.original(), ctx.new_model(), ctx.train(), "
+                               "ctx.rng(), ctx.apply() and the method's config. Do that work before the search")

@@ -43,6 +43,10 @@ class Method:
     uses: frozenset[str] = frozenset()
     oracle: bool = False  # True for the exact-unlearning reference (Retrain): never a ranked row
     selects: bool = True  # whether a selection rule chooses a hyperparameter (adds its splits)
+    # whether unlearn() reads ctx.pool(): a sweep run by an executor then trains the pool's members as
+    # jobs before the cells that read it start (a method that does not say so still works: its cell
+    # trains the members it lacks itself, once the pool is not stored yet)
+    uses_pool: bool = False
     Config: type | None = None
     suite_defaults: dict = {}
 
@@ -63,6 +67,8 @@ class MergeMethod(Method):
     Subclasses implement ``reducer(cfg)``, returning an object with ``update(tau)`` and
     ``result()`` (a streaming reducer: O(1) models in memory whatever the pool size).
     """
+
+    uses_pool = True
 
     uses = frozenset({"forget"})
     # True when element j of the merge depends only on element j of the inputs: such merges

@@ -83,8 +83,30 @@ def diagnostic_pass(stages: "Stages", method: str, result: "Result") -> "Selecti
     return dataclasses.replace(sel, curve=curve)
 
 
+def build_task(res: Resolved, trial: int, data_root: str | None, raw_cache: dict | None = None):
+    """The trial's task: the data set loaded once per process (``raw_cache``), the splits drawn."""
+    scen = res.scenario
+    raw = raw_cache.get(scen.name) if raw_cache is not None else None
+    if raw is None:
+        raw = scen.load_raw(data_root)
+        if raw_cache is not None:
+            raw_cache[scen.name] = raw
+    return scen.build_task(res.cfg.scenario, trial, data_root, raw=raw)
+
+
+def write_record(out: Path, rec: dict) -> Path:
+    """run.json, written atomically (a reader sees the old record or the new one, never half)."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f"run.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(rec, indent=1, default=float))
+    tmp.replace(out / "run.json")
+    return out / "run.json"
+
+
 def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: str | None,
-              raw_cache: dict | None = None) -> dict:
+              raw_cache: dict | None = None, executor=None, threads: int | None = None) -> dict:
+    """One (config, trial). ``executor`` and ``threads`` replace the config's (a sweep cell run as a
+    job: its pool and searches run in its worker, with the worker's thread count)."""
     import torch
 
     from .context import Ctx
@@ -101,18 +123,13 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
     scen, meth, rule = res.scenario, res.method, res.rule
     t_start = time.perf_counter()
     t0 = time.perf_counter()
-    raw = raw_cache.get(scen.name) if raw_cache is not None else None
-    if raw is None:
-        raw = scen.load_raw(data_root)
-        if raw_cache is not None:
-            raw_cache[scen.name] = raw
-    task = scen.build_task(cfg.scenario, trial, data_root, raw=raw)
+    task = build_task(res, trial, data_root, raw_cache)
     grid(str(cfg.selection.grid), task.grids)  # a grid name only the task knows: checked before training
     if not task.scoring.has_oracle and "retain" in meth.uses:
         raise ConfigError(f"method {meth.name!r} reads D_r, which scenario {scen.name!r} does not have (it has no "
                           "retain set and no Retrain oracle). Pick a method whose used splits do not include "
                           "retain: `unlearnbench list methods` shows each method's [uses: ...]")
-    threads = pick_threads(int(cfg.threads), task.threads)
+    threads = threads or pick_threads(int(cfg.threads), task.threads)
     torch.set_num_threads(threads)
     device = str(cfg.device)
     check_device(device)  # also checked when the config is resolved (unlearnbench.config.resolve)
@@ -124,7 +141,10 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
         print(warning, file=sys.stderr)  # shown even with --quiet: it is not progress
     timings: dict[str, float] = {"data_s": time.perf_counter() - t0}
 
-    stages = Stages(task, store, device)
+    from .executor import executor_for
+
+    executor = executor if executor is not None else executor_for(cfg.executor, device)
+    stages = Stages(task, store, device, executor=executor)
     stages.original()
     if task.scoring.has_oracle:
         stages.retrain()
@@ -196,16 +216,12 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
         "weights_digest": {**{k: v for k, v in stages.digests.items() if k in ("init", "original", "retrain")},
                            "unlearned": tensor_digest(result.state)},
         "trained_now": stages.trained,
-        "provenance": provenance(device, threads),
+        "provenance": {**provenance(device, threads), "executor": executor.describe()},
     }
     rec["timings"]["total_s"] = round(time.perf_counter() - t_start, 4)
-    out = run_dir(runs_dir, scen.name, res.run_name, trial)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "run.json.tmp"
-    tmp.write_text(json.dumps(rec, indent=1, default=float))
-    tmp.replace(out / "run.json")
-    rec["_path"] = str(out / "run.json")
-    progress.say(f"wrote {out / 'run.json'}")
+    path = write_record(run_dir(runs_dir, scen.name, res.run_name, trial), rec)
+    rec["_path"] = str(path)
+    progress.say(f"wrote {path}")
     return rec
 
 
@@ -253,6 +269,15 @@ def sweep_grid(resolved: list[Resolved], seeds: list[int] | None, *, store, runs
                 counts["skipped"] += 1
             else:
                 plan.append((res, trial))
+    from .executor import executor_for
+
+    if plan and str(plan[0][0].cfg.executor.name) != "local":
+        # every cell shares the sweep's executor section (-o executor=... applies to the whole grid)
+        from .cells import sweep_cells
+
+        ex = executor_for(plan[0][0].cfg.executor, str(plan[0][0].cfg.device))
+        ran = sweep_cells(plan, store=store, runs_dir=runs_dir, data_root=data_root, executor=ex, echo=echo)
+        return {**counts, "ran": ran["ran"], "failed": ran["failed"]}
     for res, trial in plan:
         tag = f"{res.scenario.name} / {res.method.name} / seed {trial}"
         try:

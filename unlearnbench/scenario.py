@@ -161,6 +161,29 @@ class Task:
 
         return build_model(self.arch, self.num_classes, self.in_channels)
 
+    def detached(self, splits: list[str]) -> "Task":
+        """This task holding only the rows of ``splits``, for a job sent to a worker (an executor's):
+        ``tensors(s)`` gives the same tensors for those splits, and every other split, test among
+        them, is absent (asking for one is the usual unknown-split error). Store keys, the recipe,
+        the model and the augmentations are the task's own."""
+        import dataclasses
+
+        import numpy as np
+        import torch
+
+        rows, splits_idx, at = [], {}, 0
+        for s in splits:
+            if s not in self.manifest["splits"]:
+                continue
+            idx = np.asarray(self.indices(s), dtype=np.int64)
+            rows.append(torch.as_tensor(idx, dtype=torch.long))
+            splits_idx[s] = list(range(at, at + len(idx)))
+            at += len(idx)
+        take = torch.cat(rows) if rows else torch.zeros(0, dtype=torch.long)
+        data = dataclasses.replace(self.data, x=self.data.x[take], y=self.data.y[take],
+                                   train_pool=np.arange(0), test=None, val=None)
+        return dataclasses.replace(self, data=data, manifest={**self.manifest, "splits": splits_idx})
+
 
 class Scenario:
     """Base of every scenario plugin. Subclasses set ``name`` and implement ``load_raw`` (read the

@@ -184,6 +184,7 @@ def search(
     reference: dict | None,
     allowed: frozenset[str],
     metric_splits: Callable[[str], frozenset[str]],
+    build_all: Callable[[list[dict]], list] | None = None,
 ) -> tuple[dict, Selection]:
     """Choose a hyperparameter setting with ``rule`` (PROTOCOL §7.3); returns its state and the Selection.
 
@@ -191,17 +192,28 @@ def search(
     puts a state in the model ``measure(names)`` scores, which holds θ_0 on entry: θ_0 is the
     baseline the rule compares against. Each setting is measured on the rule's splits only. A
     setting whose weights diverged (non-finite) is recorded, never scored, as a non-finite pool
-    member is (§3). The grid, every candidate's metrics and the choice go into ``params``."""
+    member is (§3). The grid, every candidate's metrics and the choice go into ``params``.
+
+    ``build_all(candidates)``, when given, builds every setting at once (an executor runs them in
+    parallel) and returns, per candidate, its state or a ``BuildFailed`` (it failed twice); such a
+    setting is recorded with its error and never scored, and the others are still compared."""
     import torch
 
     needs = check_reads(rule, cfg, task, allowed, metric_splits)
     t0 = time.perf_counter()
     baseline = measure(needs)
+    built = build_all([dict(c) for c in candidates]) if build_all is not None else None
     curve: list[dict] = []
-    states: list[dict] = []
+    states: list[dict | None] = []
     valid: list[int] = []  # positions in curve of the scored (finite) settings
-    for cand in candidates:
-        state = build(dict(cand))
+    failed: list[str] = []
+    for j, cand in enumerate(candidates):
+        state = build(dict(cand)) if built is None else built[j]
+        if isinstance(state, BuildFailed):
+            curve.append({**cand, "failed": state.error})
+            failed.append(f"{cand}: {state.error}")
+            states.append(None)
+            continue
         if all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
             load(state)
             curve.append({**cand, **measure(needs)})
@@ -210,11 +222,13 @@ def search(
             curve.append({**cand, "non_finite": True})
         states.append(state)
     if not valid:
+        if failed:
+            raise StoreError(f"no setting of the search could be scored; {len(failed)} failed twice: " + "; ".join(failed))
         raise StoreError(f"every setting of the search diverged (non-finite weights): {candidates}")
     scored = [curve[i] for i in valid]
     j, score = rule.choose(scored, cfg, task, reference, baseline)
     idx = valid[j]
-    feasible = [False] * len(curve)  # a diverged setting is never feasible
+    feasible = [False] * len(curve)  # a diverged or failed setting is never feasible
     for i, ok in zip(valid, rule.feasible(scored, cfg, task, baseline)):
         feasible[i] = ok
     sel = Selection(rule=rule.name, oracle=rule.oracle, lam=float("nan"), score=float(score), index=idx,
@@ -222,4 +236,13 @@ def search(
                     grid_edge=len(candidates) > 1 and idx in (0, len(candidates) - 1),
                     params={"grid": candidates, "chosen": candidates[idx], "baseline": baseline,
                             "feasible": feasible, "none_feasible": not any(feasible)})
-    return states[idx], sel
+    state = states[idx]
+    assert state is not None
+    return state, sel
+
+
+@dataclass
+class BuildFailed:
+    """A search setting whose build failed on every attempt (an executor's retry included)."""
+
+    error: str

@@ -22,11 +22,44 @@ if TYPE_CHECKING:
 ARTIFACT_VERSION = 1
 
 
+def train_member(task: "Task", theta0: dict, recipe, seed: int, keep: list[str], device: str, desc: str) -> dict:
+    """One pool member: θ_0 fine-tuned on D_f with ``recipe`` (BN in train mode, §3), its parameters.
+    Module-level, so an executor's worker runs exactly this with a task detached to D_f."""
+    import torch
+
+    from .training import train
+
+    model = task.new_model()
+    model.load_state_dict(theta0)
+    g = torch.Generator()
+    g.manual_seed(seed)
+    fx, fy = task.tensors("forget")
+    train(model, fx, fy, recipe, g, device=device, desc=desc, augment=task.augment_for(recipe), show_progress=False)
+    return {k: v.detach().cpu() for k, v in model.state_dict().items() if k in keep}
+
+
+def train_model(task: "Task", init: dict, split: str, kind: str, device: str) -> dict:
+    """The original (on D_train) or the Retrain oracle (on D_r) from θ_init, with the task's recipe:
+    original and Retrain start from the same θ_init, bit for bit. Module-level, for an executor."""
+    from .training import train
+
+    model = task.new_model()
+    model.load_state_dict(init)
+    x, y = task.tensors(split)
+    recipe = task.recipe
+    train(model, x, y, recipe, torch_gen(task.trial, "order", kind), device=device,
+          desc=f"{kind} (trial {task.trial})", augment=task.augment_for(recipe))
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
 class Stages:
-    def __init__(self, task: "Task", store: "Store", device: str = "cpu"):
+    def __init__(self, task: "Task", store: "Store", device: str = "cpu", executor=None):
+        from .executor import LocalExecutor
+
         self.task = task
         self.store = store
         self.device = device
+        self.executor = executor if executor is not None else LocalExecutor(device=device)
         self.evaluator = Evaluator(task, device)
         self.timings: dict[str, float] = {}
         self.keys: dict[str, str] = {"manifest": task.manifest_hash}
@@ -95,23 +128,50 @@ class Stages:
 
         return self._get("init", self._spec("init", seed=seed, **extra), compute, "init")
 
-    def _train_on(self, split: str, kind: str) -> dict:
-        init = self.init_weights()
-        recipe = self.task.recipe
-        spec = self._spec(kind, init=self.keys["init"], recipe=recipe.spec(), data=split,
+    def _train_spec(self, split: str, kind: str) -> dict:
+        self.init_weights()
+        return self._spec(kind, init=self.keys["init"], recipe=self.task.recipe.spec(), data=split,
                           order_seed=stream_seed(self.task.trial, "order", kind))
 
-        def compute():
-            from .training import train
+    def _train_on(self, split: str, kind: str) -> dict:
+        init = self.init_weights()
+        spec = self._train_spec(split, kind)
+        return self._get(kind, spec, lambda: train_model(self.task, init, split, kind, self.device), kind)
 
-            model = self.task.new_model()
-            model.load_state_dict(init)  # original and Retrain start from the same θ_init, bit for bit
-            x, y = self.task.tensors(split)
-            train(model, x, y, recipe, torch_gen(self.task.trial, "order", kind), device=self.device,
-                  desc=f"{kind} (trial {self.task.trial})", augment=self.task.augment_for(recipe))
-            return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    def train_shared(self) -> None:
+        """The original and the Retrain oracle, computed where they are missing. With a remote executor
+        they train at once, as two jobs (a worker gets θ_init and its one split); the driver writes them."""
+        from .executor import Job, failures
 
-        return self._get(kind, spec, compute, kind)
+        kinds = [("train", "original")] if self.task.original_source != "pretrained" else []
+        if self.task.scoring.has_oracle:
+            kinds.append(("retain", "retrain"))
+        if self.executor.name != "local":
+            init = self.init_weights()
+            todo = [(split, kind, self._train_spec(split, kind)) for split, kind in kinds]
+            todo = [t for t in todo if not self.store.has(t[1], self.store.key(t[2]))]
+            jobs = [Job(self.store.key(spec), train_model, (self.task.detached([split]), init, split, kind, self.device),
+                        label=f"{kind} (trial {self.task.trial})") for split, kind, spec in todo]
+            specs = {self.store.key(spec): (kind, spec) for _, kind, spec in todo}
+
+            def write(o):
+                if o.ok:
+                    kind, spec = specs[o.job.key]
+                    with self.store.lock(kind, o.job.key):
+                        if not self.store.has(kind, o.job.key):
+                            self.store.put(kind, o.job.key, o.value, spec, self.task.manifest_hash)
+                    self.trained.append(kind)
+                    self.timings[f"{kind}_s"] = o.worker_s
+
+            bad = failures(self.executor.run(jobs, desc=f"shared stages (trial {self.task.trial})", on_done=write,
+                                             unit="model"))
+            if bad:
+                from .errors import StoreError
+
+                raise StoreError("; ".join(f"{o.job.label} failed twice: {o.error}" for o in bad))
+        self.original()
+        if self.task.scoring.has_oracle:
+            self.retrain()
 
     def original(self) -> dict:
         if self.task.original_source == "pretrained":  # CLIP: θ_0 is the zero-shot model, never trained
@@ -145,27 +205,20 @@ class Stages:
             members = members[:size]
         theta0 = self.original()
         okey = self.keys["original"]
-        fx, fy = self.task.tensors("forget")
         timings.setdefault("pool_s", 0.0)
         timings.setdefault("pool_trained", 0)
         timings["pool_n"] = len(members)
+        specs = []
+        for recipe in members:
+            seed = stream_seed(self.task.trial, "pool", recipe.spec())  # [OURS] keyed by config, not position
+            specs.append((recipe, seed, self._spec("pool-member", original=okey, recipe=recipe.spec(), data="forget",
+                                                   seed=seed)))
+        if self.executor.name != "local":
+            self._train_pool_remotely(name, specs, theta0, timings)
         with progress.bar(len(members), f"pool {name} (trial {self.task.trial})", unit="model") as pbar:
-            for i, recipe in enumerate(members):
-                seed = stream_seed(self.task.trial, "pool", recipe.spec())  # [OURS] keyed by config, not position
-                spec = self._spec("pool-member", original=okey, recipe=recipe.spec(), data="forget", seed=seed)
-
-                def compute(recipe=recipe, seed=seed):
-                    import torch
-
-                    from .training import train
-
-                    model = self.task.new_model()
-                    model.load_state_dict(theta0)
-                    g = torch.Generator()
-                    g.manual_seed(seed)
-                    train(model, fx, fy, recipe, g, device=self.device, desc=f"member {i}",
-                          augment=self.task.augment_for(recipe), show_progress=False)  # BN in train mode (§3)
-                    return {k: v.detach().cpu() for k, v in model.state_dict().items() if k in self.param_keys}
+            for i, (recipe, seed, spec) in enumerate(specs):
+                def compute(recipe=recipe, seed=seed, i=i):
+                    return train_member(self.task, theta0, recipe, seed, self.param_keys, self.device, f"member {i}")
 
                 t0 = time.perf_counter()
                 theta, key, computed = self.store.get_or_compute("pool", spec, compute, self.task.manifest_hash)
@@ -174,6 +227,39 @@ class Stages:
                     timings["pool_trained"] += 1
                 pbar.update(1)
                 yield {"index": i, "key": key, "recipe": recipe.spec()}, task_vector(theta, theta0, self.param_keys)
+
+    def _train_pool_remotely(self, name: str, specs: list, theta0: dict, timings: dict) -> None:
+        """Send every member the store lacks to the executor; write each one as it arrives. A member
+        that failed twice is reported once the others are stored (they are kept for the next run)."""
+        from .errors import StoreError
+        from .executor import Job, failures
+
+        mh = self.task.manifest_hash
+        missing = [(i, r, seed, spec) for i, (r, seed, spec) in enumerate(specs)
+                   if not self.store.has("pool", self.store.key(spec))]
+        if not missing:
+            return
+        detached = self.task.detached(["forget"])  # a worker gets D_f and θ_0, nothing else
+        jobs = [Job(self.store.key(spec), train_member,
+                    (detached, theta0, r, seed, self.param_keys, self.device, f"member {i}"), label=f"member {i}")
+                for i, r, seed, spec in missing]
+        spec_of = {self.store.key(spec): spec for _, _, _, spec in missing}
+
+        def write(o):
+            if o.ok:
+                with self.store.lock("pool", o.job.key):  # another driver may have stored it meanwhile
+                    if not self.store.has("pool", o.job.key):
+                        self.store.put("pool", o.job.key, o.value, spec_of[o.job.key], mh)
+                timings["pool_trained"] += 1
+
+        t0 = time.perf_counter()
+        outcomes = self.executor.run(jobs, desc=f"pool {name} (trial {self.task.trial}, {self.executor.name})",
+                                     on_done=write, unit="model")
+        timings["pool_s"] += time.perf_counter() - t0
+        bad = failures(outcomes)
+        if bad:
+            raise StoreError(f"{len(bad)} of {len(jobs)} pool members failed twice (the other {len(jobs) - len(bad)} "
+                             f"are stored): " + "; ".join(f"{o.job.label}: {o.error}" for o in bad))
 
     def member_points(self, members: list[dict]) -> list[dict]:
         """Acc D_r, D_f, D_test of θ_0 − λ_i·τ_i for stored pool members (evaluation stage only)."""
@@ -194,8 +280,7 @@ class Stages:
         if kind in self._metrics:
             return self._metrics[kind]
         state = self.original() if kind == "original" else self.retrain()
-        key = self.store.key({"metrics": self.keys[kind], "names": self.evaluator.report_names(),
-                              "version": ARTIFACT_VERSION})
+        key = self.metrics_key(kind)
         doc = self.store.get_json("metrics", key)
         if doc is None:
             model = self.task.new_model()
@@ -204,6 +289,11 @@ class Stages:
             self.store.put_json("metrics", key, doc)
         self._metrics[kind] = doc
         return doc
+
+    def metrics_key(self, kind: str) -> str:
+        """The store key of the original's or Retrain's full evaluation (after that stage ran)."""
+        return self.store.key({"metrics": self.keys[kind], "names": self.evaluator.report_names(),
+                               "version": ARTIFACT_VERSION})
 
     def retrain_metrics(self) -> dict:
         return self.metrics_of("retrain")
