@@ -150,14 +150,16 @@ def comparable(rec: dict) -> dict:
     return out
 
 
-DIGITS = ["-o", "threads=1", "-o", "pool.size=6", "-o", "scenario.forget_pct=10"]
+DIGITS = ["-o", "threads=1", "-o", "pool.size=4", "-o", "scenario.forget_pct=10"]
 
 
-def _sweep(tmp: Path, tag: str, methods: str, extra: list[str]) -> dict:
+def _sweep(tmp: Path, tag: str, methods: str, extra: list[str], seeded: bool = False) -> dict:
     from click.testing import CliRunner
 
     from unlearnbench.cli import main
 
+    if seeded:
+        _shared_stages(LOCAL_STORE[0], tmp / f"store-{tag}")
     runs = tmp / f"runs-{tag}"
     args = ["sweep", "--methods", methods, "--scenarios", "digits-10pct", "--seeds", "0", *DIGITS, *extra,
             "--store", str(tmp / f"store-{tag}"), "--runs-dir", str(runs), "--quiet"]
@@ -168,11 +170,21 @@ def _sweep(tmp: Path, tag: str, methods: str, extra: list[str]) -> dict:
     return {r["method"]: r for r in recs}
 
 
+def _shared_stages(src: Path, dest: Path) -> None:
+    """A store holding src's original and Retrain (and their metrics), not its pool: only the job
+    under test computes."""
+    import shutil
+
+    for kind in ("init", "original", "retrain", "manifest", "metrics"):
+        shutil.copytree(src / kind, dest / kind, ignore=shutil.ignore_patterns("*.lock"))
+
+
 def _run(tmp: Path, tag: str, method: str, extra: list[str]) -> dict:
     from click.testing import CliRunner
 
     from unlearnbench.cli import main
 
+    _shared_stages(LOCAL_STORE[0], tmp / f"store-{tag}")
     runs = tmp / f"runs-{tag}"
     args = ["run", "--method", method, "--scenario", "digits-10pct", "--seeds", "0", *DIGITS, *extra,
             "--store", str(tmp / f"store-{tag}"), "--runs-dir", str(runs), "--quiet"]
@@ -185,10 +197,16 @@ def _run(tmp: Path, tag: str, method: str, extra: list[str]) -> dict:
 PROCESSES = ["-o", "executor=processes", "-o", "executor.workers=2", "-o", "executor.threads_per_worker=1"]
 
 
+LOCAL_STORE: list[Path] = []
+
+
 @pytest.fixture(scope="module")
 def local_records(tmp_path_factory):
     """One local sweep (1 thread): NegMerge reads a pool, fine-tuning searches its step size."""
-    return _sweep(tmp_path_factory.mktemp("local"), "local", "negmerge,finetune", [])
+    tmp = tmp_path_factory.mktemp("local")
+    recs = _sweep(tmp, "local", "negmerge,finetune", [])
+    LOCAL_STORE[:] = [tmp / "store-local"]
+    return recs
 
 
 def _same(a: dict, b: dict) -> None:
@@ -200,7 +218,7 @@ def _same(a: dict, b: dict) -> None:
 @pytest.mark.slow
 def test_a_pool_and_a_search_with_processes_give_the_local_records(local_records, tmp_path):
     pool = _run(tmp_path, "p-pool", "negmerge", PROCESSES)
-    assert pool["timings"]["pool_trained"] == 6 and pool["provenance"]["executor"]["name"] == "processes"
+    assert pool["timings"]["pool_trained"] == 4 and pool["provenance"]["executor"]["name"] == "processes"
     _same(local_records["negmerge"], pool)
     search = _run(tmp_path, "p-search", "finetune", PROCESSES)
     assert len(search["selection"]["curve"]) == 5  # every candidate trained in a worker, measured here
@@ -244,6 +262,30 @@ def test_ray_on_a_two_node_cluster_gives_the_local_records(local_records, ray_cl
     assert len({n["NodeID"] for n in ray.nodes() if n["Alive"]}) == 2
     _same(local_records["negmerge"], pool)
     _same(local_records["finetune"], _run(tmp_path, "r-search", "finetune", on_ray))
-    got = _sweep(tmp_path, "r-sweep", "negmerge,finetune", on_ray)
+    got = _sweep(tmp_path, "r-sweep", "negmerge,finetune", on_ray, seeded=True)  # wave 1: the pool on Ray
     for name in got:
         _same(local_records[name], got[name])
+
+
+@pytest.mark.slow
+def test_nothing_the_store_holds_is_sent_again(local_records, tmp_path, monkeypatch):
+    import shutil
+
+    from unlearnbench import executor as ex_mod
+
+    sent = []
+    real = ex_mod.ProcessExecutor.run
+    monkeypatch.setattr(ex_mod.ProcessExecutor, "run", lambda self, jobs, **kw: sent.extend(jobs) or real(self, jobs, **kw))
+    shutil.copytree(LOCAL_STORE[0], tmp_path / "store-full", ignore=shutil.ignore_patterns("*.lock"))
+    from click.testing import CliRunner
+
+    from unlearnbench.cli import main
+
+    args = ["run", "--method", "negmerge", "--scenario", "digits-10pct", "--seeds", "0", *DIGITS, *PROCESSES,
+            "--store", str(tmp_path / "store-full"), "--runs-dir", str(tmp_path / "runs"), "--quiet"]
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    (p,) = (tmp_path / "runs").rglob("run.json")
+    rec = json.loads(p.read_text())
+    assert sent == [] and rec["timings"]["pool_trained"] == 0  # every member was stored: no job dispatched
+    _same(local_records["negmerge"], rec)

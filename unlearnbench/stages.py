@@ -243,6 +243,9 @@ class Stages:
         jobs = [Job(self.store.key(spec), train_member,
                     (detached, theta0, r, seed, self.param_keys, self.device, f"member {i}"), label=f"member {i}")
                 for i, r, seed, spec in missing]
+        # longest first (epochs x data: every member sees D_f): the last job to start is a short one, so
+        # the workers finish together (list scheduling, LPT)
+        jobs.sort(key=lambda j: -int(j.args[2].epochs))
         spec_of = {self.store.key(spec): spec for _, _, _, spec in missing}
 
         def write(o):

@@ -1,0 +1,164 @@
+"""What one fmnist-10pct trial costs, stage by stage, before and after issue 15 (acceptance 4-6).
+
+    python benchmarks/trial_cost.py --store /work/st-fmnist --out benchmarks/results/trial_cost.txt
+
+``--store`` holds trial 0's original and Retrain (and the pool, for the λ-sweep stages); anything it
+lacks is trained first, untimed. Every stage runs as its own ``unlearnbench run`` process, one at a
+time on an otherwise idle machine, and its time is the ``timings`` field that run wrote:
+
+- one merge's λ sweep (NegMerge, ``select_s``): ``selection.strategy=grid`` (before) and the default;
+- Task Arithmetic's selection (``select_s``): the grid on the first 9 members, scaled by 27/9 (before),
+  and the default on all 27 (after); the chosen member and λ of both are printed;
+- the 27-member pool (``pool_s``), in a fresh store holding only θ_0: ``local`` with 2 threads (before),
+  ``processes`` with 2 workers x 1 thread, and ``ray`` the same (after);
+- one retain baseline's lr search (fine-tuning, ``search_s``, 5 lrs x 10 epochs): the same three;
+- the final evaluation (``eval_s``), unchanged.
+
+The projected trial replaces each stage of the recorded 116-min trial
+(benchmarks/results/fmnist_cpu_stages.json) by its measured ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCEN = "fmnist-10pct"
+PROC = ["executor=processes", "executor.workers=2", "executor.threads_per_worker=1"]
+RAY = ["executor=ray", "executor.workers=2", "executor.threads_per_worker=1"]
+
+
+def cli() -> list[str]:
+    exe = Path(sys.executable).with_name("unlearnbench")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "unlearnbench.cli"]
+
+
+def run(method: str, store: Path, overrides: list[str], tag: str, work: Path) -> dict:
+    runs = work / f"runs-{tag}"
+    cmd = cli() + ["run", "--method", method, "--scenario", SCEN, "--seeds", "0", "--store", str(store),
+                   "--runs-dir", str(runs), "--quiet", "-o", "threads=2"]
+    for o in overrides:
+        cmd += ["-o", o]
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "UNLEARNBENCH_QUIET": "1"})
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stdout}\n{out.stderr}")
+    (rec,) = [json.loads(p.read_text()) for p in runs.rglob("run.json")]
+    rec["_wall"] = wall
+    return rec
+
+
+def shared_only(src: Path, dest: Path) -> Path:
+    """A fresh store holding src's init, original, Retrain, manifest and metrics, not its pool."""
+    for kind in ("init", "original", "retrain", "manifest", "metrics"):
+        if (src / kind).exists():
+            shutil.copytree(src / kind, dest / kind, ignore=shutil.ignore_patterns("*.lock"))
+    return dest
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--store", required=True, type=Path)
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "trial_cost.txt")
+    ap.add_argument("--stages", default="sweep,ta,pool,search", help="which stages to time (comma list)")
+    ap.add_argument("--no-ray", action="store_true", help="skip the Ray side")
+    args = ap.parse_args()
+    stages = set(args.stages.split(","))
+    lines: list[str] = [f"# python benchmarks/trial_cost.py {' '.join(sys.argv[1:])}",
+                        f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+                        f"{os.cpu_count()} cores, one stage at a time (nothing else running)"]
+
+    def say(msg: str = "") -> None:
+        print(msg, flush=True)
+        lines.append(msg)
+
+    work = Path(tempfile.mkdtemp(prefix="trial-cost-"))
+    ratios: dict[str, float] = {}
+    rows: list[tuple[str, str, float, str, float]] = []
+    try:
+        warm = run("negmerge", args.store, ["selection.strategy=grid"], "warm", work)  # trains what is missing
+        say(f"store {args.store}: original {warm['weights_digest']['original'][:12]}, "
+            f"trained now: {warm['trained_now'] or 'nothing'}")
+        if "sweep" in stages:
+            before = run("negmerge", args.store, ["selection.strategy=grid"], "sweep-grid", work)
+            after = run("negmerge", args.store, [], "sweep-new", work)
+            b, a = before["timings"]["select_s"], after["timings"]["select_s"]
+            same = before["lambda"] == after["lambda"] and before["weights_digest"] == after["weights_digest"]
+            rows.append(("NegMerge λ sweep", f"grid, {before['timings']['select_evals']} evals", b,
+                         f"{after['config']['selection'].get('strategy')}, {after['timings']['select_evals']} evals", a))
+            ratios["sweep"] = b / a
+            say(f"λ sweep: λ* {before['lambda']} vs {after['lambda']}, same unlearned weights: {same}")
+        if "ta" in stages:
+            before = run("task-arithmetic", args.store, ["selection.strategy=grid", "pool.size=9"], "ta-grid9", work)
+            after = run("task-arithmetic", args.store, [], "ta-new", work)
+            b, a = before["timings"]["select_s"] * 27 / 9, after["timings"]["select_s"]
+            rows.append(("Task Arithmetic selection", f"grid, 9 members x 27/9 ({before['timings']['select_evals']} "
+                         "evals x 3)", b, f"{after['config']['selection'].get('strategy')}, 27 members "
+                         f"({after['timings']['select_evals']} evals)", a))
+            ratios["ta"] = b / a
+            say(f"TA: best member {after['info']['best_member']['index']} at λ {after['lambda']} (new strategy)")
+        for stage, method, key in (("pool", "negmerge", "pool_s"), ("search", "finetune", "search_s")):
+            if stage not in stages:
+                continue
+            got = {}
+            for tag, over in (("local", []), ("processes", PROC), *((() if args.no_ray else (("ray", RAY),)))):
+                store = shared_only(args.store, work / f"store-{stage}-{tag}")
+                rec = run(method, store, over + (["selection.strategy=grid"] if stage == "pool" else []),
+                          f"{stage}-{tag}", work)
+                got[tag] = rec
+                shutil.rmtree(store, ignore_errors=True)
+            b = got["local"]["timings"][key]
+            for tag in got:
+                if tag != "local":
+                    same = got[tag]["weights_digest"]["unlearned"] == got["local"]["weights_digest"]["unlearned"]
+                    say(f"{stage} {tag}: unlearned weights equal to local's with 2 threads: {same} (expected only "
+                        "with the same per-job threads: 1 vs 2 here)")
+            label = "27-member pool" if stage == "pool" else "finetune lr search (5 x 10 epochs)"
+            rows.append((label, "local, 2 threads", b, "processes, 2 x 1 thread", got["processes"]["timings"][key]))
+            ratios[stage] = b / got["processes"]["timings"][key]
+            if "ray" in got:
+                rows.append((label, "local, 2 threads", b, "ray, 2 x 1 thread", got["ray"]["timings"][key]))
+                say(f"{stage}: ray / processes = {got['ray']['timings'][key] / got['processes']['timings'][key]:.3f}")
+            say(f"final evaluation ({method}): {got['local']['timings']['eval_s']:.1f} s")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    say()
+    say("| stage | before | s | after | s | speed-up |")
+    say("|---|---|---|---|---|---|")
+    for name, bd, b, ad, a in rows:
+        say(f"| {name} | {bd} | {b:,.1f} | {ad} | {a:,.1f} | {b / a:.2f}x |")
+    recorded = json.loads((HERE / "results" / "fmnist_cpu_stages.json").read_text())
+    total_before, total_after = 0.0, 0.0
+    for method, r in recorded.items():
+        t = r["timings"]
+        for k, v in t.items():
+            if not k.endswith("_s") or k == "total_s":
+                continue
+            f = 1.0
+            if k == "select_s":
+                f = ratios.get("ta" if method == "task-arithmetic" else "sweep", 1.0)
+            elif k == "search_s":
+                f = ratios.get("search", 1.0)
+            elif k == "pool_s":
+                f = ratios.get("pool", 1.0)
+            total_before += v
+            total_after += v / f
+    say()
+    say(f"projected whole trial (the recorded stages of {len(recorded)} runs, each scaled by its measured ratio): "
+        f"{total_before / 60:.1f} min recorded -> {total_after / 60:.1f} min ({total_before / total_after:.2f}x)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
