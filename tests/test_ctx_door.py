@@ -174,3 +174,35 @@ def test_search_with_every_setting_diverged_says_so():
 
     with pytest.raises(StoreError, match="every setting"):
         fake_search([None, None])
+
+
+def test_a_ctx_sent_to_a_worker_carries_only_the_declared_splits(host, session_store):
+    """What crosses to an executor's worker inside a build closure (Ctx.__reduce__): the method's
+    splits and θ_0, bit for bit, never test data, and none of the driver's store-backed helpers."""
+    import cloudpickle
+    import torch
+
+    class ForgetOnly(Method):
+        name = "forget-only"
+        uses = frozenset({"forget"})
+
+    ctx, task = make_ctx(host, session_store, method=ForgetOnly())
+    ctx.info["variant"] = "x"
+    blob = cloudpickle.dumps(ctx)
+    far = cloudpickle.loads(blob)
+    x, y = far.data("forget")
+    tx, ty = task.tensors("forget")
+    assert torch.equal(x, tx) and torch.equal(y, ty)
+    assert all(torch.equal(far.original()[k], v) for k, v in ctx.original().items())
+    assert far.info == {"variant": "x"} and far.trial == ctx.trial
+    assert len(blob) < task.data.x.element_size() * task.data.x.numel()  # the data set did not travel
+    for reach in (lambda c: c.pool(), lambda c: c.select({}), lambda c: c.search([], None)):
+        with pytest.raises(SplitAccessError, match="driver"):
+            next(iter(reach(far))) if reach is not None else None
+    with pytest.raises(SplitAccessError):
+        far.data("retain")  # not declared: refused as on the driver
+    from unlearnbench.errors import ConfigError
+
+    detached = task.detached(["forget"])
+    with pytest.raises(ConfigError, match="no split 'test'"):
+        detached.tensors("test")

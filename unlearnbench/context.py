@@ -291,7 +291,8 @@ class DetachedStages:
     def __getattr__(self, name: str):
         if name.startswith("__"):
             raise AttributeError(name)
-        raise SplitAccessError(f"ctx.{name.lstrip('_')} and the stages behind ctx.pool(), ctx.retrain(), ctx.select() "
-                               "and ctx.search() are the driver's: a job sent to an executor (a search candidate's "
-                               "build) may use only ctx.data(), ctx.original(), ctx.new_model(), ctx.train(), "
-                               "ctx.rng(), ctx.apply() and the method's config. Do that work before the search")
+        raise SplitAccessError(f"this ctx is a worker's copy, inside a job an executor runs (a search candidate's "
+                               f"build), and {name.lstrip('_')!r} lives with the driver: ctx.pool(), ctx.retrain(), "
+                               "ctx.select() and ctx.search() work in the method's unlearn(), not inside a build, "
+                               "which may use ctx.data(), ctx.original(), ctx.new_model(), ctx.train(), ctx.rng(), "
+                               "ctx.apply() and ctx.cfg. Do that work before the search (Baseline.prepare)")
