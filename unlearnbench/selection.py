@@ -57,6 +57,10 @@ class SelectionRule:
     Config: type | None = None
     oracle: bool = False  # reads the retrain oracle and/or test: tagged wherever it appears
     reads: frozenset[str] = frozenset()  # splits (and "retrain") the rule's metrics come from
+    # False: ``feasible`` and ``choose`` may be given the evaluated part of the grid (in λ order) by a
+    # strategy that skips λs (``selection.strategy`` frontier or halving; ``_halving`` says what curve
+    # shape they assume). True: the rule's choice needs every λ, so every strategy gives it the grid.
+    grid_only: bool = False
 
     def reads_for(self, cfg: Any, task: Any) -> frozenset[str]:
         return self.reads
@@ -77,11 +81,6 @@ class SelectionRule:
     def feasible(self, curve: list[dict], cfg: Any, task: Any, baseline: dict | None = None) -> list[bool]:
         """Which points satisfy the rule's constraint (default: all)."""
         return [True] * len(curve)
-
-    # False: ``feasible`` and ``choose`` may be given the evaluated part of the grid (in λ order)
-    # by a strategy that skips λs (``selection.strategy=halving``, see selection._halving for the
-    # curve shape it assumes). True: the rule's choice needs every λ, so it always gets the full grid.
-    grid_only: bool = False
 
     def can_stop(self, curve: list[dict], cfg: Any, task: Any, baseline: dict | None = None) -> bool:
         """True once no later λ can be chosen (early stop); the default sweeps the whole grid.
