@@ -90,15 +90,6 @@ class Choice(str, Enum):
             raise ConfigError(f"{key} must be one of {', '.join(m._value_ for m in cls)}, not {value!r}") from None
 
 
-# selection.strategy's choices, named once (selection.STRATEGIES); selection imports only errors
-from .selection import STRATEGIES  # noqa: E402
-
-Strategy = Choice("Strategy", {name: name for name in STRATEGIES})
-# The strategy the suite had before the key existed: records without it ran it, and its runs
-# leave the key out of the config hash, so they hash as those records do (issue 15).
-LEGACY_STRATEGY = "grid"
-
-
 def section_class(title: str, base_fields: list[tuple[str, type, Any]], plugin_cfg: type | None) -> type:
     """A dataclass for one config section: ``base_fields`` (name, type, default), then the plugin
     config's fields, with their metadata; a plugin option that shadows a base field is an error."""
@@ -280,6 +271,15 @@ class Resolved:
     @property
     def hash(self) -> str:
         return config_hash(self.to_dict())
+
+
+# selection.strategy's choices, named once (selection.STRATEGIES); selection imports only errors
+from .selection import STRATEGIES  # noqa: E402
+
+Strategy = Choice("Strategy", {name: name for name in STRATEGIES})
+# The strategy the suite had before the key existed: records without it ran it, and its runs
+# leave the key out of the config hash, so they hash as those records do (issue 15).
+LEGACY_STRATEGY = "grid"
 
 
 def config_hash(d: dict) -> str:
