@@ -41,6 +41,9 @@ class PoolConfig:
 class SelectionCommon:
     name: str = "val_matched"
     grid: str = "classifier"  # classifier: {0,...,2} step 0.05 | unit: {0,...,1} | start:stop:step [PROTOCOL §5]
+    # how a λ sweep visits the grid (selection.sweep): grid = every λ; frontier = every λ up to the
+    # first infeasible one; halving = a coarse pass, then halving steps around the choice [OURS, issue 15]
+    strategy: str = "grid"
     diagnostic: bool = False  # also evaluate test at every lambda; such rows never feed leaderboards
 
 
@@ -290,8 +293,24 @@ class Resolved:
         return config_hash(self.to_dict())
 
 
+# selection.strategy's choices, named once (selection.STRATEGIES); selection imports only errors
+from .selection import STRATEGIES  # noqa: E402
+
+Strategy = Choice("Strategy", {name: name for name in STRATEGIES})
+# The strategy the suite had before the key existed: records without it ran it, and its runs
+# leave the key out of the config hash, so they hash as those records do (issue 15).
+LEGACY_STRATEGY = "grid"
+
+
 def config_hash(d: dict) -> str:
-    return sha256_hex({k: v for k, v in d.items() if k not in UNHASHED})
+    """The hash of a resolved config (``Resolved.to_dict``): without the UNHASHED keys, and without
+    ``selection.strategy`` when it is the legacy ``grid``, so configurations recorded before that key
+    existed keep their hashes and a run with another strategy gets a new one."""
+    d = {k: v for k, v in d.items() if k not in UNHASHED}
+    sel = d.get("selection")
+    if isinstance(sel, dict) and str(sel.get("strategy", LEGACY_STRATEGY)) == LEGACY_STRATEGY:
+        d["selection"] = {k: v for k, v in sel.items() if k != "strategy"}
+    return sha256_hex(d)
 
 
 def resolve(
@@ -334,7 +353,8 @@ def resolve(
     Meth = section_class("MethodSection", [("name", str, meth.name)], meth.Config)
     Sel = section_class(
         "SelectionSection",
-        [("name", str, rule.name), ("grid", str, SelectionCommon.grid), ("diagnostic", bool, False)],
+        [("name", str, rule.name), ("grid", str, SelectionCommon.grid), ("diagnostic", bool, False),
+         ("strategy", Strategy, Strategy(SelectionCommon.strategy))],
         rule.Config,
     )
     base = OmegaConf.structured(SuiteConfig)

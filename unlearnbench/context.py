@@ -163,8 +163,8 @@ class Ctx:
         return edited_state(self.__stages.original(), tau, lam)
 
     def select(self, tau: dict, lambdas: list[float] | None = None) -> Selection:
-        """Choose λ for θ_0 − λτ with the run's selection rule, on the rule's splits only
-        (``unlearnbench.selection.sweep``)."""
+        """Choose λ for θ_0 − λτ with the run's selection rule, on the rule's splits only, visiting
+        the grid as ``selection.strategy`` says (``unlearnbench.selection.sweep``)."""
         from .taskvec import InPlaceEditor
 
         rule, rcfg, task = self.__rule, self.__rule_cfg, self.__task
@@ -174,7 +174,7 @@ class Ctx:
         reference = self.__stages.retrain_metrics() if "retrain" in allowed else None
         sel = sweep(editor.set, lambda names: self.__stages.evaluator.measure(model, names),
                     lambdas if lambdas is not None else grid(rcfg.grid, task.grids), rule, rcfg, task, reference,
-                    allowed, task.scoring.metric_splits)
+                    allowed, task.scoring.metric_splits, strategy=getattr(rcfg, "strategy", "grid"))
         self.timings["select_s"] = self.timings.get("select_s", 0.0) + sel.seconds
         self.timings["select_evals"] = self.timings.get("select_evals", 0) + sel.evals
         return sel

@@ -57,6 +57,10 @@ class SelectionRule:
     Config: type | None = None
     oracle: bool = False  # reads the retrain oracle and/or test: tagged wherever it appears
     reads: frozenset[str] = frozenset()  # splits (and "retrain") the rule's metrics come from
+    # False: ``feasible`` and ``choose`` may be given the evaluated part of the grid (in λ order) by a
+    # strategy that skips λs (``selection.strategy`` frontier or halving; ``_halving`` says what curve
+    # shape they assume). True: the rule's choice needs every λ, so every strategy gives it the grid.
+    grid_only: bool = False
 
     def reads_for(self, cfg: Any, task: Any) -> frozenset[str]:
         return self.reads
@@ -124,6 +128,18 @@ def check_reads(rule: SelectionRule, cfg: Any, task: Any, allowed: frozenset[str
     return needs
 
 
+# selection.strategy: how a λ sweep visits the grid. grid: every λ; frontier: every λ up to the
+# first infeasible one; halving: a coarse pass, then halving steps around the choice (see _halving)
+STRATEGIES = ("grid", "frontier", "halving")
+COARSE_STEP = 8  # halving's coarse pass: every 8th λ, then steps of 4, 2, 1
+
+
+def _takes_baseline(fn: Callable) -> bool:
+    import inspect
+
+    return "baseline" in inspect.signature(fn).parameters  # rules written before θ_0 was passed
+
+
 def sweep(
     set_lambda: Callable[[float], None],
     measure: Callable[[list[str]], dict],
@@ -134,43 +150,131 @@ def sweep(
     reference: dict | None,
     allowed: frozenset[str],
     metric_splits: Callable[[str], frozenset[str]],
+    strategy: str = "grid",
 ) -> Selection:
-    """Evaluate each λ on the rule's splits only, in grid order, with weights set in place.
+    """Evaluate λs of the grid on the rule's splits only, with weights set in place, and choose.
+
+    ``strategy`` (``selection.strategy``) is how the grid is visited: ``grid`` evaluates every λ
+    in grid order (the rule's ``can_stop`` may end it early); ``frontier`` every λ in order up to
+    the first infeasible one (the full grid's λ* whenever the feasible λs are a prefix of the grid);
+    ``halving`` a subset (the full grid's λ* on well-behaved curves, see ``_halving``). A rule with
+    ``grid_only`` always gets ``grid``. The curve holds the evaluated points only, in λ order.
 
     The rule compares against θ_0 (λ = 0): ``curve[0]`` itself when the grid starts at 0 (every
     named grid does), else θ_0 measured once before the grid, so a grid such as ``1.5:2:0.05``
     keeps the κ floor of θ_0, not of its first point (that baseline goes into ``params``)."""
-    import inspect
-
     needs = check_reads(rule, cfg, task, allowed, metric_splits)
     from . import progress
 
     if not lambdas:
         raise ConfigError("the lambda grid is empty: give at least one λ, e.g. -o selection.grid=0:2:0.05")
+    strategy = str(strategy)
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"selection.strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+    used = "grid" if getattr(rule, "grid_only", False) else strategy
     t0 = time.perf_counter()
     baseline: dict | None = None
     params: dict = {}
-    if lambdas[0] != 0:
+    points = lambdas if used == "grid" else sorted(set(lambdas))  # halving walks the grid in λ order
+    if strategy != "grid":
+        params["strategy"] = used  # what ran: ``grid`` where the rule opts out (``grid_only``)
+    if points[0] != 0:
         set_lambda(0.0)
         baseline = {"lambda": 0.0, **measure(needs)}
         params["baseline"] = baseline
-    stop_takes_baseline = "baseline" in inspect.signature(rule.can_stop).parameters
-    curve: list[dict] = []
-    with progress.bar(len(lambdas), f"select λ ({rule.name})", unit="λ") as pbar:
-        for lam in lambdas:
-            set_lambda(lam)
-            curve.append({"lambda": lam, **measure(needs)})
-            if baseline is None:
-                baseline = curve[0]  # λ = 0: the same dict the rules read as curve[0]
-            pbar.update(1)
-            if (rule.can_stop(curve, cfg, task, baseline) if stop_takes_baseline
-                    else rule.can_stop(curve, cfg, task)):
-                break
+    if used == "grid":
+        stop_takes_baseline = _takes_baseline(rule.can_stop)
+        curve: list[dict] = []
+        with progress.bar(len(lambdas), f"select λ ({rule.name})", unit="λ") as pbar:
+            for lam in lambdas:
+                set_lambda(lam)
+                curve.append({"lambda": lam, **measure(needs)})
+                if baseline is None:
+                    baseline = curve[0]  # λ = 0: the same dict the rules read as curve[0]
+                pbar.update(1)
+                if (rule.can_stop(curve, cfg, task, baseline) if stop_takes_baseline
+                        else rule.can_stop(curve, cfg, task)):
+                    break
+    else:
+        with progress.bar(len(points), f"select λ ({rule.name}, {used})", unit="λ") as pbar:
+            def probe(lam: float) -> dict:
+                set_lambda(lam)
+                point = {"lambda": lam, **measure(needs)}
+                pbar.update(1)
+                return point
+
+            curve, baseline = _halving(probe, points, rule, cfg, task, reference, baseline,
+                                       1 if used == "frontier" else COARSE_STEP)
     idx, score = rule.choose(curve, cfg, task, reference, baseline)
     lam = curve[idx]["lambda"]
     return Selection(rule=rule.name, oracle=rule.oracle, lam=lam, score=float(score), index=idx, curve=curve,
                      evals=len(curve) + ("baseline" in params), seconds=time.perf_counter() - t0,
                      grid_edge=lam == max(lambdas), params=params)
+
+
+def _halving(probe: Callable[[float], dict], points: list[float], rule: SelectionRule, cfg: Any, task: Any,
+             reference: dict | None, baseline: dict | None, step: int) -> tuple[list[dict], dict]:
+    """The ``halving`` strategy (``frontier`` is its ``step`` = 1): the evaluated points (in λ
+    order) and θ_0's metrics.
+
+    It reads the rule only through ``feasible`` and ``choose`` on the partial curve, so any rule
+    works. 1. A coarse pass over every ``step``-th λ (and the last), in order, that stops at the
+    first infeasible one. 2. With c the rule's choice so far, s = ⌈s/2⌉ from ``step`` down to 1:
+    evaluate the λs s grid steps either side of c, choose again. 3. While the choice moves,
+    evaluate its two neighbours: it ends on a point whose both neighbours were evaluated.
+    No λ at or past a known infeasible one is evaluated.
+
+    Why it is the full grid's choice on a well-behaved curve -- the feasible λs are a prefix of
+    the grid, and on them the rule's score falls strictly to its first minimiser m and never goes
+    below it after (so the rule's argmin with ties to the smaller λ, ``rules._argmin``, is m and
+    the order (score, λ), infeasible points last, is strictly unimodal with its minimum at m):
+    after step 1, m lies within ``step`` grid steps of c (c's coarse neighbours are worse, or
+    infeasible, or off the grid). If m is within s of c, then after evaluating c ± ⌈s/2⌉ the new
+    choice c' is c or one of them, and m is within ⌈s/2⌉ of c' (if c' = c + ⌈s/2⌉ is better than
+    c, m is past c; 2⌈s/2⌉ >= s). At s = 1 that gives c = m. Step 3 guards noisy curves only.
+    With ``step`` = 1 only the prefix shape is assumed: step 1 is then every λ up to the first
+    infeasible one, and steps 2 and 3 evaluate nothing more.
+    [OURS, issue 15; the coarse-to-fine search of a unimodal sequence, cf. Kiefer 1953]"""
+    feas_takes_baseline = _takes_baseline(rule.feasible)
+    n = len(points)
+    done: dict[int, dict] = {}
+    bad_from = n  # the first grid index known infeasible: by the prefix shape, so is every later one
+
+    def curve() -> list[dict]:
+        return [done[i] for i in sorted(done)]
+
+    def visit(i: int) -> None:
+        nonlocal baseline, bad_from
+        if i < 0 or i >= bad_from or i in done:
+            return
+        done[i] = probe(points[i])
+        if baseline is None:
+            baseline = done[i]  # points[0] is λ = 0 here, and it is visited first
+        order = sorted(done)
+        part = [done[j] for j in order]
+        ok = rule.feasible(part, cfg, task, baseline) if feas_takes_baseline else rule.feasible(part, cfg, task)
+        bad_from = min([bad_from] + [j for j, f in zip(order, ok) if not f])
+
+    def chosen() -> int:
+        part_idx = sorted(done)
+        i, _ = rule.choose(curve(), cfg, task, reference, baseline)
+        return part_idx[i]
+
+    for i in list(range(0, n, step)) + [n - 1]:
+        visit(i)
+    s = step
+    while s > 1:
+        s = (s + 1) // 2
+        c = chosen()
+        visit(c - s)
+        visit(c + s)
+    c, prev = chosen(), None
+    while c != prev:
+        visit(c - 1)
+        visit(c + 1)
+        prev, c = c, chosen()
+    assert baseline is not None
+    return curve(), baseline
 
 
 def search(
