@@ -6,9 +6,11 @@
 lacks is trained first, untimed. Every stage runs as its own ``unlearnbench run`` process, one at a
 time on an otherwise idle machine, and its time is the ``timings`` field that run wrote:
 
-- one merge's λ sweep (NegMerge, ``select_s``): ``selection.strategy=grid`` (before) and the default;
+- one merge's λ sweep (NegMerge, ``select_s``): ``selection.strategy=grid`` (before), ``frontier`` and
+  ``halving`` (after; both options, the default stays ``grid``: benchmarks/results/lambda_replay.txt);
 - Task Arithmetic's selection (``select_s``): the grid on the first 9 members, scaled by 27/9 (before),
-  and the default on all 27 (after); the chosen member and λ of both are printed;
+  ``frontier`` on the same 9 (scaled) and ``halving`` on all 27 (after); each member's λ and score are
+  compared with the grid's on the same stored pool;
 - the 27-member pool (``pool_s``), in a fresh store holding only θ_0: ``local`` with 2 threads (before),
   ``processes`` with 2 workers x 1 thread, and ``ray`` the same (after);
 - one retain baseline's lr search (fine-tuning, ``search_s``, 5 lrs x 10 epochs): the same three;
@@ -71,6 +73,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "trial_cost.txt")
     ap.add_argument("--stages", default="sweep,ta,pool,search", help="which stages to time (comma list)")
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray side")
+    ap.add_argument("--ray-search", action="store_true", help="time the search on Ray too (the pool always is)")
     args = ap.parse_args()
     stages = set(args.stages.split(","))
     lines: list[str] = [f"# python benchmarks/trial_cost.py {' '.join(sys.argv[1:])}",
@@ -85,35 +88,47 @@ def main() -> None:
     ratios: dict[str, float] = {}
     rows: list[tuple[str, str, float, str, float]] = []
     try:
-        warm = run("negmerge", args.store, ["selection.strategy=grid"], "warm", work)  # trains what is missing
+        warm = run("retrain", args.store, [], "warm", work)  # trains what is missing (untimed)
         say(f"store {args.store}: original {warm['weights_digest']['original'][:12]}, "
             f"trained now: {warm['trained_now'] or 'nothing'}")
         if "sweep" in stages:
             before = run("negmerge", args.store, ["selection.strategy=grid"], "sweep-grid", work)
-            after = run("negmerge", args.store, [], "sweep-new", work)
-            b, a = before["timings"]["select_s"], after["timings"]["select_s"]
-            same = before["lambda"] == after["lambda"] and before["weights_digest"] == after["weights_digest"]
-            rows.append(("NegMerge λ sweep", f"grid, {before['timings']['select_evals']} evals", b,
-                         f"{after['config']['selection'].get('strategy')}, {after['timings']['select_evals']} evals", a))
-            ratios["sweep"] = b / a
-            say(f"λ sweep: λ* {before['lambda']} vs {after['lambda']}, same unlearned weights: {same}")
+            b = before["timings"]["select_s"]
+            for strat in ("frontier", "halving"):
+                after = run("negmerge", args.store, [f"selection.strategy={strat}"], f"sweep-{strat}", work)
+                a = after["timings"]["select_s"]
+                same = before["weights_digest"]["unlearned"] == after["weights_digest"]["unlearned"]
+                rows.append(("NegMerge λ sweep", f"grid, {before['timings']['select_evals']} evals", b,
+                             f"{strat}, {after['timings']['select_evals']} evals", a))
+                ratios.setdefault("sweep", b / a)  # frontier: the one that agreed on every replayed curve
+                say(f"λ sweep {strat}: λ* {after['lambda']} (grid {before['lambda']}), same unlearned weights: {same}")
         if "ta" in stages:
-            before = run("task-arithmetic", args.store, ["selection.strategy=grid", "pool.size=9"], "ta-grid9", work)
-            after = run("task-arithmetic", args.store, [], "ta-new", work)
-            b, a = before["timings"]["select_s"] * 27 / 9, after["timings"]["select_s"]
-            rows.append(("Task Arithmetic selection", f"grid, 9 members x 27/9 ({before['timings']['select_evals']} "
-                         "evals x 3)", b, f"{after['config']['selection'].get('strategy')}, 27 members "
-                         f"({after['timings']['select_evals']} evals)", a))
-            ratios["ta"] = b / a
-            say(f"TA: best member {after['info']['best_member']['index']} at λ {after['lambda']} (new strategy)")
+            grid9 = run("task-arithmetic", args.store, ["selection.strategy=grid", "pool.size=9"], "ta-grid9", work)
+            front9 = run("task-arithmetic", args.store, ["selection.strategy=frontier", "pool.size=9"], "ta-front9", work)
+            half = run("task-arithmetic", args.store, ["selection.strategy=halving"], "ta-halving", work)
+            b = grid9["timings"]["select_s"] * 27 / 9
+            ref = [(m["lambda"], m["score"]) for m in grid9["info"]["member_scores"]]
+            for tag, rec, scale in (("frontier", front9, 3), ("halving", half, 1)):
+                got = [(m["lambda"], m["score"]) for m in rec["info"]["member_scores"][:9]]
+                agree = sum(g == r for g, r in zip(got, ref))
+                a = rec["timings"]["select_s"] * scale
+                rows.append(("Task Arithmetic selection, 27 members", f"grid ({grid9['timings']['select_evals']} evals "
+                             "on 9 members, x 27/9)", b, f"{tag} ({rec['timings']['select_evals']} evals"
+                             f"{' on 9 members, x 27/9' if scale == 3 else ''})", a))
+                say(f"TA {tag}: members 0-8 with the grid's λ and score: {agree} of 9")
+                if tag == "frontier":
+                    ratios["ta"] = b / a
+            say(f"TA halving: best member {half['info']['best_member']['index']} at λ {half['lambda']}")
         for stage, method, key in (("pool", "negmerge", "pool_s"), ("search", "finetune", "search_s")):
             if stage not in stages:
                 continue
             got = {}
-            for tag, over in (("local", []), ("processes", PROC), *((() if args.no_ray else (("ray", RAY),)))):
+            sides = [("local", []), ("processes", PROC)]
+            if not args.no_ray and (stage == "pool" or args.ray_search):
+                sides.append(("ray", RAY))
+            for tag, over in sides:
                 store = shared_only(args.store, work / f"store-{stage}-{tag}")
-                rec = run(method, store, over + (["selection.strategy=grid"] if stage == "pool" else []),
-                          f"{stage}-{tag}", work)
+                rec = run(method, store, over, f"{stage}-{tag}", work)
                 got[tag] = rec
                 shutil.rmtree(store, ignore_errors=True)
             b = got["local"]["timings"][key]
