@@ -234,6 +234,22 @@ def test_a_sweep_with_processes_gives_the_local_records(local_records, tmp_path)
         _same(local_records[name], got[name])
 
 
+@pytest.mark.slow
+def test_ray_with_no_address_starts_a_local_instance_and_stops_it():
+    ray = pytest.importorskip("ray")
+    from unlearnbench.executor import RayExecutor
+
+    assert not ray.is_initialized()
+    ex = RayExecutor(workers=2, threads=1)
+    try:
+        out = ex.run([Job(str(i), square, (i,)) for i in range(3)] + [Job("t", threads_here, (0,))])
+        assert [o.value for o in out] == [0, 1, 4, 1]
+        assert ray.cluster_resources().get("CPU") == 2  # workers x threads, nothing of an outside cluster
+    finally:
+        ex.close()
+    assert not ray.is_initialized()  # the instance it started is gone: nothing left running
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     """Ray's own simulated cluster: a head and a second node, one CPU each, on loopback."""

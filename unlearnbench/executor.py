@@ -24,14 +24,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from .config import Choice
+from .config import ExecutorName
 from .errors import ConfigError, UnlearnbenchError
-
-
-class ExecutorName(Choice):
-    local = "local"
-    processes = "processes"
-    ray = "ray"
 
 
 class JobError(UnlearnbenchError):
