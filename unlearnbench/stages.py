@@ -157,9 +157,7 @@ class Stages:
             def write(o):
                 if o.ok:
                     kind, spec = specs[o.job.key]
-                    with self.store.lock(kind, o.job.key):
-                        if not self.store.has(kind, o.job.key):
-                            self.store.put(kind, o.job.key, o.value, spec, self.task.manifest_hash)
+                    self.store.put_new(kind, o.job.key, o.value, spec, self.task.manifest_hash)
                     self.trained.append(kind)
                     self.timings[f"{kind}_s"] = o.worker_s
 
@@ -250,9 +248,7 @@ class Stages:
 
         def write(o):
             if o.ok:
-                with self.store.lock("pool", o.job.key):  # another driver may have stored it meanwhile
-                    if not self.store.has("pool", o.job.key):
-                        self.store.put("pool", o.job.key, o.value, spec_of[o.job.key], mh)
+                self.store.put_new("pool", o.job.key, o.value, spec_of[o.job.key], mh)  # a member another driver stored meanwhile is kept
                 timings["pool_trained"] += 1
 
         t0 = time.perf_counter()

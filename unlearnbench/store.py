@@ -203,6 +203,15 @@ class Store:
                 _atomic_write_bytes(data, payload)
             _atomic_write(side, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1, default=str)))
 
+    def put_new(self, kind: str, key: str, tensors: dict, spec: dict, manifest: str | None) -> bool:
+        """Store a result computed elsewhere (an executor's worker) unless another writer stored it
+        meanwhile (checked under the artifact's lock); True when this call wrote it."""
+        with self.lock(kind, key):
+            if self.has(kind, key):
+                return False
+            self.put(kind, key, tensors, spec, manifest)
+            return True
+
     def get(self, kind: str, key: str, manifest: str | None) -> tuple[dict, dict]:
         """Load and verify an artifact; raises StoreError if it is corrupt, ManifestMismatch if
         its sidecar names another index manifest. A failed lock-free read is tried once more under
