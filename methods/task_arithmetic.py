@@ -23,14 +23,25 @@ class TaskArithmetic(Method):
     def unlearn(self, ctx) -> Result:
         best = None
         scores = []
+        # selection.also: every other rule picks its own best member from the same sweeps (PROTOCOL §5(d))
+        also_best: dict = {}
+        also_scores: dict = {}
         for member, tau in ctx.pool():  # step 1, streamed
             sel = ctx.select(tau)
             scores.append({"index": member["index"], "key": member["key"], "lambda": sel.lam, "score": sel.score})
             if best is None or sel.score < best[1].score:  # step 2: strict, so ties go to the smaller i
                 best = (member, sel, tau)
+            for name, choice in sel.also.items():
+                also_scores.setdefault(name, []).append({"index": member["index"], "lambda": choice["lambda"],
+                                                         "score": choice["score"]})
+                if name not in also_best or choice["score"] < also_best[name][1].also[name]["score"]:
+                    also_best[name] = (member, sel, tau)
         member, sel, tau = best
+        by_rule = {name: Result(ctx.apply(t, s.also[name]["lambda"]), lam=s.also[name]["lambda"], selection=s,
+                                merged=t, info={"best_member": m, "member_scores": also_scores[name]})
+                   for name, (m, s, t) in also_best.items()}
         return Result(ctx.apply(tau, sel.lam), lam=sel.lam, selection=sel, merged=tau,  # step 3
-                      info={"best_member": member, "member_scores": scores},
+                      info={"best_member": member, "member_scores": scores}, by_rule=by_rule,
                       diagnostics=[{"index": s["index"], "key": s["key"], "lambda": s["lambda"]} for s in scores])
 
 

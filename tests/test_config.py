@@ -164,5 +164,5 @@ def test_committed_records_resolve_to_their_hash_and_folder(host):
     assert len(paths) > 200
     for p in paths:
         rec = json.loads(p.read_text())
-        r = resolve(host, file_layer=rec["config"])
+        r = resolve(host, file_layer=rec["config"], protocol=rec.get("protocol", 1))
         assert (r.hash, r.run_name) == (rec["config_hash"], p.parent.parent.name), p

@@ -47,7 +47,9 @@ def test_val_matched_random_and_floor():
              0.5: {"acc_forget": 91, "acc_val": 89, "acc_val_retain": 89},
              1.0: {"acc_forget": 88, "acc_val": 88, "acc_val_retain": 84}}  # 84 < 0.95·90: infeasible
     sel, _ = _run_sweep(ValMatched(), ValMatched.Config(), table)
-    assert sel.lam == 0.5 and sel.score == 2
+    assert sel.lam == 0.5 and sel.score == 1  # v2: |91 − 90|, the original's Acc D_val
+    sel, _ = _run_sweep(ValMatched(), ValMatched.Config(target="edited"), table)
+    assert sel.lam == 0.5 and sel.score == 2  # v1: |91 − 89|, the edited model's
 
 
 def test_oracle_rule_minimises_avg_gap():
@@ -55,8 +57,133 @@ def test_oracle_rule_minimises_avg_gap():
     table = {0.0: {"acc_retain": 100, "acc_forget": 100, "acc_test": 91, "mia": 0},
              1.0: {"acc_retain": 99, "acc_forget": 91, "acc_test": 90, "mia": 9},
              2.0: {"acc_retain": 80, "acc_forget": 80, "acc_test": 80, "mia": 30}}
-    sel, _ = _run_sweep(OracleAvgGap(), OracleAvgGap.Config(), table, reference=ref)
+    sel, _ = _run_sweep(OracleAvgGap(), OracleAvgGap.Config(subsample=False), table, reference=ref)
     assert sel.lam == 1.0 and sel.score == pytest.approx(0.75) and sel.oracle
+
+
+def test_oracle_rule_selects_on_the_subsamples_against_retrain_on_the_same():
+    """PROTOCOL §5(d): during selection Acc D_r is the 5,000-sample floor split and MIA the ≤ 2,000 +
+    2,000 subsample, and Retrain's reference is measured on the same subsamples."""
+    rule = OracleAvgGap()
+    assert rule.needs(rule.Config(), _Task()) == ["acc_retain_floor", "acc_forget", "acc_test", "mia_sel"]
+    ref = {"acc_retain_floor": 100, "acc_forget": 90, "acc_test": 90, "mia_sel": 10,
+           "acc_retain": 0, "mia": 99}  # the full-set values must not be read
+    curve = [{"acc_retain_floor": 100, "acc_forget": 100, "acc_test": 91, "mia_sel": 0},
+             {"acc_retain_floor": 99, "acc_forget": 91, "acc_test": 90, "mia_sel": 9}]
+    assert rule.choose(curve, rule.Config(), _Task(), ref) == (1, pytest.approx(0.75))
+
+
+def test_split_test_rule_reports_both_halves_and_the_optimism():
+    from unlearnbench.rules import OracleSplitTest
+
+    rule = OracleSplitTest()
+    assert rule.oracle and rule.needs(rule.Config(), _Task()) == ["acc_retain_floor", "acc_forget", "acc_test_a",
+                                                                  "mia_sel_a"]
+    got = {"acc_retain": 99, "acc_forget": 91, "acc_test_a": 90, "acc_test_b": 87, "mia_a": 9, "mia_b": 5}
+    ref = {"acc_retain": 100, "acc_forget": 90, "acc_test_a": 90, "acc_test_b": 90, "mia_a": 10, "mia_b": 10}
+    out = rule.final_report(lambda names: {n: got[n] for n in names}, lambda names: {n: ref[n] for n in names})
+    assert out["gap_a"] == pytest.approx((1 + 1 + 0 + 1) / 4) and out["gap_b"] == pytest.approx((1 + 1 + 3 + 5) / 4)
+    assert out["optimism"] == pytest.approx(out["gap_b"] - out["gap_a"])
+
+
+def test_val_matched_v2_ties_go_to_the_higher_floor_then_the_smaller_lambda():
+    """PROTOCOL §10.2 #46: class-wise, Acc D_f = 0 at several λ; v1 took the smallest, v2 the one that
+    keeps the most of D_val^r (target=edited keeps v1's ties)."""
+    curve = [{"acc_forget": 100, "acc_val": 90, "acc_val_retain": 90},
+             {"acc_forget": 0, "acc_val": 80, "acc_val_retain": 88},
+             {"acc_forget": 0, "acc_val": 82, "acc_val_retain": 89},
+             {"acc_forget": 0, "acc_val": 81, "acc_val_retain": 89}]
+    rule = ValMatched()
+    assert rule.choose(curve, rule.Config(), _ClassWise(), None) == (2, 0)
+    assert rule.choose(curve, rule.Config(target="edited"), _ClassWise(), None) == (1, 0)
+
+
+def test_val_matched_extends_the_grid_once_when_the_last_lambda_wins():
+    """PROTOCOL §5(c) v2: λ* = max Λ and feasible → the same step on to 2·max Λ, once; the record says
+    grid_extended, and grid_edge when λ* is still the last point."""
+    from unlearnbench.selection import extension
+
+    lambdas = [0.0, 0.5, 1.0]
+    assert extension(lambdas) == [1.5, 2.0] and extension([round(0.05 * i, 2) for i in range(41)])[-1] == 4.0
+    table = {lam: {"acc_forget": 100 - 3 * i, "acc_val": 90, "acc_val_retain": 90}  # |Acc D_f − 90|: 10, 7, 4, 1, 2
+             for i, lam in enumerate([0.0, 0.5, 1.0, 1.5, 2.0])}
+    sel, calls = _run_sweep_grid(ValMatched(), ValMatched.Config(), table, lambdas)
+    assert calls == [0.0, 0.5, 1.0, 1.5, 2.0] and sel.lam == 1.5 and sel.params["grid_extended"]
+    assert not sel.grid_edge and sel.evals == 5
+    sel, calls = _run_sweep_grid(ValMatched(), ValMatched.Config(target="edited"), table, lambdas)
+    assert calls == lambdas and sel.lam == 1.0 and sel.grid_edge  # v1: no extension
+    table[2.0]["acc_forget"] = 90  # best at 2·max Λ: the choice stays at the edge
+    sel, _ = _run_sweep_grid(ValMatched(), ValMatched.Config(), table, lambdas)
+    assert sel.lam == 2.0 and sel.grid_edge and sel.params["grid_extended"]
+
+
+def _run_sweep_grid(rule, cfg, table, lambdas, also=()):
+    state = {}
+    calls = []
+
+    def set_lambda(lam):
+        state["lam"] = lam
+        calls.append(lam)
+
+    return sweep(set_lambda, lambda names: {n: table[state["lam"]][n] for n in names}, lambdas, rule, cfg,
+                 _Task(), None, rule.reads, _Task.scoring.metric_splits, also=also), calls
+
+
+class _Spy(ValMatched):
+    """val_matched that writes down every metric name it was shown."""
+
+    name = "spy"
+
+    def __init__(self):
+        self.seen = set()
+
+    def feasible(self, curve, cfg, task, baseline=None):
+        for p in curve + [baseline or {}]:
+            self.seen |= set(p)
+        return super().feasible(curve, cfg, task, baseline)
+
+    def choose(self, curve, cfg, task, reference, baseline=None):
+        for p in curve + [baseline or {}]:
+            self.seen |= set(p)
+        return super().choose(curve, cfg, task, reference, baseline)
+
+
+def test_a_rule_sees_only_its_metrics_on_a_shared_curve():
+    """Issue 16 acceptance 1: one sweep measures the union of its rules' metrics, once per λ, and each
+    rule chooses with only the metrics it declared visible, even though the curve holds the others:
+    the run's own choice is the one it makes alone, and the other rules' land in ``also``."""
+    from unlearnbench.rules import OracleSplitTest
+    from unlearnbench.selection import RuleUse
+
+    names = ["acc_forget", "acc_val", "acc_val_retain", "acc_retain_floor", "acc_test", "mia_sel", "acc_test_a",
+             "mia_sel_a"]
+    lambdas = [0.0, 0.5, 1.0, 1.5, 2.0]
+    table = {lam: {n: 100 - (7 + j) * i * (n != "acc_val_retain") for j, n in enumerate(names)}
+             for i, lam in enumerate(lambdas)}
+    for lam in lambdas:
+        table[lam]["acc_val"] = 90
+    ref = dict(table[1.0])  # the oracles' optimum inside the grid (no extension)
+    alone_spy = _Spy()
+    alone, _ = _run_sweep_grid(alone_spy, ValMatched.Config(), table, lambdas)
+    spy = _Spy()
+    asked = []
+    also = [RuleUse(OracleAvgGap(), OracleAvgGap.Config(), ref, OracleAvgGap.reads),
+            RuleUse(OracleSplitTest(), OracleSplitTest.Config(), ref, OracleSplitTest.reads)]
+    state = {}
+    sel = sweep(lambda lam: state.update(lam=lam),
+                lambda ns: asked.append(list(ns)) or {n: table[state["lam"]][n] for n in ns},
+                lambdas, spy, ValMatched.Config(), _Task(), None, spy.reads, _Task.scoring.metric_splits, also=also)
+    assert spy.seen == alone_spy.seen == {"lambda", "acc_forget", "acc_val", "acc_val_retain"}
+    assert (sel.lam, sel.score, sel.index) == (alone.lam, alone.score, alone.index)
+    assert len(asked) == len(lambdas) and set(asked[0]) == set(names)  # the union, once per λ
+    assert set(sel.curve[0]) == {"lambda", "acc_forget", "acc_val", "acc_val_retain"}  # the method's view
+    full = sel.summary()["curve"]
+    assert set(full[0]) == {"lambda", *names}  # the record keeps every rule's metrics
+    assert set(sel.also) == {"oracle_avg_gap", "oracle_split_test"} and sel.also["oracle_avg_gap"]["oracle"]
+    for name, rule in (("oracle_avg_gap", OracleAvgGap()), ("oracle_split_test", OracleSplitTest())):
+        idx, score = rule.choose([{n: p[n] for n in rule.needs(rule.Config(), _Task())} for p in full],
+                                 rule.Config(), _Task(), ref)
+        assert (sel.also[name]["index"], sel.also[name]["score"]) == (idx, pytest.approx(score))
 
 
 def test_nothing_feasible_picks_least_damage_not_a_collapse():

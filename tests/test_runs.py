@@ -31,7 +31,11 @@ def test_negmerge_record(host, session_store, tmp_path):
     sel = on_disk["selection"]
     assert sel["rule"] == "val_matched" and not sel["oracle"] and len(sel["curve"]) == 41
     assert on_disk["lambda"] == sel["lambda"] and 0.0 <= on_disk["lambda"] <= 2.0
-    assert set(sel["curve"][0]) == {"lambda", "acc_forget", "acc_val", "acc_val_retain"}  # no test in selection
+    own = {"lambda", "acc_forget", "acc_val", "acc_val_retain"}
+    # the curve also holds the oracle rules' metrics (selection.also=auto), which val_matched never sees
+    # (tests/test_rules.py): its λ* is the one it chooses alone (tests/test_also.py)
+    assert set(sel["curve"][0]) == own | {"acc_retain_floor", "acc_test", "mia_sel", "acc_test_a", "mia_sel_a"}
+    assert set(on_disk["by_rule"]) == {"oracle_avg_gap", "oracle_split_test"}
     assert all(c["acc_val"] == c["acc_val_retain"] for c in sel["curve"])  # one split, evaluated once
     assert 0.0 <= on_disk["sparsity"]["u_all"] <= 100.0
     assert set(on_disk["sparsity"]["by_component"]) == {"conv", "fc"} and on_disk["sparsity"]["by_depth"]
@@ -72,7 +76,7 @@ def test_retrain_row_is_the_oracle(host, session_store, tmp_path):
 def test_oracle_rule_is_tagged(host, session_store, tmp_path):
     rec = run(host, session_store, tmp_path, over=["selection=oracle_avg_gap"])
     assert rec["selection"]["oracle"] and rec["oracle"] and rec["selection_rule"] == "oracle_avg_gap"
-    assert "mia" in rec["selection"]["curve"][0]
+    assert "mia_sel" in rec["selection"]["curve"][0]  # the selection-time MIA subsample (§5(d))
 
 
 def test_pool_interruption_keeps_finished_members(host, tmp_path, monkeypatch):
@@ -184,9 +188,11 @@ def test_diagnostic_sweep_reads_test_after_selection_and_stays_off_leaderboards(
     assert diag["weights_digest"] == plain["weights_digest"]
     assert [{k: v for k, v in p.items() if k != "diagnostic"} for p in diag["selection"]["curve"]] == \
         plain["selection"]["curve"]
-    assert all(set(p["diagnostic"]) == {"acc_test", "acc_retain"} for p in diag["selection"]["curve"])
+    keys = ("acc_test", "acc_retain", "acc_forget", "mia")
+    assert all(set(p["diagnostic"]) == {*keys, "avg_gap"} for p in diag["selection"]["curve"])
     at_star = diag["selection"]["curve"][[p["lambda"] for p in diag["selection"]["curve"]].index(diag["lambda"])]
-    assert at_star["diagnostic"] == {k: plain["metrics"][k] for k in ("acc_test", "acc_retain")}  # θ_0 − λ*τ
+    assert {k: at_star["diagnostic"][k] for k in keys} == {k: plain["metrics"][k] for k in keys}  # θ_0 − λ*τ
+    assert at_star["diagnostic"]["avg_gap"] == pytest.approx(plain["gap"]["avg_gap"])  # Avg. Gap at every λ
     assert diag["info"]["diagnostic"] and "diagnostic" not in plain["info"]
     assert "diagnostic" not in plain["selection"]["curve"][0]
     for r in (plain, diag):

@@ -17,6 +17,9 @@ from unlearnbench.selection import STRATEGIES, SelectionRule, grid, sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 GRID = grid("classifier")  # 41 points
+# These curves were written for v1's target (the edited model's Acc D_val, no grid extension); what
+# they test, each strategy's agreement with the full grid, is the same under v2 (test_v2_extension_*)
+V1 = ValMatched.Config(target="edited")
 
 
 class _Task:
@@ -65,7 +68,7 @@ def _crossing():
 
 
 def test_val_matched_random_interior_crossing():
-    sels = _same_choice(ValMatched(), ValMatched.Config(), _crossing())
+    sels = _same_choice(ValMatched(), V1, _crossing())
     assert sels["grid"].lam == 0.9 and sels["grid"].evals == 41
     assert sels["frontier"].evals == 41  # nothing infeasible: frontier is the grid here
     assert sels["halving"].evals <= 14  # the point of it
@@ -76,7 +79,7 @@ def test_val_matched_random_floor_hit():
     forget = [100 - 0.5 * i for i in range(41)]
     val = [92 - 0.1 * i for i in range(41)]
     floor = [92 - 0.25 * i for i in range(41)]  # >= 0.95 x 92 = 87.4 up to i = 18 (λ = 0.9)
-    sels = _same_choice(ValMatched(), ValMatched.Config(), _random_table(forget, val, floor))
+    sels = _same_choice(ValMatched(), V1, _random_table(forget, val, floor))
     assert sels["grid"].lam == 0.9 and not sels["grid"].grid_edge
     assert sels["frontier"].evals == 20  # λ = 0 ... 0.95, the first infeasible one, and no further
     assert sels["halving"].evals < 20
@@ -90,7 +93,7 @@ def test_val_matched_class_wise_plateau_and_floor(floor_from):
     forget = [max(0.0, 100 - 5 * i) for i in range(41)]
     val = [90.0] * 41
     floor = [90.0 if floor_from is None or i < floor_from else 80.0 for i in range(41)]
-    sels = _same_choice(ValMatched(), ValMatched.Config(), _random_table(forget, val, floor), class_wise=True)
+    sels = _same_choice(ValMatched(), V1, _random_table(forget, val, floor), class_wise=True)
     assert sels["grid"].lam == (1.0 if floor_from is None else 0.55)
     assert sels["halving"].evals < 41
 
@@ -114,7 +117,7 @@ def test_grid_edges(edge):
     else:
         forget = [100 - 0.1 * i for i in range(41)]
     val = [90.0] * 41
-    sels = _same_choice(ValMatched(), ValMatched.Config(), _random_table(forget, val, val))
+    sels = _same_choice(ValMatched(), V1, _random_table(forget, val, val))
     assert sels["grid"].lam == (0.0 if edge == "first" else 2.0)
     assert sels["halving"].grid_edge == (edge == "last") and sels["halving"].evals < 41
 
@@ -124,7 +127,7 @@ def test_grid_not_starting_at_0_keeps_theta0_as_baseline():
     table = {0.0: {"acc_forget": 100, "acc_val": 90, "acc_val_retain": 100}}
     for i, lam in enumerate(lambdas):  # feasible while 99 - i >= 95, i.e. up to λ = 1.2
         table[lam] = {"acc_forget": 100 - 2 * i, "acc_val": 90, "acc_val_retain": 99 - i}
-    sels = _same_choice(ValMatched(), ValMatched.Config(), table, lambdas=lambdas)
+    sels = _same_choice(ValMatched(), V1, table, lambdas=lambdas)
     assert sels["grid"].lam == 1.2
     for sel in sels.values():  # θ_0 measured once, first, and recorded
         assert sel.params["baseline"]["lambda"] == 0.0 and sel.curve[0]["lambda"] == 1.0
@@ -147,7 +150,7 @@ def test_well_behaved_random_curves_all_agree():
         if class_wise:
             for i, lam in enumerate(GRID):
                 table[lam]["acc_forget"] = score[i]
-        sels = _same_choice(ValMatched(), ValMatched.Config(), table, class_wise=class_wise)
+        sels = _same_choice(ValMatched(), V1, table, class_wise=class_wise)
         assert sels["halving"].evals <= 16
 
 
@@ -156,9 +159,9 @@ def test_a_noisy_curve_can_fool_halving_not_frontier():
     score = [5.0] * 41
     score[13] = 0.5
     table = _random_table([90 + s for s in score], [90.0] * 41, [90.0] * 41)
-    full, _ = _run(ValMatched(), ValMatched.Config(), table, "grid")
-    front, _ = _run(ValMatched(), ValMatched.Config(), table, "frontier")
-    half, _ = _run(ValMatched(), ValMatched.Config(), table, "halving")
+    full, _ = _run(ValMatched(), V1, table, "grid")
+    front, _ = _run(ValMatched(), V1, table, "frontier")
+    half, _ = _run(ValMatched(), V1, table, "halving")
     assert full.lam == front.lam == 0.65 and half.lam != 0.65
 
 
@@ -168,7 +171,7 @@ def test_a_rule_that_opts_out_gets_the_full_grid():
         grid_only = True
 
     for strategy in STRATEGIES:
-        sel, calls = _run(Whole(), ValMatched.Config(), _crossing(), strategy)
+        sel, calls = _run(Whole(), V1, _crossing(), strategy)
         assert calls == GRID and sel.evals == 41 and sel.lam == 0.9
         assert sel.params == ({} if strategy == "grid" else {"strategy": "grid"})
 
@@ -199,7 +202,7 @@ def test_a_third_party_rule_works_through_feasible_and_choose():
 
 def test_unknown_strategy_is_a_config_error():
     with pytest.raises(ConfigError, match="selection.strategy must be one of grid, frontier, halving"):
-        _run(ValMatched(), ValMatched.Config(), {}, "fast")
+        _run(ValMatched(), V1, {}, "fast")
 
 
 # -- config: the option and the hash ----------------------------------------------------------
@@ -209,8 +212,11 @@ def test_the_strategy_option_and_the_legacy_hash(host):
 
     default = resolve(host)
     assert str(default.cfg.selection.strategy) == "grid" and default.variant == []
-    # the default configuration's hash from before selection.strategy existed (digits-10pct, negmerge)
-    assert default.hash == "269e20c00b4bb843abcd3825c4dab061ac6ca3c5cceda82d93d90f778e23df29"
+    # the protocol-1 default configuration's hash from before selection.strategy existed (digits-10pct,
+    # negmerge): the key at its legacy value is left out of the hash
+    v1 = resolve(host, scenario="digits-10pct", protocol=1)
+    assert v1.hash == "269e20c00b4bb843abcd3825c4dab061ac6ca3c5cceda82d93d90f778e23df29"
+    assert resolve(host, scenario="digits-10pct", protocol=1, overrides=["selection.strategy=grid"]).hash == v1.hash
     assert resolve(host, overrides=["selection.strategy=grid"]).hash == default.hash
     fast = resolve(host, overrides=["selection.strategy=halving"])
     assert fast.hash != default.hash and fast.variant == ["selection.strategy=halving"]
@@ -227,7 +233,7 @@ def test_committed_records_without_the_key_keep_their_hashes(host):
     for p in paths:
         rec = json.loads(p.read_text())
         assert "strategy" not in rec["config"]["selection"]
-        res = resolve(host, file_layer=rec["config"], device_here=False)
+        res = resolve(host, file_layer=rec["config"], device_here=False, protocol=rec.get("protocol", 1))
         assert str(res.cfg.selection.strategy) == "grid"  # read as the legacy value
         assert res.hash == rec["config_hash"], p
 
@@ -251,3 +257,17 @@ def test_ctx_select_uses_the_configured_strategy(host, session_store):
     assert full.evals == 41 and half.evals < 41 and half.params["strategy"] == "halving"
     by_lam = {c["lambda"]: c for c in full.curve}
     assert all(by_lam[c["lambda"]] == c for c in half.curve)  # a λ's metrics do not depend on the order
+
+
+def test_v2_extension_every_strategy_agrees():
+    """v2 val_matched: Acc D_f still falls at λ = 2, so every strategy extends the grid to 4.0 and
+    lands on the same λ* as the full grid's extension (the target is θ_0's Acc D_val, 92)."""
+    lambdas = grid("0:4:0.05")
+    table = {lam: {"acc_forget": 100 - 0.1 * i, "acc_val": 92.0 - 0.01 * i, "acc_val_retain": 92.0}
+             for i, lam in enumerate(lambdas)}  # on [0, 2] |Acc D_f − 92| falls to 4 at λ = 2: extend
+    table.update({lam: {"acc_forget": 92 + 0.01 * (i - 60) ** 2, "acc_val": 90.0, "acc_val_retain": 92.0}
+                  for i, lam in enumerate(lambdas) if i > 40})  # past 2: a bowl with its bottom (92) at λ = 3
+    sels = {st: _run(ValMatched(), ValMatched.Config(), table, st)[0] for st in STRATEGIES}
+    assert sels["grid"].params["grid_extended"] and sels["grid"].lam == 3.0 and not sels["grid"].grid_edge
+    for st, sel in sels.items():
+        assert (sel.lam, sel.score) == (sels["grid"].lam, sels["grid"].score), st

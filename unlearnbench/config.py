@@ -45,6 +45,9 @@ class SelectionCommon:
     # first infeasible one; halving = a coarse pass, then halving steps around the choice [OURS, issue 15]
     strategy: str = "grid"
     diagnostic: bool = False  # also evaluate test at every lambda; such rows never feed leaderboards
+    # more rules choosing on the same curves (PROTOCOL §5(d)): comma-separated names, "none", or "auto"
+    # (the oracle rules oracle_avg_gap and oracle_split_test where the scenario has a Retrain oracle)
+    also: str = "auto"
 
 
 @dataclass
@@ -274,6 +277,22 @@ class Resolved:
     rule: Any
     variant: list = dataclasses.field(default_factory=list)  # "key=value" options that differ from the
     # scenario's and method's defaults (what the user chose); empty for the default configuration
+    also: list = dataclasses.field(default_factory=list)  # selection.also's rule objects (``also_for``)
+
+    def also_for(self, task: Any) -> list:
+        """(rule, its default config) of each ``selection.also`` rule for this task: ``auto`` gives the
+        oracle rules only where the task has a Retrain oracle; a named rule that reads the oracle on a
+        scenario without one is a ConfigError."""
+        auto = str(self.cfg.selection.also).strip() == "auto"
+        out = []
+        for rule in self.also:
+            if rule.oracle and not task.scoring.has_oracle:
+                if auto:
+                    continue
+                raise ConfigError(f"selection.also names {rule.name!r}, which reads the Retrain oracle; scenario "
+                                  f"{task.scenario!r} has none. Use -o selection.also=none")
+            out.append((rule, rule.Config() if rule.Config is not None else None))
+        return out
 
     @property
     def run_name(self) -> str:
@@ -301,16 +320,58 @@ Strategy = Choice("Strategy", {name: name for name in STRATEGIES})
 # leave the key out of the config hash, so they hash as those records do (issue 15).
 LEGACY_STRATEGY = "grid"
 
+# Keys added after records were made, with the value those records ran (what their absence means).
+# A key at its legacy value is left out of the config hash, so an old record's configuration keeps its
+# hash; ``resolve(..., protocol=1)`` fills the protocol-1 values in for a record that predates v2.
+# key -> (legacy value, the protocol that changed its default: 0 = none, the default is the legacy one)
+LEGACY: dict[str, tuple[str, int]] = {
+    "selection.strategy": (LEGACY_STRATEGY, 0),
+    "selection.target": ("edited", 2),  # PROTOCOL §5(c) v2: the original's Acc D_val
+    "selection.also": ("none", 2),  # §5(d) v2: the oracle rules on every board
+}
+
 
 def config_hash(d: dict) -> str:
     """The hash of a resolved config (``Resolved.to_dict``): without the UNHASHED keys, and without
-    ``selection.strategy`` when it is the legacy ``grid``, so configurations recorded before that key
-    existed keep their hashes and a run with another strategy gets a new one."""
+    each ``LEGACY`` key at its legacy value (``selection.strategy=grid``, ``selection.target=edited``,
+    ...), so configurations recorded before that key existed keep their hashes and a run with another
+    value gets a new one."""
     d = {k: v for k, v in d.items() if k not in UNHASHED}
-    sel = d.get("selection")
-    if isinstance(sel, dict) and str(sel.get("strategy", LEGACY_STRATEGY)) == LEGACY_STRATEGY:
-        d["selection"] = {k: v for k, v in sel.items() if k != "strategy"}
+    for dotted, (old, _) in LEGACY.items():
+        sec, key = dotted.split(".", 1)
+        part = d.get(sec)
+        if isinstance(part, dict) and key in part and str(part[key]) == old:
+            d[sec] = {k: v for k, v in part.items() if k != key}
     return sha256_hex(d)
+
+
+def also_rules(sel: Any, rules: Any, has_oracle: bool | None = None) -> list[str]:
+    """The rule names ``selection.also`` gives (not the run's own rule), each a registered rule;
+    ``auto`` is the oracle rules where the scenario has a Retrain oracle (``has_oracle``; None while
+    resolving, before the task exists: nothing to check then)."""
+    raw = str(sel.also).strip()
+    if raw == "auto":
+        names = ["oracle_avg_gap", "oracle_split_test"] if has_oracle else []
+    elif raw in ("none", ""):
+        names = []
+    else:
+        names = [n.strip() for n in raw.split(",") if n.strip()]
+    for n in names:
+        if n not in rules:
+            raise ConfigError(f"selection.also names {n!r}, which is not a selection rule; give comma-separated "
+                              f"rule names ({', '.join(rules.names())}), none, or auto")
+    return [n for i, n in enumerate(names) if n != str(sel.name) and n not in names[:i]]
+
+
+def legacy_layer(schema: dict, protocol: int) -> dict:
+    """The values a record of ``protocol`` ran for keys that protocol predates (``LEGACY``), for the
+    keys this configuration's schema has (``selection.target`` only where the rule is val_matched)."""
+    out: dict = {}
+    for dotted, (old, since) in LEGACY.items():
+        sec, key = dotted.split(".", 1)
+        if since > protocol and isinstance(schema.get(sec), dict) and key in schema[sec]:
+            out.setdefault(sec, {})[key] = old
+    return out
 
 
 def resolve(
@@ -321,10 +382,13 @@ def resolve(
     file_layer: dict | None = None,
     overrides: list[str] | None = None,
     device_here: bool = True,
+    protocol: int | None = None,
 ) -> Resolved:
     """Resolve the layered config for one (scenario, method) and validate every key and value.
     ``device_here=False`` checks only that ``device`` names a device, not that this machine has it
-    (``reproduce`` skips a recorded GPU run on a machine without one)."""
+    (``reproduce`` skips a recorded GPU run on a machine without one). ``protocol``: the protocol of
+    the record ``file_layer`` comes from; keys that protocol predates take the values it ran
+    (``legacy_layer``), so the record resolves to its own hash."""
     from omegaconf import OmegaConf
 
     user: list[tuple[str, dict]] = []
@@ -354,7 +418,7 @@ def resolve(
     Sel = section_class(
         "SelectionSection",
         [("name", str, rule.name), ("grid", str, SelectionCommon.grid), ("diagnostic", bool, False),
-         ("strategy", Strategy, Strategy(SelectionCommon.strategy))],
+         ("strategy", Strategy, Strategy(SelectionCommon.strategy)), ("also", str, SelectionCommon.also)],
         rule.Config,
     )
     base = OmegaConf.structured(SuiteConfig)
@@ -364,6 +428,11 @@ def resolve(
     base.selection = OmegaConf.structured(Sel)
     OmegaConf.set_struct(base, True)
     schema = OmegaConf.to_container(base, enum_to_str=True)
+    if protocol is not None:
+        legacy = legacy_layer(schema, int(protocol))  # type: ignore[arg-type]
+        if legacy:  # part of the defaults: an old record's variant is what it was
+            plugin_layers.append((f"protocol {protocol} (the record's)", legacy))
+            layers = plugin_layers + user
     cfg = base
     defaults: dict = {}
     for i, (where, layer) in enumerate(layers):
@@ -381,6 +450,7 @@ def resolve(
     if not defaults:
         defaults = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[assignment]
     check_suite(cfg, scen, device_here)
+    also = [host.rules.get(n) for n in also_rules(cfg.selection, host.rules, has_oracle=True)]
     for sec, obj in (("scenario", scen), ("method", meth), ("selection", rule)):
         check = getattr(obj, "check_config", None)
         if check is not None:
@@ -390,7 +460,7 @@ def resolve(
     base_flat = flatten(defaults)
     variant = [f"{k}={final[k]}" for k in sorted(final)
                if k.split(".")[0] not in EXECUTION and base_flat.get(k) != final[k]]
-    return Resolved(cfg, scen, meth, rule, [v.replace("selection.name=", "selection=") for v in variant])
+    return Resolved(cfg, scen, meth, rule, [v.replace("selection.name=", "selection=") for v in variant], also=also)
 
 
 def check_seeds(seeds: Any, where: str = "seeds") -> list[int]:

@@ -38,10 +38,12 @@ INSTEAD = ("ctx.data(split) for a declared split, ctx.original() / ctx.new_model
 
 class Ctx:
     def __init__(self, stages: "Stages", method: "Method", cfg: "DictConfig", rule: "SelectionRule",
-                 rule_cfg: "SelectionCommon", pool_cfg: "PoolConfig"):
+                 rule_cfg: "SelectionCommon", pool_cfg: "PoolConfig", also: Sequence[tuple] = ()):
         """``cfg`` is the method's config section, ``rule_cfg`` the selection section (the common
-        keys and the rule's own options), ``pool_cfg`` the pool section: read-only OmegaConf nodes."""
+        keys and the rule's own options), ``pool_cfg`` the pool section: read-only OmegaConf nodes.
+        ``also``: (rule, config) of each ``selection.also`` rule, which chooses on the same curves."""
         self.__stages = stages
+        self.__also = tuple(also)
         self.__task = stages.task
         self.__rule = rule
         self.__rule_cfg = rule_cfg
@@ -171,13 +173,25 @@ class Ctx:
         model = self.new_model(self.__stages.original())
         editor = InPlaceEditor(model, self.__stages.original(), tau)
         allowed = frozenset(rule.reads_for(rcfg, task))
-        reference = self.__stages.retrain_metrics() if "retrain" in allowed else None
+        reference = self.__stages.reference(rule.needs(rcfg, task)) if "retrain" in allowed else None
         sel = sweep(editor.set, lambda names: self.__stages.evaluator.measure(model, names),
                     lambdas if lambdas is not None else grid(rcfg.grid, task.grids), rule, rcfg, task, reference,
-                    allowed, task.scoring.metric_splits, strategy=getattr(rcfg, "strategy", "grid"))
+                    allowed, task.scoring.metric_splits, strategy=getattr(rcfg, "strategy", "grid"),
+                    also=self._also_uses())
         self.timings["select_s"] = self.timings.get("select_s", 0.0) + sel.seconds
         self.timings["select_evals"] = self.timings.get("select_evals", 0) + sel.evals
         return sel
+
+    def _also_uses(self) -> list:
+        """The ``selection.also`` rules as ``RuleUse``s: each with Retrain measured on its own metrics."""
+        from .selection import RuleUse
+
+        task, out = self.__task, []
+        for rule, cfg in self.__also:
+            reads = frozenset(rule.reads_for(cfg, task))
+            ref = self.__stages.reference(rule.needs(cfg, task)) if "retrain" in reads else None
+            out.append(RuleUse(rule, cfg, ref, reads))
+        return out
 
     def search(self, candidates: list[dict], build: Callable[[dict], dict]) -> tuple[dict, Selection]:
         """Choose a hyperparameter setting with the run's selection rule (PROTOCOL §7.3;
@@ -222,7 +236,7 @@ class Ctx:
         stages = self.__stages
         detached = DetachedStages.of(stages, [s for s in ("forget", "retain", "val") if s in self.method.uses])
         return _rebuild_ctx, (detached, self.method, self.cfg, self.__rule, self.__rule_cfg, self.__pool_cfg,
-                              {k: _copy(v) for k, v in self.info.items()}, set(self.touched))
+                              {k: _copy(v) for k, v in self.info.items()}, set(self.touched), self.__also)
 
     def bookkeeping(self) -> dict:
         """What a job's ctx recorded (``info``, ``timings``, ``touched``), for the driver's ctx to merge."""
@@ -260,10 +274,11 @@ def _merge_info(into: dict, new: dict) -> None:
             into[k] = v
 
 
-def _rebuild_ctx(stages: "DetachedStages", method, cfg, rule, rule_cfg, pool_cfg, info, touched) -> "Ctx":
+def _rebuild_ctx(stages: "DetachedStages", method, cfg, rule, rule_cfg, pool_cfg, info, touched,
+                 also=()) -> "Ctx":
     from .executor import register_context
 
-    ctx = Ctx(stages, method, cfg, rule, rule_cfg, pool_cfg)  # type: ignore[arg-type]
+    ctx = Ctx(stages, method, cfg, rule, rule_cfg, pool_cfg, also)  # type: ignore[arg-type]
     ctx.info.update(info)
     ctx.touched |= touched
     register_context(ctx)

@@ -18,6 +18,19 @@ if TYPE_CHECKING:
 MIA_SPLITS = ("mia_members", "mia_nonmembers", "forget")
 
 
+def mia_splits(name: str) -> tuple[str, str, str]:
+    """(members, non-members, forget) of MIA metric ``name``: ``mia`` the full §8.2 sets, ``mia_<s>``
+    the subsample ``s`` (``sel``, ``a``, ``b``, ``sel_a``: the selection-time sets of PROTOCOL §5(d))."""
+    if name == "mia":
+        return MIA_SPLITS
+    s = name[4:]
+    return (f"mia_members_{s}", f"mia_nonmembers_{s}", "forget")
+
+
+def is_mia(name: str) -> bool:
+    return name == "mia" or name.startswith("mia_")
+
+
 class Evaluator:
     def __init__(self, task: "Task", device: str = "cpu"):
         self.task = task
@@ -63,7 +76,7 @@ class Evaluator:
         need: list[str] = []
         for n in names:
             self.task.scoring.metric_splits(n)  # an unknown metric is an error before any forward
-            for s in (MIA_SPLITS if n == "mia" else (n[4:],)):
+            for s in (mia_splits(n) if is_mia(n) else (n[4:],)):
                 if s not in need:
                     need.append(s)
         distinct = {self._same.get(s, s) for s in need}
@@ -83,9 +96,9 @@ class Evaluator:
         lg = {s: computed[self._same.get(s, s)] for s in need}
         out: dict[str, float] = {}
         for n in names:
-            if n == "mia":
-                conf = {s: confidence(lg[s], self.split(s)[1]) for s in MIA_SPLITS}
-                out[n] = mia_efficacy(conf["mia_members"], conf["mia_nonmembers"], conf["forget"])
+            if is_mia(n):
+                mem, non, fgt = (confidence(lg[s], self.split(s)[1]) for s in mia_splits(n))
+                out[n] = mia_efficacy(mem, non, fgt)
             else:
                 out[n] = accuracy(lg[n[4:]], self.split(n[4:])[1])
         return out

@@ -26,6 +26,10 @@ class Result:
     # Pool members ({"key", "lambda", ...}) the harness evaluates after selection is frozen, for the
     # trade-off plot (each member at its own λ*); the method itself never sees these numbers.
     diagnostics: list = field(default_factory=list)
+    # selection.also rule name -> that rule's own Result, for a method that composes several selections
+    # (Task Arithmetic's best member: each rule picks its own). Other methods leave it empty: the harness
+    # applies each rule's choice on ``selection``'s curve itself (PROTOCOL §5(d)).
+    by_rule: dict = field(default_factory=dict)
 
 
 class Method:

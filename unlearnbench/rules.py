@@ -12,11 +12,17 @@ KAPPA = 0.95  # the same constant as control_threshold: keep 95% of the baseline
 
 
 def _argmin(curve: list[dict], feasible: list[bool], score: list[float],
-            floor: list[float] | None = None) -> tuple[int, float]:
+            floor: list[float] | None = None, prefer_floor: bool = False) -> tuple[int, float]:
+    """The feasible point of least score. Ties go to the earlier point (the smaller λ; in a search,
+    the smaller value, then the earlier epoch: its curve is in that order), or with ``prefer_floor``
+    first to the higher ``floor`` metric (the v2 ties of rule (c), PROTOCOL §5(c), §10.2 #46)."""
     best = None
     for i, (ok, s) in enumerate(zip(feasible, score)):
-        if ok and (best is None or s < score[best]):  # strict: ties go to the smaller λ
-            best = i
+        if not ok:
+            continue
+        if best is None or s < score[best] or (
+                prefer_floor and floor is not None and s == score[best] and floor[i] > floor[best]):
+            best = i  # strict: among equals the earlier point stays
     if best is None:  # λ = 0 is always feasible (§10.2 #21); in a hyperparameter search nothing may be.
         # Then the setting that keeps the most of the floor metric, i.e. the least damage (the search
         # records none_feasible): the best score among infeasible ones would reward a collapsed model.
@@ -30,19 +36,28 @@ class FloorSplit(Choice):
     retain = "retain"
 
 
+class Target(Choice):
+    original = "original"  # v2: the original's Acc D_val, a fixed number
+    edited = "edited"  # v1: the edited model's own Acc D_val, which falls as λ grows
+
+
 @dataclass
 class ValMatchedConfig:
     kappa: float = opt(KAPPA, "feasible while Acc(D_val^r) >= kappa x its value at lambda = 0", "[OURS] §5(c)")
     floor_split: FloorSplit = opt(FloorSplit.val, "split for the feasibility floor: val, or retain (5,000 of D_r)",
                                   "[OURS] §5(c)")
+    target: Target = opt(Target.original, "random forgetting matches Acc D_f to: original (v2, the original's Acc "
+                         "D_val; v2 ties and grid extension) or edited (v1, the edited model's Acc D_val; v1 ties)",
+                         "[OURS] §5(c) v2, §11")
 
 
 class ValMatched(SelectionRule):
-    """(c) The classifier default, oracle-free: match Acc D_f to Acc D_val (random forgetting),
-    or minimise Acc D_f (class-wise), while keeping kappa of the val accuracy [PROTOCOL §5(c)]."""
+    """(c) The classifier default, oracle-free: match Acc D_f to the original's Acc D_val (random
+    forgetting), or minimise Acc D_f (class-wise), while keeping kappa of the val accuracy
+    [PROTOCOL §5(c) v2]. ``target=edited`` is the v1 rule: the edited model's own Acc D_val."""
 
     name = "val_matched"
-    description = "oracle-free: |Acc Df - Acc Dval| (random) or Acc Df (class-wise), Dval floor kappa"
+    description = "oracle-free: |Acc Df - Acc Dval(original)| (random) or Acc Df (class-wise), Dval floor kappa"
     Config = ValMatchedConfig
     reads = frozenset({"forget", "val"})
 
@@ -53,11 +68,17 @@ class ValMatched(SelectionRule):
         floor = FloorSplit.of(cfg.floor_split, "selection.floor_split")
         return "acc_val_retain" if floor == FloorSplit.val else "acc_retain_floor"
 
+    def _v2(self, cfg: Any) -> bool:
+        return Target.of(getattr(cfg, "target", Target.original), "selection.target") == Target.original
+
     def reads_for(self, cfg: Any, task: Any) -> frozenset[str]:
         return self.reads | ({"retain"} if cfg.floor_split == FloorSplit.retain else set())
 
     def needs(self, cfg: Any, task: Any) -> list[str]:
         return ["acc_forget", "acc_val", self._floor_metric(cfg)]
+
+    def extends_grid(self, cfg: Any) -> bool:
+        return self._v2(cfg)
 
     def feasible(self, curve, cfg, task, baseline=None):
         floor = self._floor_metric(cfg)
@@ -68,9 +89,13 @@ class ValMatched(SelectionRule):
         feasible = self.feasible(curve, cfg, task, baseline)
         if task.class_wise:
             score = [c["acc_forget"] for c in curve]
+        elif self._v2(cfg):
+            target = (baseline or curve[0])["acc_val"]  # θ_0's: a fixed estimate of Retrain's Acc D_f
+            score = [abs(c["acc_forget"] - target) for c in curve]
         else:
             score = [abs(c["acc_forget"] - c["acc_val"]) for c in curve]
-        return _argmin(curve, feasible, score, [c[self._floor_metric(cfg)] for c in curve])
+        return _argmin(curve, feasible, score, [c[self._floor_metric(cfg)] for c in curve],
+                       prefer_floor=self._v2(cfg))
 
 
 @dataclass
@@ -118,12 +143,31 @@ class ControlThreshold(SelectionRule):
 
 @dataclass
 class OracleConfig:
-    pass
+    subsample: bool = opt(True, "score Acc D_r on the fixed 5,000 of D_r and MIA on <= 2,000 + 2,000 during "
+                          "selection (the full metrics at the choice); false: the full metrics at every point",
+                          "[OURS] §5(d), §10.2 #44")
+
+
+# Avg. Gap's components (§8.3) -> the metric a selection-time point holds for each
+SUBSAMPLED = {"acc_retain": "acc_retain_floor", "acc_forget": "acc_forget", "acc_test": "acc_test", "mia": "mia_sel"}
+FULL = {k: k for k in SUBSAMPLED}
+HALF_A = {"acc_retain": "acc_retain_floor", "acc_forget": "acc_forget", "acc_test": "acc_test_a", "mia": "mia_sel_a"}
+
+
+def _gaps(curve: list[dict], reference: dict | None, names: dict[str, str], rule: str) -> list[float]:
+    from .metrics import avg_gap
+
+    if reference is None:
+        raise ValueError(f"{rule} needs the retrain oracle, which this scenario does not have")
+    ref = {k: reference[m] for k, m in names.items()}
+    return [avg_gap({k: c[m] for k, m in names.items()}, ref)[0] for c in curve]
 
 
 class OracleAvgGap(SelectionRule):
     """(b) ORACLE: minimum Avg. Gap to the retrain model, reading D_test. Reproduces the
-    paper's classifier rows only; its outputs are tagged selection=oracle [PROTOCOL §5(b)]."""
+    paper's classifier rows only; its outputs are tagged selection=oracle [PROTOCOL §5(b)].
+    During selection Acc D_r and MIA come from fixed subsamples, Retrain's reference from the
+    same ones (§5(d); ``subsample=false``: the full sets)."""
 
     name = "oracle_avg_gap"
     description = "ORACLE: min Avg. Gap to Retrain over Acc Dr, Df, Dtest, MIA (reads test + retrain)"
@@ -131,16 +175,54 @@ class OracleAvgGap(SelectionRule):
     oracle = True
     reads = frozenset({"forget", "retain", "val", "test", "retrain"})
 
+    def _names(self, cfg) -> dict[str, str]:
+        return SUBSAMPLED if getattr(cfg, "subsample", True) else FULL
+
     def needs(self, cfg, task):
-        return ["acc_retain", "acc_forget", "acc_test", "mia"]
+        return list(self._names(cfg).values())
+
+    def extends_grid(self, cfg) -> bool:
+        return True  # v2 rule: the grid is extended when the choice is its last point (§5(c))
 
     def choose(self, curve, cfg, task, reference, baseline=None):
+        score = _gaps(curve, reference, self._names(cfg), self.name)
+        return _argmin(curve, [True] * len(curve), score)
+
+
+@dataclass
+class SplitTestConfig:
+    pass
+
+
+class OracleSplitTest(OracleAvgGap):
+    """(b'') ORACLE, for selection optimism: rule (b) with Acc D_test and the MIA non-members taken from
+    test half A only (Retrain's reference on the same half); the record reports the Avg. Gap at the
+    choice on half A and on half B, and optimism = gap(B) - gap(A) [PROTOCOL §5(d)]. Never ranked."""
+
+    name = "oracle_split_test"
+    description = "ORACLE: rule (b) on test half A; reports the gap on halves A and B (selection optimism)"
+    Config = SplitTestConfig
+
+    def needs(self, cfg, task):
+        return list(HALF_A.values())
+
+    def choose(self, curve, cfg, task, reference, baseline=None):
+        return _argmin(curve, [True] * len(curve), _gaps(curve, reference, HALF_A, self.name))
+
+    def final_report(self, measure, reference) -> dict:
+        """At the chosen model: the full Avg. Gap on each half (``measure(names)`` scores the model,
+        ``reference(names)`` Retrain), and the optimism gap(B) - gap(A)."""
         from .metrics import avg_gap
 
-        if reference is None:
-            raise ValueError("oracle_avg_gap needs the retrain oracle, which this scenario does not have")
-        score = [avg_gap(c, reference)[0] for c in curve]
-        return _argmin(curve, [True] * len(curve), score)
+        out: dict = {}
+        for half in ("a", "b"):
+            names = {"acc_retain": "acc_retain", "acc_forget": "acc_forget", "acc_test": f"acc_test_{half}",
+                     "mia": f"mia_{half}"}
+            got, ref = measure(list(names.values())), reference(list(names.values()))
+            out[f"gap_{half}"] = avg_gap({k: got[m] for k, m in names.items()},
+                                         {k: ref[m] for k, m in names.items()})[0]
+        out["optimism"] = out["gap_b"] - out["gap_a"]
+        return out
 
 
 class OracleAvgGapVal(OracleAvgGap):
@@ -148,6 +230,7 @@ class OracleAvgGapVal(OracleAvgGap):
 
     name = "oracle_avg_gap_val"
     description = "ORACLE: min mean |gap| to Retrain over Acc Dr, Df, Dval (reads retrain, not test)"
+    Config = SplitTestConfig  # no options: its three accuracies are cheap at every point
     reads = frozenset({"forget", "retain", "val", "retrain"})
     KEYS = ("acc_retain", "acc_forget", "acc_val")
 
@@ -167,3 +250,4 @@ def register_selection_rules(register):
     register(ControlThreshold())
     register(OracleAvgGap())
     register(OracleAvgGapVal())
+    register(OracleSplitTest())

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from . import progress
 from .config import Resolved, check_device
 from .errors import ConfigError, StoreError
-from .metrics import avg_gap, sparsity, sparsity_breakdown
+from .metrics import GAP_METRICS, avg_gap, sparsity, sparsity_breakdown
 from .seeding import deterministic_kernels
 from .selection import grid
 from .store import tensor_digest
@@ -76,11 +76,62 @@ def diagnostic_pass(stages: "Stages", method: str, result: "Result") -> "Selecti
     model = model.to(stages.device)
     editor = InPlaceEditor(model, stages.original(), result.merged)
     names = list(task.scoring.diagnostic)
+    ref = stages.retrain_metrics() if task.scoring.has_oracle else None
     curve = []
     for point in sel.curve:
         editor.set(point["lambda"])
-        curve.append({**point, "diagnostic": stages.evaluator.measure(model, names)})
+        diag = stages.evaluator.measure(model, names)
+        if ref is not None and all(k in diag for k in GAP_METRICS):
+            diag["avg_gap"] = avg_gap(diag, ref)[0]  # the full §8.3 Avg. Gap at this λ
+        curve.append({**point, "diagnostic": diag})
     return dataclasses.replace(sel, curve=curve)
+
+
+def rule_result(stages: "Stages", result: "Result", rule: Any, retr_m: dict | None, own: bool = False) -> dict:
+    """What the record holds for one ``selection.also`` rule (PROTOCOL §5(d)): its choice on the
+    method's curve (``Selection.also``), the model there (θ_0 − λτ on a λ curve, the method's own
+    ``Result.by_rule`` entry when it composes selections, the searched state at that point), its full
+    §8 metrics and Avg. Gap, and the rule's ``final_report`` (selection optimism). A result the rule
+    cannot choose for (no selection) is the method's result under every rule: ``selected`` false.
+    ``own``: ``rule`` is the run's own rule, whose choice is the method's result."""
+    from .taskvec import edited_state
+
+    name = rule.name
+    sub = None if own else result.by_rule.get(name)
+    sel = (sub or result).selection
+    choice = None if sel is None else ({"index": sel.index, "lambda": sel.lam, "score": sel.score} if own
+                                       else sel.also.get(name))
+    if choice is None:
+        return {"rule": name, "selected": False}
+    state = None
+    if own:
+        state = result.state
+    elif sub is not None:
+        state = sub.state
+    elif result.merged is not None and all("lambda" in p for p in sel.curve):
+        state = edited_state(stages.original(), result.merged, float(choice["lambda"]))
+    elif getattr(sel, "state_of", None) is not None:
+        state = sel.state_of(int(choice["index"]))
+    if state is None:
+        return {"rule": name, "selected": False, "why": "the method returned no way to rebuild this rule's choice"}
+    model = stages.task.new_model()
+    model.load_state_dict(state)
+    model = model.to(stages.device)
+    out: dict[str, Any] = {"rule": name, "selected": True, "oracle": rule.oracle,
+                           **{k: v for k, v in choice.items() if k != "oracle"}}
+    if not own:
+        metrics = stages.evaluator.measure(model, stages.evaluator.report_names())
+        out["metrics"] = metrics
+        if retr_m is not None:
+            g, comps = avg_gap(metrics, retr_m)
+            out["gap"] = {"avg_gap": g, "components": comps}
+        out["weights_digest"] = tensor_digest(state)
+        if sub is not None:
+            out["info"] = sub.info
+    if rule.final_report is not None and retr_m is not None:
+        out["report"] = rule.final_report(lambda names: stages.evaluator.measure(model, list(names)),
+                                          stages.reference)
+    return out
 
 
 def build_task(res: Resolved, trial: int, data_root: str | None, raw_cache: dict | None = None):
@@ -151,7 +202,8 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
     orig_m = stages.metrics_of("original")
     retr_m = stages.metrics_of("retrain") if task.scoring.has_oracle else None
 
-    ctx = Ctx(stages, meth, cfg.method, rule, cfg.selection, cfg.pool)
+    also = res.also_for(task)
+    ctx = Ctx(stages, meth, cfg.method, rule, cfg.selection, cfg.pool, also)
     t0 = time.perf_counter()
     result = meth.unlearn(ctx)
     unlearn_total = time.perf_counter() - t0
@@ -185,6 +237,11 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
     if retr_m is not None:
         g, comps = avg_gap(metrics, retr_m)
         gap = {"avg_gap": g, "components": comps}
+    t0 = time.perf_counter()
+    by_rule = {r.name: rule_result(stages, result, r, retr_m) for r, _ in also}
+    rule_report = rule_result(stages, result, rule, retr_m, own=True).get("report") if rule.final_report else None
+    if also:
+        timings["by_rule_s"] = time.perf_counter() - t0
     rec: dict[str, Any] = {
         "schema": RUN_SCHEMA,
         "scenario": scen.name,
@@ -204,6 +261,9 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
         "original": orig_m,
         "retrain": retr_m,
         "gap": gap,
+        # selection.also: each other rule's choice on the same curves, evaluated in full (PROTOCOL §5(d))
+        "by_rule": by_rule or None,
+        "rule_report": rule_report,
         "sparsity": ({**sparsity(result.merged, [k for k in stages.param_keys if k not in task.frozen]),
                       **sparsity_breakdown(result.merged, task.new_model())} if result.merged is not None else None),
         "info": info,

@@ -32,7 +32,73 @@ CLASSIFIER_SPLIT_ROLES: Mapping[str, frozenset[str]] = MappingProxyType({
     "val": frozenset({"val"}), "val_retain": frozenset({"val"}), "test": frozenset({"test"}),
     "test_forget_class": frozenset({"test"}), "train": frozenset({"forget", "retain"}),
     "mia_members": frozenset({"retain"}), "mia_nonmembers": frozenset({"test"}),
+    # the selection-time subsamples of rule (b) and the test halves of rule (b'') (PROTOCOL §5(d))
+    "test_a": frozenset({"test"}), "test_b": frozenset({"test"}),
+    **{f"mia_members_{s}": frozenset({"retain"}) for s in ("sel", "a", "b", "sel_a")},
+    **{f"mia_nonmembers_{s}": frozenset({"test"}) for s in ("sel", "a", "b", "sel_a")},
 })
+
+# Splits a classifier manifest derives from its other splits and the trial's ``mia`` stream
+# (``selection_splits``). They are left out of the manifest's hash: they add no information (a pure
+# function of what is hashed), and keeping them out keeps every artifact keyed by it (θ_init, the
+# original, Retrain, pool members) the one it was before protocol v2 added them.
+DERIVED_SPLITS = ("retain_floor", "test_a", "test_b",
+                  *(f"mia_{w}_{s}" for w in ("members", "nonmembers") for s in ("sel", "a", "b", "sel_a")))
+FLOOR_SIZE = 5000  # the fixed D_r subset of floor_split=retain and of rule (b)'s Acc D_r [PROTOCOL §5(c), (d)]
+MIA_SEL_SIZE = 2000  # at most this many members and non-members in rule (b)'s selection-time MIA [§5(d)]
+
+
+def manifest_digest(manifest: dict) -> str:
+    """The manifest's hash: its canonical JSON without the ``DERIVED_SPLITS``."""
+    if not any(k in manifest.get("splits", {}) for k in DERIVED_SPLITS):
+        return sha256_hex(manifest)
+    drop = set(DERIVED_SPLITS)
+    core = {**manifest, "splits": {k: v for k, v in manifest["splits"].items() if k not in drop}}
+    if "sizes" in manifest:
+        core["sizes"] = {k: v for k, v in manifest["sizes"].items() if k not in drop}
+    return sha256_hex(core)
+
+
+def selection_splits(splits: dict, labels, trial: int) -> dict:
+    """The subsamples protocol v2's oracle rules select on (PROTOCOL §5(d)), drawn once per trial
+    from the ``mia`` stream (sub-keyed, so no other draw of that stream moves):
+
+    - ``mia_members_sel`` / ``mia_nonmembers_sel``: stratified, at most 2,000 of each MIA side;
+    - ``retain_floor``: 5,000 of D_r (all of it when smaller) that contain ``mia_members_sel``, the rest
+      drawn uniformly, so rule (b)'s selection-time Acc D_r pass also yields the members' logits
+      (``Evaluator`` reuses a split's logits for its subsets) [OURS];
+    - ``test_a`` / ``test_b``: D_test′ cut into two stratified halves (rule (b''));
+    - ``mia_{members,nonmembers}_{a,b}``: the non-members in each half, and disjoint random member
+      sets of the same sizes; ``_sel_a``: the selection subsample's part in half A.
+
+    Every non-member subset lies in D_test′ and every member subset in ``retain_floor`` or D_r, so a
+    sweep that already scores test and the floor forwards nothing more for them."""
+    import numpy as np
+
+    rng = lambda name: numpy_rng(trial, "mia", "selection", name)  # noqa: E731
+    members, nonmembers = np.asarray(splits["mia_members"]), np.asarray(splits["mia_nonmembers"])
+    retain, test = np.asarray(splits["retain"]), np.asarray(splits["test"])
+    m_sel = stratified_take(members, labels, min(MIA_SEL_SIZE, len(members)), rng("members"))
+    n_sel = stratified_take(nonmembers, labels, min(MIA_SEL_SIZE, len(nonmembers)), rng("nonmembers"))
+    others = np.setdiff1d(retain, m_sel)
+    fill = min(max(FLOOR_SIZE - len(m_sel), 0), len(others))
+    floor = np.sort(np.concatenate([m_sel, rng("floor").choice(others, size=fill, replace=False)]))
+    test_a = stratified_take(test, labels, len(test) // 2, rng("halves"))
+    test_b = np.setdiff1d(test, test_a)
+    out = {"retain_floor": floor, "test_a": test_a, "test_b": test_b,
+           "mia_members_sel": m_sel, "mia_nonmembers_sel": n_sel}
+    perm = members[rng("member_halves").permutation(len(members))]
+    for half, part in (("a", test_a), ("b", test_b)):
+        out[f"mia_nonmembers_{half}"] = np.intersect1d(nonmembers, part)
+    na, nb = len(out["mia_nonmembers_a"]), len(out["mia_nonmembers_b"])
+    if na + nb <= len(perm):
+        out["mia_members_a"], out["mia_members_b"] = np.sort(perm[:na]), np.sort(perm[na:na + nb])
+    else:  # fewer members than non-members (a small D_r): each half draws its own
+        out["mia_members_a"], out["mia_members_b"] = np.sort(perm[:na]), np.sort(perm[:nb])
+    out["mia_nonmembers_sel_a"] = np.intersect1d(n_sel, test_a)
+    m_sel_perm = m_sel[rng("sel_a").permutation(len(m_sel))]
+    out["mia_members_sel_a"] = np.sort(m_sel_perm[:len(out["mia_nonmembers_sel_a"])])
+    return out
 
 # The board's columns (PROTOCOL §8, [P T2]): column -> the record metric that fills it.
 BOARD_COLUMNS = ("acc_retain", "acc_forget", "acc_test", "mia")
@@ -58,14 +124,16 @@ class Scoring:
     # and D_val^r (the "option for classifiers")
     control: tuple[str, str] = ("acc_forget", "acc_val_retain")
     member_points: tuple[str, ...] = ("acc_retain", "acc_forget", "acc_test")  # each pool member at its λ*
-    diagnostic: tuple[str, ...] = ("acc_test", "acc_retain")  # the test pass after selection (§5)
+    # the test pass after selection (§5): with the curve's Acc D_f, enough for Avg. Gap at every λ
+    # (issue 16 acceptance 8: how far each rule's λ* lands from the λ of least Avg. Gap)
+    diagnostic: tuple[str, ...] = ("acc_test", "acc_retain", "acc_forget", "mia")
     split_roles: Mapping[str, frozenset[str]] = field(default_factory=lambda: CLASSIFIER_SPLIT_ROLES)
 
     def metric_splits(self, name: str) -> frozenset[str]:
         """The declared data a metric reads: ``acc_<split>`` its split's role, ``mia`` forget,
         retain and test (members, non-members, D_f)."""
-        if name == "mia":
-            return frozenset({"forget", "retain", "test"})
+        if name == "mia" or (name.startswith("mia_") and f"mia_members_{name[4:]}" in self.split_roles):
+            return frozenset({"forget", "retain", "test"})  # mia_<s>: the MIA on subsample s (§5(d))
         if name.startswith("acc_") and name[4:] in self.split_roles:
             return frozenset(self.split_roles[name[4:]])
         raise ConfigError(f"unknown metric {name!r}: metrics are 'mia' and acc_<split> for the splits "
@@ -383,6 +451,7 @@ class ClassifierScenario(Scenario):
                   "mia_members": members, "mia_nonmembers": nonmembers, **extra}
         if c is None:
             splits["val_retain"] = val
+        splits.update(selection_splits(splits, labels, trial))
         return {
             "scenario": self.name,
             "trial": trial,
@@ -399,7 +468,7 @@ class ClassifierScenario(Scenario):
         raw = raw if raw is not None else self.load_raw(data_root)
         manifest = self.make_manifest(raw, cfg, trial)
         return Task(
-            scenario=self.name, trial=trial, data=raw, manifest=manifest, manifest_hash=sha256_hex(manifest),
+            scenario=self.name, trial=trial, data=raw, manifest=manifest, manifest_hash=manifest_digest(manifest),
             arch=self.arch, in_channels=self.in_channels, recipe=self.recipe, pools=dict(self.pools),
             threads=self.threads, search_baseline_lr=self.search_baseline_lr,
         )

@@ -87,6 +87,15 @@ class SelectionRule:
         ``baseline`` is θ_0's metrics, as for ``feasible``."""
         return False
 
+    def extends_grid(self, cfg: Any) -> bool:
+        """Whether a choice at the grid's last, feasible λ continues the sweep with the same step up to
+        twice the grid's end, once (PROTOCOL §5(c) v2); the v1 rules and the CLIP rule do not."""
+        return False
+
+    # Optional: ``final_report(measure, reference) -> dict``, what the record adds at this rule's choice
+    # (``measure(names)`` scores the chosen model, ``reference(names)`` Retrain): see OracleSplitTest.
+    final_report: Callable | None = None
+
     def validate_definition(self) -> None:
         if not self.reads:
             raise ValueError("a selection rule must declare the splits it reads")
@@ -106,11 +115,58 @@ class Selection:
     seconds: float
     grid_edge: bool
     params: dict = field(default_factory=dict)
+    # selection.also: each other rule's choice on the same curve, {rule: {"index", "lambda", "score",
+    # "oracle", "grid_extended", "grid_edge"}}. A method that composes several selections (Task
+    # Arithmetic's best member) reads these scores only to compose each rule's own result (Result.by_rule)
+    also: dict = field(default_factory=dict)
+    # per point of ``curve``, the metrics only the ``also`` rules declared: kept off ``curve`` (which
+    # holds what the method's own rule saw) and merged back into the record by ``summary``
+    _also_curve: list = field(default_factory=list, repr=False)
 
     def summary(self) -> dict:
-        return {"rule": self.rule, "oracle": self.oracle, "lambda": self.lam, "score": self.score,
-                "evals": self.evals, "seconds": self.seconds, "grid_edge": self.grid_edge,
-                "params": self.params, "curve": self.curve}
+        curve = ([{**p, **q} for p, q in zip(self.curve, self._also_curve)] if self._also_curve else self.curve)
+        out = {"rule": self.rule, "oracle": self.oracle, "lambda": self.lam, "score": self.score,
+               "evals": self.evals, "seconds": self.seconds, "grid_edge": self.grid_edge,
+               "params": self.params, "curve": curve}
+        if self.also:
+            out["also"] = self.also
+        return out
+
+
+@dataclass
+class RuleUse:
+    """A rule of ``selection.also``: it chooses on the curve the run's own rule was measured on, seeing
+    only the metrics it declared (``view``), against ``reference`` (Retrain on its metrics)."""
+
+    rule: "SelectionRule"
+    cfg: Any
+    reference: dict | None
+    allowed: frozenset[str]
+
+
+def view(points: list[dict], hide: set[str] | frozenset[str]) -> list[dict]:
+    """``points`` without the metrics in ``hide``: what one rule of a shared curve may see."""
+    if not hide:
+        return points
+    return [{k: v for k, v in p.items() if k not in hide} for p in points]
+
+
+def union(lists: list[list[str]]) -> list[str]:
+    out: list[str] = []
+    for names in lists:
+        out += [n for n in names if n not in out]
+    return out
+
+
+def extension(lambdas: list[float]) -> list[float]:
+    """The λs of a grid extension (PROTOCOL §5(c) v2): past the grid's end with its last step, up to
+    twice its end (classifier: 2.05, ..., 4.0). Empty for a grid that cannot be extended."""
+    pts = sorted(set(lambdas))
+    if len(pts) < 2 or pts[-1] <= 0:
+        return []
+    top, step = pts[-1], round(pts[-1] - pts[-2], 10)
+    n = int(round(top / step))
+    return [round(top + i * step, 10) for i in range(1, n + 1) if top + i * step <= 2 * top + 1e-9]
 
 
 def check_reads(rule: SelectionRule, cfg: Any, task: Any, allowed: frozenset[str],
@@ -151,6 +207,7 @@ def sweep(
     allowed: frozenset[str],
     metric_splits: Callable[[str], frozenset[str]],
     strategy: str = "grid",
+    also: "list[RuleUse] | tuple" = (),
 ) -> Selection:
     """Evaluate λs of the grid on the rule's splits only, with weights set in place, and choose.
 
@@ -160,10 +217,23 @@ def sweep(
     ``halving`` a subset (the full grid's λ* on well-behaved curves, see ``_halving``). A rule with
     ``grid_only`` always gets ``grid``. The curve holds the evaluated points only, in λ order.
 
+    ``also`` (``selection.also``): more rules that choose on the same curve. Each point is measured
+    on the union of every rule's metrics, once, and each rule chooses from the points with only the
+    metrics it declared visible, so the run's own choice is the one it makes alone; the others land
+    in ``Selection.also``. They need every λ, so with ``also`` the grid is visited whole.
+
+    A rule whose choice is the last λ of the grid, feasible, and which ``extends_grid``, continues
+    the sweep once with the same step to twice the grid's end (PROTOCOL §5(c) v2): the points are
+    measured once for every rule that asks, and a rule that did not ask chooses on the grid alone.
+
     The rule compares against θ_0 (λ = 0): ``curve[0]`` itself when the grid starts at 0 (every
     named grid does), else θ_0 measured once before the grid, so a grid such as ``1.5:2:0.05``
     keeps the κ floor of θ_0, not of its first point (that baseline goes into ``params``)."""
-    needs = check_reads(rule, cfg, task, allowed, metric_splits)
+    own = check_reads(rule, cfg, task, allowed, metric_splits)
+    uses = [RuleUse(rule, cfg, reference, allowed)] + list(also)
+    needs_of = [own] + [check_reads(u.rule, u.cfg, task, u.allowed, metric_splits) for u in also]
+    needs = union(needs_of)
+    hides = [set(needs) - set(n) for n in needs_of]
     from . import progress
 
     if not lambdas:
@@ -171,49 +241,107 @@ def sweep(
     strategy = str(strategy)
     if strategy not in STRATEGIES:
         raise ConfigError(f"selection.strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
-    used = "grid" if getattr(rule, "grid_only", False) else strategy
+    used = "grid" if (getattr(rule, "grid_only", False) or also) else strategy
     t0 = time.perf_counter()
     baseline: dict | None = None
     params: dict = {}
     points = lambdas if used == "grid" else sorted(set(lambdas))  # halving walks the grid in λ order
     if strategy != "grid":
-        params["strategy"] = used  # what ran: ``grid`` where the rule opts out (``grid_only``)
+        params["strategy"] = used  # what ran: ``grid`` where the rule opts out (``grid_only``) or ``also`` is set
     if points[0] != 0:
         set_lambda(0.0)
         baseline = {"lambda": 0.0, **measure(needs)}
-        params["baseline"] = baseline
+        params["baseline"] = view([baseline], hides[0])[0]
+    evals = int(baseline is not None)
+
+    def probe(lam: float) -> dict:
+        nonlocal evals
+        set_lambda(lam)
+        evals += 1
+        return {"lambda": lam, **measure(needs)}
+
+    def choose(k: int, pts: list[dict]) -> tuple[int, float, bool]:
+        """Rule k's (index, score, feasible) on ``pts``, seeing its own metrics only."""
+        u, hide = uses[k], hides[k]
+        seen, base = view(pts, hide), (view([baseline], hide)[0] if baseline is not None else None)
+        i, score = u.rule.choose(seen, u.cfg, task, u.reference, base)
+        ok = (u.rule.feasible(seen, u.cfg, task, base) if _takes_baseline(u.rule.feasible)
+              else u.rule.feasible(seen, u.cfg, task))[i]
+        return i, score, ok
+
+    def stop(curve: list[dict]) -> bool:
+        for u, hide in zip(uses, hides):
+            seen = view(curve, hide)
+            base = view([baseline], hide)[0] if baseline is not None else None
+            if not (u.rule.can_stop(seen, u.cfg, task, base) if _takes_baseline(u.rule.can_stop)
+                    else u.rule.can_stop(seen, u.cfg, task)):
+                return False
+        return True
+
     if used == "grid":
-        stop_takes_baseline = _takes_baseline(rule.can_stop)
         curve: list[dict] = []
         with progress.bar(len(lambdas), f"select λ ({rule.name})", unit="λ") as pbar:
             for lam in lambdas:
-                set_lambda(lam)
-                curve.append({"lambda": lam, **measure(needs)})
+                curve.append(probe(lam))
                 if baseline is None:
                     baseline = curve[0]  # λ = 0: the same dict the rules read as curve[0]
                 pbar.update(1)
-                if (rule.can_stop(curve, cfg, task, baseline) if stop_takes_baseline
-                        else rule.can_stop(curve, cfg, task)):
+                if stop(curve):
                     break
     else:
         with progress.bar(len(points), f"select λ ({rule.name}, {used})", unit="λ") as pbar:
-            def probe(lam: float) -> dict:
-                set_lambda(lam)
-                point = {"lambda": lam, **measure(needs)}
+            def probe_bar(lam: float) -> dict:
+                point = probe(lam)
                 pbar.update(1)
                 return point
 
-            curve, baseline = _halving(probe, points, rule, cfg, task, reference, baseline,
+            curve, baseline = _halving(probe_bar, points, rule, cfg, task, reference, baseline,
                                        1 if used == "frontier" else COARSE_STEP)
-    idx, score = rule.choose(curve, cfg, task, reference, baseline)
-    lam = curve[idx]["lambda"]
-    return Selection(rule=rule.name, oracle=rule.oracle, lam=lam, score=float(score), index=idx, curve=curve,
-                     evals=len(curve) + ("baseline" in params), seconds=time.perf_counter() - t0,
-                     grid_edge=lam == max(lambdas), params=params)
+    # the grid extension: which rules ask for it, on the grid's own points
+    top = max(lambdas)
+    asks, first = [], []
+    for k, u in enumerate(uses):
+        first.append(choose(k, curve))
+        i, _, ok = first[-1]
+        asks.append(bool(u.rule.extends_grid(u.cfg) and curve[i]["lambda"] == top and ok))
+    ext = extension(lambdas) if any(asks) else []
+    if ext:
+        assert baseline is not None
+        with progress.bar(len(ext), f"select λ ({rule.name}, extension)", unit="λ") as pbar:
+            if used == "grid":
+                for lam in ext:
+                    curve.append(probe(lam))
+                    pbar.update(1)
+            else:
+                def probe_ext(lam: float) -> dict:
+                    point = probe(lam)
+                    pbar.update(1)
+                    return point
+
+                part, _ = _halving(probe_ext, [top] + ext, rule, cfg, task, reference, baseline,
+                                   1 if used == "frontier" else COARSE_STEP,
+                                   known={0: next(p for p in curve if p["lambda"] == top)})
+                curve += part[1:]
+    results = []
+    for k, u in enumerate(uses):
+        i, score, _ = choose(k, curve) if (asks[k] and ext) else first[k]
+        last = (ext[-1] if asks[k] and ext else top)
+        results.append({"index": i, "lambda": curve[i]["lambda"], "score": float(score), "oracle": u.rule.oracle,
+                        "grid_extended": bool(asks[k] and ext), "grid_edge": curve[i]["lambda"] == last})
+    idx, score = results[0]["index"], results[0]["score"]
+    if ext:
+        params["grid_extended"] = results[0]["grid_extended"]
+    own_curve = view(curve, hides[0])
+    also_curve = [{k: v for k, v in p.items() if k in hides[0]} for p in curve] if also else []
+    return Selection(rule=rule.name, oracle=rule.oracle, lam=curve[idx]["lambda"], score=score, index=idx,
+                     curve=own_curve, evals=evals, seconds=time.perf_counter() - t0,
+                     grid_edge=results[0]["grid_edge"], params=params,
+                     also={u.rule.name: r for u, r in zip(uses[1:], results[1:])}, _also_curve=also_curve)
 
 
 def _halving(probe: Callable[[float], dict], points: list[float], rule: SelectionRule, cfg: Any, task: Any,
-             reference: dict | None, baseline: dict | None, step: int) -> tuple[list[dict], dict]:
+             reference: dict | None, baseline: dict | None, step: int,
+             known: dict[int, dict] | None = None) -> tuple[list[dict], dict]:
     """The ``halving`` strategy (``frontier`` is its ``step`` = 1): the evaluated points (in λ
     order) and θ_0's metrics.
 
@@ -237,7 +365,7 @@ def _halving(probe: Callable[[float], dict], points: list[float], rule: Selectio
     [OURS, issue 15; the coarse-to-fine search of a unimodal sequence, cf. Kiefer 1953]"""
     feas_takes_baseline = _takes_baseline(rule.feasible)
     n = len(points)
-    done: dict[int, dict] = {}
+    done: dict[int, dict] = dict(known or {})  # points already measured (a grid extension's start)
     bad_from = n  # the first grid index known infeasible: by the prefix shape, so is every later one
 
     def curve() -> list[dict]:

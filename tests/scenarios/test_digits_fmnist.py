@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from unlearnbench.errors import ConfigError, DataNotFound
+from unlearnbench.scenario import manifest_digest
 from unlearnbench.seeding import sha256_hex
 
 from helpers import scen_cfg, write_idx
@@ -29,7 +30,7 @@ def test_digits_sizes_and_disjointness(host):
 def test_split_determinism_and_streams(host):
     scen, cfg = scen_cfg(host, "digits-10pct")
     a0, b0, a1 = scen.build_task(cfg, 0, None), scen.build_task(cfg, 0, None), scen.build_task(cfg, 1, None)
-    assert a0.manifest_hash == b0.manifest_hash == sha256_hex(a0.manifest)
+    assert a0.manifest_hash == b0.manifest_hash == manifest_digest(a0.manifest)
     assert a0.manifest["splits"]["test"] == a1.manifest["splits"]["test"]  # base partition fixed across trials
     assert a0.manifest["splits"]["forget"] != a1.manifest["splits"]["forget"]  # the forget stream depends on s
     assert a0.manifest_hash != a1.manifest_hash
@@ -131,3 +132,32 @@ def test_fmnist_debian_package_real_sizes(host):
     assert (s["train"], s["val"], s["test"], s["forget"]) == (54000, 6000, 10000, 5400)
     y = t.data.y.numpy()
     assert (np.bincount(y[t.manifest["splits"]["val"]]) == 600).all()  # 600 per class (§1.1)
+
+
+def test_selection_subsamples_are_nested_and_leave_the_manifest_hash_alone():
+    """PROTOCOL §5(d): the oracle rules' selection-time subsamples and the two test halves are drawn once
+    per trial, stored in the manifest, and nested so a sweep that scores test and the D_r floor forwards
+    nothing more for them; the manifest's hash (and so every stored artifact's key) ignores them."""
+    from unlearnbench.scenario import DERIVED_SPLITS
+
+    from unlearnbench.config import resolve
+    from unlearnbench.plugins import get_host
+
+    host = get_host()
+    for name in ("digits-10pct", "digits-class"):
+        res = resolve(host, scenario=name)
+        task = res.scenario.build_task(res.cfg.scenario, 0, None)
+        sp = {k: set(v) for k, v in task.manifest["splits"].items()}
+        assert sp["mia_members_sel"] <= sp["retain_floor"] <= sp["retain"]
+        assert sp["mia_members_sel"] <= sp["mia_members"] and sp["mia_nonmembers_sel"] <= sp["mia_nonmembers"]
+        assert sp["test_a"] | sp["test_b"] == sp["test"] and not sp["test_a"] & sp["test_b"]
+        assert abs(len(sp["test_a"]) - len(sp["test_b"])) <= 1
+        for half in ("a", "b"):
+            assert sp[f"mia_nonmembers_{half}"] <= sp[f"test_{half}"]
+            assert len(sp[f"mia_members_{half}"]) == len(sp[f"mia_nonmembers_{half}"])
+        assert not sp["mia_members_a"] & sp["mia_members_b"]
+        assert sp["mia_nonmembers_sel_a"] <= sp["test_a"] & sp["mia_nonmembers_sel"]
+        stripped = {**task.manifest, "splits": {k: v for k, v in task.manifest["splits"].items()
+                                                if k not in DERIVED_SPLITS},
+                    "sizes": {k: v for k, v in task.manifest["sizes"].items() if k not in DERIVED_SPLITS}}
+        assert task.manifest_hash == sha256_hex(stripped) == manifest_digest(task.manifest)

@@ -1,0 +1,60 @@
+"""selection.also (issue 16, PROTOCOL §5(d)): the oracle rules choose on the same curves as the run's own
+rule, each record carries every rule's result, and the run's own result is the one it has alone."""
+from __future__ import annotations
+
+import pytest
+
+from unlearnbench.config import resolve
+from unlearnbench.runner import run_trial
+
+
+def _run(host, store, tmp, method, *over):
+    res = resolve(host, scenario="digits-10pct", method=method, overrides=["pool.size=3", *over])
+    return run_trial(res, 0, store=store, runs_dir=tmp, data_root=None)
+
+
+@pytest.mark.parametrize("method", ["negmerge", "task-arithmetic"])
+def test_the_oracle_rules_ride_on_the_same_curves(host, session_store, tmp_path, method):
+    from unlearnbench.rules import OracleAvgGap, OracleSplitTest
+
+    both = _run(host, session_store, tmp_path / "auto", method)
+    alone = _run(host, session_store, tmp_path / "none", method, "selection.also=none")
+    # the run's own choice, and so its model, does not depend on which other rules looked
+    assert both["weights_digest"]["unlearned"] == alone["weights_digest"]["unlearned"]
+    assert both["lambda"] == alone["lambda"] and alone["by_rule"] is None
+    assert both["config_hash"] != alone["config_hash"]  # but the record says what else ran
+    by = both["by_rule"]
+    assert set(by) == {"oracle_avg_gap", "oracle_split_test"}
+    for name, rule in (("oracle_avg_gap", OracleAvgGap()), ("oracle_split_test", OracleSplitTest())):
+        r = by[name]
+        assert r["selected"] and r["oracle"] and set(r["metrics"]) == set(both["metrics"])
+        assert r["gap"]["avg_gap"] >= 0 and len(r["weights_digest"]) == 64
+        if method == "negmerge":  # the choice is a point of the recorded (union) curve, which holds its metrics
+            curve = both["selection"]["curve"]
+            assert r["lambda"] == curve[r["index"]]["lambda"]
+            assert set(rule.needs(rule.Config(), None)) <= set(curve[0])
+    rep = by["oracle_split_test"]["report"]
+    assert rep["optimism"] == pytest.approx(rep["gap_b"] - rep["gap_a"])
+    # on digits the selection-time subsamples are the whole sets (|D_r| < 5,000, |half A| < 2,000), so the
+    # rule's score at its choice is the full gap on half A
+    assert by["oracle_split_test"]["score"] == pytest.approx(rep["gap_a"], abs=1e-9)
+    if method == "task-arithmetic":  # each rule picks its own best member from the same sweeps
+        info = by["oracle_avg_gap"]["info"]
+        scores = [s["score"] for s in info["member_scores"]]
+        assert len(scores) == 3 and by["oracle_avg_gap"]["score"] == min(scores)
+
+
+def test_a_result_no_rule_chose_is_the_same_under_every_rule(host, session_store, tmp_path):
+    rec = _run(host, session_store, tmp_path, "finetune", "method.lr_search=off", "method.epochs=1")
+    assert rec["selection"] is None
+    assert rec["by_rule"] == {"oracle_avg_gap": {"rule": "oracle_avg_gap", "selected": False},
+                              "oracle_split_test": {"rule": "oracle_split_test", "selected": False}}
+
+
+def test_also_names_are_checked(host):
+    from unlearnbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="selection.also names 'nope'"):
+        resolve(host, overrides=["selection.also=nope"])
+    res = resolve(host, overrides=["selection.also=oracle_avg_gap,val_matched,oracle_avg_gap"])
+    assert [r.name for r in res.also] == ["oracle_avg_gap"]  # the run's own rule and repeats dropped
