@@ -300,16 +300,24 @@ Strategy = Choice("Strategy", {name: name for name in STRATEGIES})
 # The strategy the suite had before the key existed: records without it ran it, and its runs
 # leave the key out of the config hash, so they hash as those records do (issue 15).
 LEGACY_STRATEGY = "grid"
+# The baselines' search before PROTOCOL §7.3 v2 (methods/_common.py SearchGrid): left out of the hash in
+# the same way, so `-o method.search_grid=v1` gives a protocol-1 record's config hash.
+LEGACY_SEARCH_GRID = "v1"
 
 
 def config_hash(d: dict) -> str:
     """The hash of a resolved config (``Resolved.to_dict``): without the UNHASHED keys, and without
-    ``selection.strategy`` when it is the legacy ``grid``, so configurations recorded before that key
-    existed keep their hashes and a run with another strategy gets a new one."""
+    ``selection.strategy`` when it is the legacy ``grid`` (``method.search_grid`` when it is the legacy
+    ``v1``), so configurations recorded before that key existed keep their hashes and a run with
+    another value gets a new one."""
     d = {k: v for k, v in d.items() if k not in UNHASHED}
     sel = d.get("selection")
     if isinstance(sel, dict) and str(sel.get("strategy", LEGACY_STRATEGY)) == LEGACY_STRATEGY:
         d["selection"] = {k: v for k, v in sel.items() if k != "strategy"}
+    meth = d.get("method")
+    if isinstance(meth, dict) and str(meth.get("search_grid")) == LEGACY_SEARCH_GRID:
+        # a baseline run with the protocol-1 search hashes as the v1 records, made before the key existed
+        d["method"] = {k: v for k, v in meth.items() if k != "search_grid"}
     return sha256_hex(d)
 
 
