@@ -305,6 +305,17 @@ LEGACY_STRATEGY = "grid"
 LEGACY_SEARCH_GRID = "v1"
 
 
+def recorded_layer(rec: dict) -> dict:
+    """A record's config as a file layer that resolves as it ran: a protocol-1 record (no ``protocol``
+    key) of a baseline (its method section has ``lr_search``) ran the v1 search, which predates
+    ``method.search_grid`` and whose default is now v2 (PROTOCOL §7.3, §11)."""
+    cfg = rec["config"]
+    meth = cfg.get("method")
+    if "protocol" not in rec and isinstance(meth, dict) and "lr_search" in meth and "search_grid" not in meth:
+        return {**cfg, "method": {**meth, "search_grid": LEGACY_SEARCH_GRID}}
+    return cfg
+
+
 def config_hash(d: dict) -> str:
     """The hash of a resolved config (``Resolved.to_dict``): without the UNHASHED keys, and without
     ``selection.strategy`` when it is the legacy ``grid`` (``method.search_grid`` when it is the legacy

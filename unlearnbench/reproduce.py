@@ -124,7 +124,7 @@ def reproduce(host, records: list[Path], *, store_root: str | None = None, out_d
     """
     import torch
 
-    from .config import resolve
+    from .config import recorded_layer, resolve
     from .report.records import load_records
     from .runner import run_trial
     from .store import Store
@@ -143,7 +143,7 @@ def reproduce(host, records: list[Path], *, store_root: str | None = None, out_d
         runs = Path(tmp) / "runs"
         for path, old in good:
             tag = f"{old['scenario']} / {path.parent.parent.name} / seed {old['trial']}"
-            res = resolve(host, file_layer=old["config"], device_here=False)  # no GPU here: skipped below
+            res = resolve(host, file_layer=recorded_layer(old), device_here=False)  # no GPU here: skipped below
             if res.hash != old["config_hash"]:
                 raise ConfigError(f"{path}: its config no longer resolves to the recorded hash "
                                   f"({res.hash[:12]} != {old['config_hash'][:12]}); the config schema changed "
