@@ -220,14 +220,14 @@ def test_the_strategy_option_and_the_legacy_hash(host):
 
 
 def test_committed_records_without_the_key_keep_their_hashes(host):
-    from unlearnbench.config import resolve
+    from unlearnbench.config import recorded_layer, resolve
 
     paths = sorted((ROOT / "leaderboards" / "runs").glob("*/*/seed-0/run.json"))
     assert len(paths) > 50
     for p in paths:
         rec = json.loads(p.read_text())
         assert "strategy" not in rec["config"]["selection"]
-        res = resolve(host, file_layer=rec["config"], device_here=False)
+        res = resolve(host, file_layer=recorded_layer(rec), device_here=False)  # v1 baselines: search_grid=v1
         assert str(res.cfg.selection.strategy) == "grid"  # read as the legacy value
         assert res.hash == rec["config_hash"], p
 
