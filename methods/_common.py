@@ -2,18 +2,20 @@
 their step size, random labels, and state-dict helpers.
 
 Common settings [SAL]: SGD momentum 0.9, wd 5e-4, constant lr, the scenario's batch, BN in
-train mode, the last iterate; the loop itself is the core's (``ctx.train``).
+train mode, the last iterate; the loop itself is the core's (``ctx.train``). Under the v2
+search (§7.3) the rule also chooses the epoch, so the returned iterate is the chosen one.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from unlearnbench import Choice, ConfigError, Method, Recipe, Result, opt
 
 if TYPE_CHECKING:
     import torch
 
-LR_FACTORS = (1 / 10, 1 / 3, 1.0, 3.0, 10.0)  # {b/10, b/3, b, 3b, 10b} [OURS] PROTOCOL §7.3, §10.2 #36
+LR_FACTORS = (1 / 10, 1 / 3, 1.0, 3.0, 10.0)  # v1: {b/10, b/3, b, 3b, 10b} PROTOCOL §7.3, §10.2 #36
+V2_EXPONENTS = range(-4, 3)  # v2: b·10^(k/2), k = −4…+2, seven points b/100 … 10b [OURS] PROTOCOL §7.3
 
 
 class LrSearch(Choice):
@@ -22,9 +24,20 @@ class LrSearch(Choice):
     off = "off"
 
 
+class SearchGrid(Choice):
+    v2 = "v2"  # PROTOCOL §7.3 v2: the half-decade grid, (value, epoch), θ_0 as the null point, edge extension
+    v1 = "v1"  # protocol 1: five points {b/10, b/3, b, 3b, 10b}, last epoch; reproduces v1 records
+
+
 def lr_search_opt() -> Any:
-    return opt(LrSearch.auto, "select the step size by the run's rule from {b/10, b/3, b, 3b, 10b}: auto = on "
-               "the CPU classifier scenarios (digits, fmnist) only, on = always, off = never",
+    return opt(LrSearch.auto, "select the step size (and, for the iterative methods, the epoch) by the run's rule "
+               "over the method.search_grid grid: auto = on the CPU classifier scenarios (digits, fmnist) only, "
+               "on = always, off = never", "[OURS] PROTOCOL §7.3, §10.2 #36")
+
+
+def search_grid_opt() -> Any:
+    return opt(SearchGrid.v2, "v2: b·10^(k/2) for k = -4..2 plus §7's named values, (value, epoch) chosen jointly, "
+               "θ_0 as the null point, edge extension | v1: {b/10, b/3, b, 3b, 10b}, last epoch (protocol 1)",
                "[OURS] PROTOCOL §7.3, §10.2 #36")
 
 
@@ -35,8 +48,28 @@ def search_active(ctx) -> bool:
     return ctx.search_by_default  # the scenario says (§7.3)
 
 
+def search_v2(ctx) -> bool:
+    """Whether this run searches with the §7.3 v2 search (else v1's five points, or no search)."""
+    return search_active(ctx) and SearchGrid.of(ctx.cfg.search_grid, "method.search_grid") == SearchGrid.v2
+
+
+def _g(v: float) -> float:
+    return float(f"{v:.6g}")
+
+
 def scaled_grid(base: float) -> list[float]:
-    return [float(f"{base * f:.6g}") for f in LR_FACTORS]
+    """The v1 grid {b/10, b/3, b, 3b, 10b}."""
+    return [_g(base * f) for f in LR_FACTORS]
+
+
+def half_decade_grid(base: float, named: tuple[float, ...] = ()) -> list[float]:
+    """The v2 grid (§7.3 step 1): b·10^(k/2), k = −4…+2, plus the values §7 names as alternatives
+    that lie in its span [b/100, 10b] (all of them at §7's b; a user's other b does not drag in
+    values decades away, which would hide the grid's real end from the edge extension); sorted,
+    without duplicates."""
+    grid = {_g(base * 10 ** (k / 2)) for k in V2_EXPONENTS}
+    lo, hi = min(grid), max(grid)
+    return sorted(grid | {_g(v) for v in named if lo <= v <= hi})
 
 
 def recipe(ctx, lr: float, epochs: int) -> Recipe:
@@ -71,7 +104,8 @@ def last_linear(model) -> tuple[str, Any]:
 
 class Baseline(Method):
     """A §7 baseline: ``build(ctx, prep, **hp)`` returns the unlearned state for one setting of
-    its step size; ``unlearn`` uses the configured value or runs the §7.3 search.
+    its step size (an iterative method: the list of its states after each epoch, under the v2
+    search); ``unlearn`` uses the configured value or runs the §7.3 search.
 
     ``selects`` is True: the step size can be chosen by the run's rule (§7.3), which reads
     the rule's splits; the runner's Used-splits column reads this class attribute."""
@@ -79,6 +113,7 @@ class Baseline(Method):
     selects = True
     variant_keys: tuple[str, ...] = ()  # the options that name the variant (recorded in run.json)
     step_key = "lr"  # the hyperparameter the search scales
+    alternatives: tuple[float, ...] = ()  # values §7 names besides b, added to the v2 grid (§7.3 step 1)
     positive: tuple[str, ...] = ()  # options, besides the step size, that must be > 0
     fractions: tuple[str, ...] = ()  # options that must be in (0, 1]
 
@@ -97,11 +132,19 @@ class Baseline(Method):
         """Work done once, whatever the step size (a saliency mask, IU's vectors)."""
         return None
 
-    def candidates(self, ctx) -> list[dict]:
-        return [{self.step_key: v} for v in scaled_grid(ctx.cfg[self.step_key])]
+    def step_grid(self, ctx) -> list[float]:
+        """The searched values of ``step_key``: §7.3's v2 grid, or v1's five points."""
+        base = float(ctx.cfg[self.step_key])
+        return half_decade_grid(base, self.alternatives) if search_v2(ctx) else scaled_grid(base)
 
-    def build(self, ctx, prep: Any, **hp: Any) -> dict[str, "torch.Tensor"]:  # pragma: no cover
+    def candidates(self, ctx) -> list[dict]:
+        return [{self.step_key: v} for v in self.step_grid(ctx)]
+
+    def build(self, ctx, prep: Any, **hp: Any) -> Any:  # pragma: no cover
         raise NotImplementedError
+
+    def record_recipe(self, ctx, chosen: dict) -> None:
+        """Record the recipe of the chosen setting in ``info.recipe`` (IU, a one-shot edit, has none)."""
 
     def unlearn(self, ctx) -> Result:
         ctx.info["variant"] = self.variant(ctx.cfg)
@@ -109,9 +152,19 @@ class Baseline(Method):
         if not search_active(ctx):
             hp = {self.step_key: float(ctx.cfg[self.step_key])}
             ctx.info.update(hp)
+            self.record_recipe(ctx, hp)
             return Result(self.build(ctx, prep, **hp))
-        state, sel = ctx.search(self.candidates(ctx), lambda c: self.build(ctx, prep, **c))
-        ctx.info.update(sel.params["chosen"])
+        if search_v2(ctx):  # §7.3 steps 3-4: θ_0 as the null point, the grid extended at a chosen end
+            state, sel = ctx.search(self.candidates(ctx), lambda c: self.build(ctx, prep, **c),
+                                    null={self.step_key: 0.0}, extend=self.step_key)
+        else:
+            state, sel = ctx.search(self.candidates(ctx), lambda c: self.build(ctx, prep, **c))
+        chosen = sel.params["chosen"]
+        ctx.info.update(chosen)
+        if sel.params.get("search") == "v2":
+            ctx.info["none_feasible"] = sel.params["none_feasible"]  # θ_0 returned (§7.3 step 3)
+            ctx.info["grid_extended"] = sel.params["grid_extended"]
+        self.record_recipe(ctx, chosen)  # the chosen one (v1 recorded the last candidate's: §11)
         return Result(state, selection=sel)
 
 
@@ -120,8 +173,28 @@ class Trained(Baseline):
 
     positive = ("epochs",)
 
-    def train(self, ctx, model, x, y, lr: float, **kw: Any):
-        rec = recipe(ctx, lr, ctx.cfg.epochs)
-        ctx.info["recipe"] = rec.spec()
-        return ctx.train(model, x, y, rec, **kw)
+    def record_recipe(self, ctx, chosen: dict) -> None:
+        """The chosen lr and epoch count (None: θ_0, no training); outside the v2 search, §7's epochs."""
+        epoch = chosen.get("epoch")
+        ctx.info["recipe"] = None if epoch == 0 else recipe(ctx, chosen["lr"], epoch or ctx.cfg.epochs).spec()
 
+    def train(self, ctx, model, x, y, lr: float, *, on_epoch: Callable[[int], None] | None = None, **kw: Any):
+        """Train ``model`` from θ_0 with the §7 recipe at ``lr``: the final state, or under the v2
+        search the states after epochs 1…T (§7.3 step 2: the rule measures each in the driver; a
+        build may run in a worker without the rule's splits). A schedule over T, l1-sparse's α_t,
+        runs in full, so epoch t is the iterate the full schedule passes through."""
+        rec = recipe(ctx, lr, ctx.cfg.epochs)
+        if not search_v2(ctx):
+            ctx.train(model, x, y, rec, on_epoch=on_epoch, **kw)
+            return state_of(model)
+        states: list[dict] = []
+
+        def each_epoch(t: int) -> None:
+            if t:  # before epoch t: the weights after epoch t − 1
+                states.append(state_of(model))
+            if on_epoch is not None:
+                on_epoch(t)
+
+        ctx.train(model, x, y, rec, on_epoch=each_epoch, **kw)
+        states.append(state_of(model))
+        return states

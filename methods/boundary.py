@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from unlearnbench import Choice, hookimpl, opt
 
-from ._common import LrSearch, Trained, last_linear, lr_search_opt, state_of
+from ._common import LrSearch, SearchGrid, Trained, last_linear, lr_search_opt, search_grid_opt
 
 if TYPE_CHECKING:
     import torch
@@ -34,6 +34,7 @@ class BoundaryShrinkConfig:
     eps: float = opt(0.1, "FGSM step in [0,1] pixel units; 0.25 reproduces [BU]'s effective step",
                      "[SAL] port; PROTOCOL §7 BS notes, §10.2 #30")
     lr_search: LrSearch = lr_search_opt()
+    search_grid: SearchGrid = search_grid_opt()
 
 
 @dataclass
@@ -44,6 +45,7 @@ class BoundaryExpandingConfig:
                              "[BU] | salun_port: default Linear init, no pruning [SAL] (evaluated C-way here; see run "
                              "info)", "PROTOCOL §7, §10.2 #31")
     lr_search: LrSearch = lr_search_opt()
+    search_grid: SearchGrid = search_grid_opt()
 
 
 def fgsm(frozen, x: "torch.Tensor", y: "torch.Tensor", eps: float) -> "torch.Tensor":
@@ -81,6 +83,7 @@ class BoundaryShrink(Trained):
     Config = BoundaryShrinkConfig
     variant_keys = ("eps",)
     positive = ("epochs", "eps")
+    alternatives = (1e-6, 5e-6)  # the lab scripts' lrs (PROTOCOL §7, §7.3, §10.2 #30)
 
     def prepare(self, ctx):
         frozen = frozen_copy(ctx)
@@ -102,8 +105,7 @@ class BoundaryShrink(Trained):
             return F.cross_entropy(m(xb), neighbour_labels(frozen, xb, yb, eps))
 
         model = ctx.new_model(ctx.original())
-        self.train(ctx, model, *ctx.data("forget"), lr, loss_fn=loss_fn)
-        return state_of(model)
+        return self.train(ctx, model, *ctx.data("forget"), lr, loss_fn=loss_fn)
 
 
 def widen(model, gen, variant: str):
@@ -155,14 +157,19 @@ class BoundaryExpanding(Trained):
         variant = str(ctx.cfg.variant)
         c, head = widen(model, ctx.rng("shadow"), variant)
         x, y = ctx.data("forget")
-        self.train(ctx, model, x, torch.full_like(y, c), lr)
-        state = state_of(model)
-        for k in (f"{head}.weight", f"{head}.bias"):  # prune the shadow row: the C-way model
-            if k in state:
-                state[k] = state[k][:c].clone()
+        out = self.train(ctx, model, x, torch.full_like(y, c), lr)
+
+        def prune(state):  # prune the shadow row: the C-way model (every epoch's, under the v2 search)
+            for k in (f"{head}.weight", f"{head}.bias"):
+                if k in state:
+                    state[k] = state[k][:c].clone()
+            return state
+
+        out = [prune(s) for s in out] if isinstance(out, list) else prune(out)
         if variant == "salun_port":
             # [SAL] evaluates the C+1-way model; the evaluator here takes C-way models only, so the row
-            # is reported on D_f (which BE reads) and the run's metrics are C-way.
+            # is reported on D_f (which BE reads) and the run's metrics are C-way. Measured at the last
+            # epoch, whichever epoch the v2 search returns.
             with torch.no_grad():
                 dev = next(model.parameters()).device
                 pred = torch.cat([model(x[i:i + 512].to(dev)).argmax(1).cpu() for i in range(0, len(x), 512)])
@@ -172,7 +179,7 @@ class BoundaryExpanding(Trained):
                 "shadow_share_forget": 100.0 * float((pred == c).float().mean())}
         else:
             ctx.info["evaluated"] = "C-way (pruned)"
-        return state
+        return out
 
 
 @hookimpl

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from unlearnbench import hookimpl, opt
 
-from ._common import LrSearch, Trained, lr_search_opt, state_of
+from ._common import LrSearch, SearchGrid, Trained, lr_search_opt, search_grid_opt
 
 
 @dataclass
@@ -17,6 +17,7 @@ class FinetuneConfig:
     lr: float = opt(0.01, "learning rate (constant)", "[SAL] SPA README; PROTOCOL §7")
     epochs: int = opt(10, "epochs over D_r", "[SAL] SPA README; PROTOCOL §7")
     lr_search: LrSearch = lr_search_opt()
+    search_grid: SearchGrid = search_grid_opt()
 
 
 @dataclass
@@ -25,6 +26,7 @@ class L1SparseConfig:
     epochs: int = opt(10, "epochs over D_r", "[SAL] FT_l1; PROTOCOL §7")
     alpha: float = opt(1e-4, "ℓ1 coefficient α at epoch 0; α_t = α(1 − t/T)", "lab scripts; PROTOCOL §10.2 #35")
     lr_search: LrSearch = lr_search_opt()
+    search_grid: SearchGrid = search_grid_opt()
 
 
 class Finetune(Trained):
@@ -36,8 +38,7 @@ class Finetune(Trained):
 
     def build(self, ctx, prep, lr):
         model = ctx.new_model(ctx.original())
-        self.train(ctx, model, *ctx.data("retain"), lr)
-        return state_of(model)
+        return self.train(ctx, model, *ctx.data("retain"), lr)
 
 
 def l1_alpha(alpha: float, epoch: int, epochs: int) -> float:
@@ -68,9 +69,10 @@ class L1Sparse(Trained):
             return F.cross_entropy(m(xb), yb) + used[-1] * l1
 
         model = ctx.new_model(ctx.original())
-        self.train(ctx, model, *ctx.data("retain"), lr, loss_fn=loss_fn, on_epoch=on_epoch)
+        # the full-T schedule even when the search returns an earlier epoch's iterate (§7.3 step 2)
+        out = self.train(ctx, model, *ctx.data("retain"), lr, loss_fn=loss_fn, on_epoch=on_epoch)
         ctx.info["alpha_schedule"] = used
-        return state_of(model)
+        return out
 
 
 @hookimpl

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from unlearnbench import hookimpl, opt
 
-from ._common import LrSearch, Trained, lr_search_opt, state_of
+from ._common import LrSearch, SearchGrid, Trained, lr_search_opt, search_grid_opt
 
 
 @dataclass
@@ -17,6 +17,7 @@ class GradientAscentConfig:
     lr: float = opt(1e-4, "learning rate (constant)", "[SAL] SPA README, SAL #8; PROTOCOL §7")
     epochs: int = opt(5, "epochs over D_f", "[SAL] SPA README; PROTOCOL §7")
     lr_search: LrSearch = lr_search_opt()
+    search_grid: SearchGrid = search_grid_opt()
 
 
 def negated_ce(m, xb, yb):
@@ -31,11 +32,11 @@ class GradientAscent(Trained):
     reference_url = "https://github.com/OPTML-Group/Unlearn-Saliency"
     uses = frozenset({"forget"})
     Config = GradientAscentConfig
+    alternatives = (5e-4, 1e-3)  # "5e-4 to 1e-3 if forget accuracy does not drop" (SAL #8; PROTOCOL §7.3)
 
     def build(self, ctx, prep, lr):
         model = ctx.new_model(ctx.original())
-        self.train(ctx, model, *ctx.data("forget"), lr, loss_fn=negated_ce)
-        return state_of(model)
+        return self.train(ctx, model, *ctx.data("forget"), lr, loss_fn=negated_ce)
 
 
 @hookimpl

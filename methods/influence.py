@@ -20,12 +20,16 @@ from typing import TYPE_CHECKING
 
 from unlearnbench import Choice, hookimpl, opt
 
-from ._common import Baseline, LrSearch, scaled_grid
+from ._common import Baseline, LrSearch, SearchGrid, scaled_grid, search_v2
 
 if TYPE_CHECKING:
     import torch
 
 N_F = 1000  # hard-coded in the reference recursion and the iu_fisher subset size
+# The v2 α grid at the default α = 0.2 (PROTOCOL §7.3 step 1): the code default and the paper's range
+# [1, 20]; for another α the same multiples of it.
+IU_ALPHAS = (0.02, 0.06, 0.2, 0.6, 1.0, 2.0, 3.0, 6.0, 10.0, 20.0)
+IU_DEFAULT_ALPHA = 0.2
 
 
 class IUVariant(Choice):
@@ -44,8 +48,11 @@ class InfluenceConfig:
     cg_iters: int = opt(100, "iu_fisher: most conjugate-gradient iterations", "[OURS]")
     cg_tol: float = opt(1e-5, "iu_fisher: stop at this relative residual", "[OURS]")
     lr_search: LrSearch = opt(LrSearch.auto, "select α (and δ for iu_fisher, from {δ/10, δ, 10δ}) by the run's "
-                              "rule from {α/10, α/3, α, 3α, 10α}: auto = on the CPU classifier scenarios only, on, off",
-                              "[OURS] PROTOCOL §7.2, §7.3")
+                              "rule over the method.search_grid grid: auto = on the CPU classifier scenarios only, "
+                              "on, off", "[OURS] PROTOCOL §7.2, §7.3")
+    search_grid: SearchGrid = opt(SearchGrid.v2, "v2: α in {0.02, 0.06, 0.2, 0.6, 1, 2, 3, 6, 10, 20} (× α/0.2), θ_0 "
+                                  "as the null point, edge extension | v1: {α/10, α/3, α, 3α, 10α} (protocol 1)",
+                                  "[OURS] PROTOCOL §7.3, §10.2 #36")
 
 
 def _grad(model, x, y, chunk: int = 256) -> "torch.Tensor":
@@ -131,8 +138,14 @@ class Influence(Baseline):
     def variant(self, cfg) -> str:
         return "faithful" if cfg.variant == "faithful" else f"iu_fisher, delta={cfg.delta}"
 
+    def step_grid(self, ctx):
+        if not search_v2(ctx):
+            return scaled_grid(ctx.cfg.alpha)
+        scale = float(ctx.cfg.alpha) / IU_DEFAULT_ALPHA
+        return sorted({float(f"{a * scale:.6g}") for a in IU_ALPHAS})
+
     def candidates(self, ctx):
-        alphas = scaled_grid(ctx.cfg.alpha)
+        alphas = self.step_grid(ctx)
         if ctx.cfg.variant == "faithful":
             return [{"alpha": a} for a in alphas]
         return [{"alpha": a, "delta": d} for d in scaled_grid(ctx.cfg.delta)[::2] for a in alphas]  # δ/10, δ, 10δ

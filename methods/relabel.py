@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from unlearnbench import Choice, hookimpl, opt
 
-from ._common import LrSearch, Trained, lr_search_opt, random_labels, state_of
+from ._common import LrSearch, SearchGrid, Trained, lr_search_opt, random_labels, search_grid_opt
 
 if TYPE_CHECKING:
     import torch
@@ -56,6 +56,7 @@ class RLConfig:
     label_sampling: Labels = _labels_opt()
     schedule: Schedule = _schedule_opt()
     lr_search: LrSearch = lr_search_opt()
+    search_grid: SearchGrid = search_grid_opt()
 
 
 @dataclass
@@ -64,6 +65,7 @@ class RLForgetConfig:
     epochs: int = opt(10, "epochs over D_f", "[OURS] PROTOCOL §7, §10.2 #29")
     label_sampling: Labels = _labels_opt()
     lr_search: LrSearch = lr_search_opt()
+    search_grid: SearchGrid = search_grid_opt()
 
 
 def _mask_mode_opt():
@@ -84,6 +86,7 @@ class SalUnConfig:
     mask_mode: MaskMode = _mask_mode_opt()
     mask_ratio: float = _mask_ratio_opt()
     lr_search: LrSearch = lr_search_opt()
+    search_grid: SearchGrid = search_grid_opt()
 
 
 @dataclass
@@ -94,6 +97,7 @@ class SalUnForgetConfig:
     mask_mode: MaskMode = _mask_mode_opt()
     mask_ratio: float = _mask_ratio_opt()
     lr_search: LrSearch = lr_search_opt()
+    search_grid: SearchGrid = search_grid_opt()
 
 
 def sequential_batches(sizes: list[int], batch: int, epochs: int, gen: "torch.Generator") -> list[list["torch.Tensor"]]:
@@ -198,9 +202,9 @@ class RandomLabel(Trained):
                 batches = sequential_batches([nf, len(xr)], ctx.recipe.batch, int(ctx.cfg.epochs),
                                              ctx.rng("sequential"))
 
-        self.train(ctx, model, x, y, lr, on_epoch=on_epoch, after_step=after_step, batches=batches)
+        out = self.train(ctx, model, x, y, lr, on_epoch=on_epoch, after_step=after_step, batches=batches)
         ctx.info["labels_equal_true"] = same[0]  # draws with y' = y over all epochs (0 under not_true)
-        return state_of(model)
+        return out
 
 
 class RandomLabelForget(RandomLabel):
@@ -219,6 +223,7 @@ class SalUn(RandomLabel):
     Config = SalUnConfig
     variant_keys = ("mask_mode", "mask_ratio", "label_sampling", "schedule")
     fractions = ("mask_ratio",)
+    alternatives = (0.1,)  # the pre-Apr-2024 [SAL] README's lr (PROTOCOL §7, §7.3); SalUn-forget inherits it
 
     def prepare(self, ctx):
         model = ctx.new_model(ctx.original())

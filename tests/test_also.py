@@ -58,3 +58,21 @@ def test_also_names_are_checked(host):
         resolve(host, overrides=["selection.also=nope"])
     res = resolve(host, overrides=["selection.also=oracle_avg_gap,val_matched,oracle_avg_gap"])
     assert [r.name for r in res.also] == ["oracle_avg_gap"]  # the run's own rule and repeats dropped
+
+
+def test_a_search_serves_every_rule_from_the_same_trained_points(host, session_store, tmp_path):
+    """The §7.3 v2 search trains each (value, epoch) once; the oracle rules choose among the same points
+    (``Selection.states``), and the run's own choice does not move."""
+    over = ["method.lr_search=on", "method.epochs=2"]
+    both = _run(host, session_store, tmp_path / "auto", "finetune", *over)
+    alone = _run(host, session_store, tmp_path / "none", "finetune", *over, "selection.also=none")
+    assert both["weights_digest"]["unlearned"] == alone["weights_digest"]["unlearned"]
+    assert both["selection"]["params"]["chosen"] == alone["selection"]["params"]["chosen"]
+    curve = both["selection"]["curve"]
+    assert len(curve) == len(alone["selection"]["curve"]) and "acc_test" in curve[0] and "acc_test" not in \
+        alone["selection"]["curve"][0]
+    for name in ("oracle_avg_gap", "oracle_split_test"):
+        r = both["by_rule"][name]
+        assert r["selected"] and set(r["chosen"]) <= {"lr", "epoch"}
+        assert {k: curve[r["index"]].get(k) for k in r["chosen"]} == r["chosen"]
+        assert set(r["metrics"]) == set(both["metrics"])

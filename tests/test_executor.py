@@ -221,7 +221,9 @@ def test_a_pool_and_a_search_with_processes_give_the_local_records(local_records
     assert pool["timings"]["pool_trained"] == 4 and pool["provenance"]["executor"]["name"] == "processes"
     _same(local_records["negmerge"], pool)
     search = _run(tmp_path, "p-search", "finetune", PROCESSES)
-    assert len(search["selection"]["curve"]) == 5  # every candidate trained in a worker, measured here
+    grid = search["selection"]["params"]["grid"] + search["selection"]["params"]["extended"]
+    # every candidate trained in a worker, each of its 10 epochs measured here, θ_0 first (PROTOCOL §7.3)
+    assert len(search["selection"]["curve"]) == 1 + 10 * len(grid) and len(grid) >= 7
     _same(local_records["finetune"], search)
 
 

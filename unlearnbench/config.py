@@ -319,7 +319,6 @@ Strategy = Choice("Strategy", {name: name for name in STRATEGIES})
 # The strategy the suite had before the key existed: records without it ran it, and its runs
 # leave the key out of the config hash, so they hash as those records do (issue 15).
 LEGACY_STRATEGY = "grid"
-
 # Keys added after records were made, with the value those records ran (what their absence means).
 # A key at its legacy value is left out of the config hash, so an old record's configuration keeps its
 # hash; ``resolve(..., protocol=1)`` fills the protocol-1 values in for a record that predates v2.
@@ -328,6 +327,7 @@ LEGACY: dict[str, tuple[str, int]] = {
     "selection.strategy": (LEGACY_STRATEGY, 0),
     "selection.target": ("edited", 2),  # PROTOCOL §5(c) v2: the original's Acc D_val
     "selection.also": ("none", 2),  # §5(d) v2: the oracle rules on every board
+    "method.search_grid": ("v1", 2),  # §7.3 v2: the half-decade grid, (value, epoch) jointly
 }
 
 

@@ -193,10 +193,15 @@ class Ctx:
             out.append(RuleUse(rule, cfg, ref, reads))
         return out
 
-    def search(self, candidates: list[dict], build: Callable[[dict], dict]) -> tuple[dict, Selection]:
+    def search(self, candidates: list[dict], build: Callable[[dict], Any], *, null: dict | None = None,
+               extend: str | None = None) -> tuple[dict, Selection]:
         """Choose a hyperparameter setting with the run's selection rule (PROTOCOL §7.3;
         ``unlearnbench.selection.search``): ``build(candidate)`` returns the unlearned state dict
-        of one setting; each is measured on the rule's splits only, against θ_0 as the baseline.
+        of one setting, or the list of its states after each epoch (then (setting, epoch) is chosen
+        jointly); each is measured here, on the rule's splits only, against θ_0 as the baseline.
+        ``null`` (the keys of "no update", e.g. ``{"lr": 0.0}``) makes θ_0 a point of the search,
+        returned when nothing else is feasible; ``extend`` names the key whose grid grows by
+        half-decades at a chosen end (the v2 search, §7.3 steps 3–5; see ``selection.search``).
 
         The settings are jobs of the run's executor (``-o executor=...``): with ``processes`` or
         ``ray`` they train in parallel, each in a worker that holds a detached ctx (``Ctx.__reduce__``),
@@ -204,11 +209,14 @@ class Ctx:
         recorded with its error and never chosen."""
         rule, rcfg, task = self.__rule, self.__rule_cfg, self.__task
         allowed = frozenset(rule.reads_for(rcfg, task))
-        reference = self.__stages.retrain_metrics() if "retrain" in allowed else None
+        reference = self.__stages.reference(rule.needs(rcfg, task)) if "retrain" in allowed else None
         model = self.new_model(self.__stages.original())  # θ_0: the baseline is measured on it first
         state, sel = search(candidates, build, model.load_state_dict,
                             lambda names: self.__stages.evaluator.measure(model, names), rule, rcfg, task,
-                            reference, allowed, task.scoring.metric_splits, build_all=lambda cs: self._build_all(cs, build))
+                            reference, allowed, task.scoring.metric_splits,
+                            build_all=lambda cs: self._build_all(cs, build),  # extension rounds too
+                            null=null, original=self.original, extend=extend,
+                            also=self._also_uses() if null is not None else ())
         self.timings["search_s"] = self.timings.get("search_s", 0.0) + sel.seconds
         self.timings["search_evals"] = self.timings.get("search_evals", 0) + sel.evals
         return state, sel

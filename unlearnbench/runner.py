@@ -102,6 +102,9 @@ def rule_result(stages: "Stages", result: "Result", rule: Any, retr_m: dict | No
     choice = None if sel is None else ({"index": sel.index, "lambda": sel.lam, "score": sel.score} if own
                                        else sel.also.get(name))
     if choice is None:
+        if sel is not None:  # a selection ran, but not one this rule could ride on
+            return {"rule": name, "selected": False, "why": "this selection does not serve selection.also "
+                    "(e.g. the v1 search, method.search_grid=v1)"}
         return {"rule": name, "selected": False}
     state = None
     if own:
@@ -110,8 +113,8 @@ def rule_result(stages: "Stages", result: "Result", rule: Any, retr_m: dict | No
         state = sub.state
     elif result.merged is not None and all("lambda" in p for p in sel.curve):
         state = edited_state(stages.original(), result.merged, float(choice["lambda"]))
-    elif getattr(sel, "state_of", None) is not None:
-        state = sel.state_of(int(choice["index"]))
+    elif sel.states is not None:  # a search: the weights of that point, kept in memory
+        state = sel.states[int(choice["index"])]
     if state is None:
         return {"rule": name, "selected": False, "why": "the method returned no way to rebuild this rule's choice"}
     model = stages.task.new_model()

@@ -7,6 +7,7 @@ is an oracle can never see test data or the retrain model.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -122,6 +123,9 @@ class Selection:
     # per point of ``curve``, the metrics only the ``also`` rules declared: kept off ``curve`` (which
     # holds what the method's own rule saw) and merged back into the record by ``summary``
     _also_curve: list = field(default_factory=list, repr=False)
+    # A search's state per curve point (None: failed or diverged), for choosing again from the same
+    # curve; in memory only, never in ``summary()`` or a record.
+    states: list | None = field(default=None, repr=False, compare=False)
 
     def summary(self) -> dict:
         curve = ([{**p, **q} for p, q in zip(self.curve, self._also_curve)] if self._also_curve else self.curve)
@@ -405,9 +409,13 @@ def _halving(probe: Callable[[float], dict], points: list[float], rule: Selectio
     return curve(), baseline
 
 
+HALF_DECADE = 10 ** 0.5  # the §7.3 v2 grid's step: b·10^(k/2)
+MAX_EXTENSIONS = 2  # §7.3 step 4: at most two more half-decades each way
+
+
 def search(
     candidates: list[dict],
-    build: Callable[[dict], dict],
+    build: Callable[[dict], Any],
     load: Callable[[dict], object],
     measure: Callable[[list[str]], dict],
     rule: SelectionRule,
@@ -417,23 +425,182 @@ def search(
     allowed: frozenset[str],
     metric_splits: Callable[[str], frozenset[str]],
     build_all: Callable[[list[dict]], list] | None = None,
+    *,
+    null: dict | None = None,
+    original: Callable[[], dict] | None = None,
+    extend: str | None = None,
+    also: "list[RuleUse] | tuple" = (),
 ) -> tuple[dict, Selection]:
     """Choose a hyperparameter setting with ``rule`` (PROTOCOL §7.3); returns its state and the Selection.
 
-    ``build(candidate)`` returns the unlearned state dict of one setting (it trains); ``load(state)``
+    ``build(candidate)`` returns the unlearned state dict of one setting (it trains), or a list of
+    state dicts, the weights after each epoch 1…T (iterate selection, §7.3 v2 step 2): each epoch is
+    then a point of the curve (``epoch`` t) and (setting, epoch) is chosen jointly. ``load(state)``
     puts a state in the model ``measure(names)`` scores, which holds θ_0 on entry: θ_0 is the
-    baseline the rule compares against. Each setting is measured on the rule's splits only. A
-    setting whose weights diverged (non-finite) is recorded, never scored, as a non-finite pool
-    member is (§3). The grid, every candidate's metrics and the choice go into ``params``.
+    baseline the rule compares against. Each point is measured on the rule's splits only (the
+    evaluator puts the model in eval mode), here in the driver, never in a build: a build may run in
+    a worker that holds no val split. A point whose weights diverged (non-finite) is recorded, never
+    scored, as a non-finite pool member is (§3).
 
     ``build_all(candidates)``, when given, builds every setting at once (an executor runs them in
-    parallel) and returns, per candidate, its state or a ``BuildFailed`` (it failed twice); such a
-    setting is recorded with its error and never scored, and the others are still compared."""
+    parallel) and returns, per candidate, what ``build`` would, or a ``BuildFailed`` (it failed
+    twice); such a setting is recorded with its error and never scored, and the others are still
+    compared.
+
+    ``null`` (the v2 search, §7.3 steps 3–5; None: the v1 search of five points, last epoch):
+    the candidate keys that mean "no update" (e.g. ``{"lr": 0.0}``). θ_0 (``original()``) is then a
+    point of the curve, epoch 0, always feasible; when no other point is feasible, or the rule's
+    choice is infeasible, θ_0 is returned and ``params`` says ``none_feasible``: a collapsed model
+    is never the result. ``extend`` names the searched key: a choice at its largest value adds a
+    half-decade above, a choice at its smallest value that changed the model (Acc D_f or Acc D_val
+    differs from θ_0's) a half-decade below, each at most twice, built through ``build_all``; a
+    choice still at an end is ``grid_edge``. The curve is ordered by (value, other keys, epoch), so a
+    rule whose ties go to the earlier point gives §7.3's "smaller value, then earlier epoch".
+
+    ``also`` (``selection.also``, the v2 search only): more rules choosing on the same points, as in
+    ``sweep``: every point is measured on the union of the rules' metrics and each rule sees only its
+    own. The run's own rule drives the extensions; the others choose among the points that gives.
+
+    ``Selection.states[i]`` is the state of curve point i (None where it failed or diverged), kept in
+    memory for the caller and never written to the record."""
+    own = check_reads(rule, cfg, task, allowed, metric_splits)
+    if null is None:
+        t0 = time.perf_counter()
+        return _search_v1(candidates, build, load, measure, own, rule, cfg, task, reference, measure(own),
+                          build_all, t0)
+    needs_of = [own] + [check_reads(u.rule, u.cfg, task, u.allowed, metric_splits) for u in also]
+    needs = union(needs_of)
+    hides = [set(needs) - set(n) for n in needs_of]
+    t0 = time.perf_counter()
+    full_base = measure(needs)
+    baseline = view([full_base], hides[0])[0]
+    if original is None:
+        raise ValueError("a search with a null point needs original(), θ_0's state")
+    null_point = {**null, "epoch": 0, **full_base}  # θ_0: no update, epoch 0 (§7.3 step 3)
+    points: list[tuple[dict, dict | None]] = [(null_point, original())]
+    evals = 1
+    failed: list[str] = []
+
+    def run(cands: list[dict]) -> None:
+        nonlocal evals
+        built = build_all([dict(c) for c in cands]) if build_all is not None else [build(dict(c)) for c in cands]
+        for cand, out in zip(cands, built):
+            if isinstance(out, BuildFailed):
+                points.append(({**cand, "epoch": None, "failed": out.error}, None))
+                failed.append(f"{cand}: {out.error}")
+                continue
+            per_epoch = isinstance(out, (list, tuple))
+            for t, state in enumerate(out if per_epoch else [out], start=1):
+                point = {**cand, "epoch": t if per_epoch else None}
+                if _finite(state):
+                    load(state)
+                    points.append(({**point, **measure(needs)}, state))
+                    evals += 1
+                else:
+                    points.append(({**point, "non_finite": True}, state))
+
+    keys = list(dict.fromkeys(k for c in candidates for k in c))
+    key = extend if extend is not None else (keys[0] if keys else None)
+    rests = list({_rest_key(c, key): {k: v for k, v in c.items() if k != key} for c in candidates}.values())
+
+    def order(point: dict) -> tuple:
+        return tuple(-math.inf if point.get(k) is None else point[k] for k in (*keys, "epoch"))
+
+    run(candidates)
+    if failed and not any("non_finite" not in p and "failed" not in p for p, _ in points[1:]):
+        raise StoreError(f"no setting of the search could be scored; {len(failed)} failed twice: " + "; ".join(failed))
+    added: list[dict] = []
+    ext = {"above": 0, "below": 0}
+    while True:
+        points.sort(key=lambda pe: order(pe[0]))
+        curve = [p for p, _ in points]
+        valid = [i for i, p in enumerate(curve) if "failed" not in p and "non_finite" not in p]
+        scored = view([curve[i] for i in valid], hides[0])  # what the run's own rule may see
+        feasible = [False] * len(curve)  # a diverged or failed setting is never feasible
+        for i, ok in zip(valid, rule.feasible(scored, cfg, task, baseline)):
+            feasible[i] = ok
+        null_at = next(i for i, p in enumerate(curve) if p is null_point)
+        feasible[null_at] = True  # θ_0 is the null setting, feasible by definition (§7.3 step 3)
+        none_feasible = not any(ok for i, ok in enumerate(feasible) if i != null_at)
+        j, score = rule.choose(scored, cfg, task, reference, baseline)
+        idx = valid[j]
+        if none_feasible or not feasible[idx]:  # never the "least damage" fallback of an empty feasible set
+            idx, score = null_at, rule.choose(view([curve[null_at]], hides[0]), cfg, task, reference, baseline)[1]
+        side = _edge(curve, idx, null_at, key, baseline)
+        if side is None or extend is None or ext[side] >= MAX_EXTENSIONS:
+            break
+        values = [p[key] for p in curve if p is not null_point and key in p]
+        v = max(values) * HALF_DECADE if side == "above" else min(values) / HALF_DECADE
+        new = [{**r, key: float(f"{v:.6g}")} for r in rests]
+        new = [{k: c[k] for k in keys if k in c} for c in new]  # the candidates' own key order
+        ext[side] += 1
+        added += new
+        run(new)
+    def chosen_at(i: int) -> dict:
+        return {k: v for k, v in curve[i].items() if k in keys or (k == "epoch" and v is not None)}
+
+    others = {}
+    for k, u in enumerate(also, start=1):  # each other rule, on the same points, its own metrics only
+        seen, base = view([curve[i] for i in valid], hides[k]), view([full_base], hides[k])[0]
+        j, sc = u.rule.choose(seen, u.cfg, task, u.reference, base)
+        ok = u.rule.feasible(seen, u.cfg, task, base)[j]
+        i = valid[j] if ok else null_at
+        if not ok:
+            sc = u.rule.choose(view([curve[null_at]], hides[k]), u.cfg, task, u.reference, base)[1]
+        others[u.rule.name] = {"index": i, "score": float(sc), "oracle": u.rule.oracle, "chosen": chosen_at(i),
+                               "grid_edge": _edge(curve, i, null_at, key, full_base) is not None}
+    sel = Selection(rule=rule.name, oracle=rule.oracle, lam=float("nan"), score=float(score), index=idx,
+                    curve=view(curve, hides[0]), evals=evals, seconds=time.perf_counter() - t0,
+                    grid_edge=side is not None,
+                    params={"search": "v2", "grid": candidates, "extended": added, "chosen": chosen_at(idx),
+                            "baseline": baseline, "feasible": feasible, "none_feasible": none_feasible,
+                            "grid_extended": bool(added), "extensions": ext},
+                    also=others, _also_curve=[{k: v for k, v in p.items() if k in hides[0]} for p in curve]
+                    if also else [])
+    sel.states = [s for _, s in points]
+    state = sel.states[idx]
+    assert state is not None
+    return state, sel
+
+
+def _rest_key(c: dict, drop: str | None) -> str:
+    """A candidate without the searched key: the settings an extension repeats at its new value."""
+    import json
+
+    return json.dumps({k: v for k, v in c.items() if k != drop}, sort_keys=True, default=str)
+
+
+def _finite(state: dict) -> bool:
     import torch
 
-    needs = check_reads(rule, cfg, task, allowed, metric_splits)
-    t0 = time.perf_counter()
-    baseline = measure(needs)
+    return all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point())
+
+
+def _edge(curve: list[dict], idx: int, null_at: int, key: str | None, baseline: dict) -> str | None:
+    """The end of the searched key's grid the choice sits at, where §7.3 step 4 extends it: "above"
+    when it is the largest value (the choice is feasible, or it would be θ_0), "below" when it is the
+    smallest non-null value and changed the model (its Acc D_f or Acc D_val, or where the rule reads
+    neither, any of its metrics, differs from θ_0's: a setting too weak to move the model would not
+    move it at a smaller value either). None: inside the grid, or θ_0 chosen."""
+    if idx == null_at or key is None:
+        return None
+    p = curve[idx]
+    values = [c[key] for i, c in enumerate(curve) if i != null_at and key in c]
+    if len(set(values)) < 2:
+        return None  # a grid of one value has no edge to move past
+    if p[key] == max(values):
+        return "above"
+    if p[key] == min(values):
+        probe = [m for m in ("acc_forget", "acc_val") if m in baseline] or list(baseline)
+        if any(p.get(m) != baseline[m] for m in probe):
+            return "below"
+    return None
+
+
+def _search_v1(candidates, build, load, measure, needs, rule, cfg, task, reference, baseline, build_all, t0):
+    """The v1 search (``method.search_grid=v1``): the given settings only, each its last epoch, no θ_0
+    point and no extension; when nothing is feasible the rule's fallback is what it returns. Kept so
+    that protocol-1 records reproduce (PROTOCOL §7.3, §11)."""
     built = build_all([dict(c) for c in candidates]) if build_all is not None else None
     curve: list[dict] = []
     states: list[dict | None] = []
@@ -446,7 +613,9 @@ def search(
             failed.append(f"{cand}: {state.error}")
             states.append(None)
             continue
-        if all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+        if isinstance(state, (list, tuple)):
+            state = state[-1]  # the last epoch: v1 did not select epochs
+        if _finite(state):
             load(state)
             curve.append({**cand, **measure(needs)})
             valid.append(len(states))
@@ -468,6 +637,7 @@ def search(
                     grid_edge=len(candidates) > 1 and idx in (0, len(candidates) - 1),
                     params={"grid": candidates, "chosen": candidates[idx], "baseline": baseline,
                             "feasible": feasible, "none_feasible": not any(feasible)})
+    sel.states = states
     state = states[idx]
     assert state is not None
     return state, sel

@@ -83,14 +83,24 @@ def test_runs_class_wise(bhost, session_store, tmp_path, method):
 
 
 def test_lr_search_on_cpu_scenarios(bhost, session_store, tmp_path):
-    """PROTOCOL §7.3: auto on digits selects the lr by rule (c) from {b/10, b/3, b, 3b, 10b}."""
+    """PROTOCOL §7.3: auto on digits selects (lr, epoch) by rule (c) over the v2 grid, θ_0 first;
+    `method.search_grid=v1` is the protocol-1 search, {b/10, b/3, b, 3b, 10b} at the last epoch."""
     rec = run(bhost, session_store, tmp_path, "gradient-ascent")
     sel = rec["selection"]
-    assert sel["rule"] == "val_matched" and not sel["oracle"] and sel["evals"] == 5
+    grid = [1e-6, 3.16228e-6, 1e-5, 3.16228e-5, 1e-4, 3.16228e-4, 5e-4, 1e-3]  # + GA's named 5e-4 and 1e-3
+    assert sel["rule"] == "val_matched" and not sel["oracle"] and sel["params"]["search"] == "v2"
+    assert [c["lr"] for c in sel["params"]["grid"]] == grid
+    assert [(c["lr"], c["epoch"]) for c in sel["curve"]] == [(0.0, 0)] + [(v, t) for v in grid for t in range(1, 6)]
+    assert sel["evals"] == 1 + 5 * len(grid) and "acc_test" not in sel["curve"][0]
+    assert rec["info"]["lr"] == sel["params"]["chosen"]["lr"] and rec["used_splits"] == "forget+val"
+    assert {"none_feasible", "grid_extended"} <= set(rec["info"])
+    rec = run(bhost, session_store, tmp_path / "v1", "gradient-ascent", over=["method.search_grid=v1"])
+    sel = rec["selection"]
+    assert sel["evals"] == 5 and "search" not in sel["params"]
     assert [c["lr"] for c in sel["params"]["grid"]] == [1e-5, 3.33333e-5, 1e-4, 3e-4, 1e-3]
     assert [c["lr"] for c in sel["curve"]] == [c["lr"] for c in sel["params"]["grid"]]
-    assert rec["info"]["lr"] == sel["params"]["chosen"]["lr"] and "acc_test" not in sel["curve"][0]
-    assert rec["used_splits"] == "forget+val"
+    assert rec["info"]["lr"] == sel["params"]["chosen"]["lr"] == rec["info"]["recipe"]["lr"]
+    assert rec["info"]["recipe"]["epochs"] == 5
 
 
 def test_config_options_are_checked(bhost):

@@ -92,7 +92,11 @@ def _sections(rows: list[Row]) -> list[tuple[str, list[Row]]]:
         c = r.cells.get(r.rank) or {}
         return c["mean"] if c.get("mean") is not None and not math.isnan(c["mean"]) else math.inf
 
-    measured = sorted([r for r in rows if r.role == "measured" and not r.oracle], key=lambda r: (rank(r), r.label))
+    measured = sorted([r for r in rows if r.role == "measured" and not r.oracle and not r.none_feasible],
+                      key=lambda r: (rank(r), r.label))
+    # the original's numbers under a method's name (§7.3 step 3): below the ranked rows, never in their order
+    measured += sorted([r for r in rows if r.role == "measured" and not r.oracle and r.none_feasible],
+                       key=lambda r: r.label)
     oracle = [r for r in rows if r.role == "measured" and r.oracle]
     paper = [r for r in rows if r.role == "paper"]
     missing = sorted([r for r in rows if r.role == "missing"], key=lambda r: r.label)

@@ -79,6 +79,9 @@ class Row:
     extra: dict = field(default_factory=dict)
     rank: str = "avg_gap"  # what orders the table and carries the mark: Avg. Gap or a board column
     legend: str = ""  # the scenario's sentence on its columns (Scoring.legend); "" = render.LEGEND
+    # seeds whose v2 search found no feasible setting and returned θ_0 (PROTOCOL §7.3 step 3): such a
+    # row shows the original's numbers, so it is never ranked or bolded
+    none_feasible: int = 0
 
 
 def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Row]]:
@@ -115,12 +118,16 @@ def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Ro
             sel = recs[0].get("selection") or {}
             row.selection = sel.get("rule", "") or ""
             row.oracle = bool(sel.get("oracle"))
+            row.none_feasible = sum(returned_original(r) for r in recs)
+            if row.none_feasible:
+                row.selection += NO_FEASIBLE + ("" if row.none_feasible == len(recs)
+                                                else f" in {row.none_feasible} of {len(recs)} seeds")
             row.wall_s = statistics.mean(r["timings"]["total_s"] for r in recs)
             row.extra = {"lambda": _mean_std([r.get("lambda") for r in recs]),
                          "sparsity": _mean_std([(r.get("sparsity") or {}).get("u_all") for r in recs]),
                          "records": [r["_file"] for r in recs]}
             rows.append(row)
-        ranked = [r for r in rows if r.role == "measured" and not r.oracle]
+        ranked = [r for r in rows if r.role == "measured" and not r.oracle and not r.none_feasible]
         if has_oracle and scoring.rank == "avg_gap":
             _mark_best(ranked)
         else:  # no Retrain, so no gap: the scenario's rank column (CLIP: the paper bolds the lowest Acc Df [P T1])
@@ -145,6 +152,17 @@ def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Ro
                             legend=scoring.legend))
         out[scen] = rows
     return out
+
+
+NO_FEASIBLE = ": no feasible setting (= original)"
+
+
+def returned_original(rec: dict) -> bool:
+    """The record's v2 search found no feasible setting and returned θ_0 (PROTOCOL §7.3 step 3). A v1
+    search's ``none_feasible`` meant something else, the least-damage fallback's model, and its boards
+    stay as they were generated, so only a v2 search's flag counts."""
+    params = (rec.get("selection") or {}).get("params") or {}
+    return params.get("search") == "v2" and bool(params.get("none_feasible"))
 
 
 def _is_oracle_method(rec: dict, host: Any | None) -> bool:
