@@ -11,8 +11,10 @@ from unlearnbench.data import fingerprint
 
 
 # The fine-tune pool (PROTOCOL §6.3): SGD momentum 0.9, constant lr, BN in train mode,
-# epochs x wd x label smoothing = 27 members.
-POOL = classifier_pool("default", 0.01, 32, (20, 30, 40), "none", "[OURS], [PILOT]")
+# epochs x wd x label smoothing = 27 members. v2: each image translated by ±1 px (8x8 digits), so the
+# ls = 0 members move off the original (which fits D_f at ~0 loss); v1 trained them unaugmented
+# (`pool.augment=v1`).
+POOL = classifier_pool("default", 0.01, 32, (20, 30, 40), "translate1", "[OURS], [PILOT]", v1_augment="none")
 
 
 class Digits(ClassifierScenario):

@@ -34,7 +34,16 @@ UNHASHED = ("seeds", "threads", "executor")
 @dataclass
 class PoolConfig:
     name: str = "default"  # a named pool of the scenario (PROTOCOL §6)
-    size: int = 0  # use the first `size` members in canonical order; 0 = all [P T4 sweep]
+    size: int = 0  # merge `size` members (which ones: `subset`); 0 = all [P T4 sweep]
+    # which size-n subset when size < the pool (PROTOCOL §9.5 v2): draw 0, 1, 2, ... of the random
+    # subsets from the `pool` stream; prefix = the first n in canonical order (protocol 1's code)
+    subset: str = "0"
+    # pool = the augmentation the pool's recipe names (PROTOCOL §6.3 v2: the CPU pools translate by ±1 /
+    # ±2 px); v1 = the pool as protocol 1 trained it (the CPU pools without augmentation)
+    augment: str = "pool"
+
+
+POOL_AUGMENTS = ("pool", "v1")
 
 
 @dataclass
@@ -302,15 +311,39 @@ Strategy = Choice("Strategy", {name: name for name in STRATEGIES})
 LEGACY_STRATEGY = "grid"
 
 
+# Keys added after records were made, with the value those records ran (what their absence means).
+# A key at its legacy value is left out of the config hash, so an old record's configuration keeps its
+# hash. key -> (legacy value, the protocol that changed its default: 0 = none, the default is the legacy one)
+LEGACY: dict[str, tuple[str, int]] = {
+    "selection.strategy": (LEGACY_STRATEGY, 0),
+    "pool.subset": ("prefix", 2),  # PROTOCOL §9.5 v2: random subsets, not the first n
+    "pool.augment": ("v1", 2),  # §6.3 v2: the CPU pools translate
+}
+
+
 def config_hash(d: dict) -> str:
     """The hash of a resolved config (``Resolved.to_dict``): without the UNHASHED keys, and without
-    ``selection.strategy`` when it is the legacy ``grid``, so configurations recorded before that key
-    existed keep their hashes and a run with another strategy gets a new one."""
+    each ``LEGACY`` key at its legacy value (``selection.strategy=grid``, ``pool.subset=prefix``, ...),
+    so configurations recorded before that key existed keep their hashes and a run with another
+    value gets a new one."""
     d = {k: v for k, v in d.items() if k not in UNHASHED}
-    sel = d.get("selection")
-    if isinstance(sel, dict) and str(sel.get("strategy", LEGACY_STRATEGY)) == LEGACY_STRATEGY:
-        d["selection"] = {k: v for k, v in sel.items() if k != "strategy"}
+    for dotted, (old, _) in LEGACY.items():
+        sec, key = dotted.split(".", 1)
+        part = d.get(sec)
+        if isinstance(part, dict) and key in part and str(part[key]) == old:
+            d[sec] = {k: v for k, v in part.items() if k != key}
     return sha256_hex(d)
+
+
+def legacy_layer(schema: dict, protocol: int) -> dict:
+    """The values a record of ``protocol`` ran for keys that protocol predates (``LEGACY``), for the
+    keys this configuration's schema has."""
+    out: dict = {}
+    for dotted, (old, since) in LEGACY.items():
+        sec, key = dotted.split(".", 1)
+        if since > protocol and isinstance(schema.get(sec), dict) and key in schema[sec]:
+            out.setdefault(sec, {})[key] = old
+    return out
 
 
 def resolve(
@@ -321,10 +354,13 @@ def resolve(
     file_layer: dict | None = None,
     overrides: list[str] | None = None,
     device_here: bool = True,
+    protocol: int | None = None,
 ) -> Resolved:
     """Resolve the layered config for one (scenario, method) and validate every key and value.
     ``device_here=False`` checks only that ``device`` names a device, not that this machine has it
-    (``reproduce`` skips a recorded GPU run on a machine without one)."""
+    (``reproduce`` skips a recorded GPU run on a machine without one). ``protocol``: the protocol of
+    the record ``file_layer`` comes from; keys that protocol predates take the values it ran
+    (``legacy_layer``), so the record resolves to its own hash."""
     from omegaconf import OmegaConf
 
     user: list[tuple[str, dict]] = []
@@ -364,6 +400,11 @@ def resolve(
     base.selection = OmegaConf.structured(Sel)
     OmegaConf.set_struct(base, True)
     schema = OmegaConf.to_container(base, enum_to_str=True)
+    if protocol is not None:
+        legacy = legacy_layer(schema, int(protocol))  # type: ignore[arg-type]
+        if legacy:  # part of the defaults: an old record's variant is what it was
+            plugin_layers.append((f"protocol {protocol} (the record's)", legacy))
+            layers = plugin_layers + user
     cfg = base
     defaults: dict = {}
     for i, (where, layer) in enumerate(layers):
@@ -469,6 +510,14 @@ def check_suite(cfg: Any, scen: Any, device_here: bool = True) -> None:
     if size < 0:
         raise ConfigError(f"pool.size={size} is negative: give the number of pool members to use, >= 1, "
                           "or 0 for all (e.g. -o pool.size=0)")
+    subset, augment = str(cfg.pool.subset), str(cfg.pool.augment)
+    if subset != "prefix" and not (subset.isdigit() and subset.isascii()):
+        raise ConfigError(f"pool.subset={subset!r}: give a draw number 0, 1, 2, ... (which random size-n subset, "
+                          "PROTOCOL §9.5) or prefix (the first n members, protocol 1), e.g. -o pool.subset=1")
+    if augment not in POOL_AUGMENTS:
+        from .errors import unknown
+
+        raise unknown("pool.augment", augment, POOL_AUGMENTS)
     pools = getattr(scen, "pools", None)
     if isinstance(pools, dict) and pools:
         if name not in pools:
@@ -479,6 +528,10 @@ def check_suite(cfg: Any, scen: Any, device_here: bool = True) -> None:
         if size > n:
             raise ConfigError(f"pool.size={size} but pool {name!r} of scenario {scen.name!r} has {n} members: "
                               f"give 0 to {n} (0 = all), e.g. -o pool.size={n}")
+        if subset != "prefix":
+            from .recipe import subset_indices
+
+            subset_indices(n, size or n, int(subset), 0, name)  # a draw that does not exist: refused now
     check_grid(str(cfg.selection.grid), getattr(scen, "grids", None))
     check_executor(cfg.executor)
 

@@ -143,7 +143,7 @@ def reproduce(host, records: list[Path], *, store_root: str | None = None, out_d
         runs = Path(tmp) / "runs"
         for path, old in good:
             tag = f"{old['scenario']} / {path.parent.parent.name} / seed {old['trial']}"
-            res = resolve(host, file_layer=old["config"], device_here=False)  # no GPU here: skipped below
+            res = resolve(host, file_layer=old["config"], device_here=False, protocol=old.get("protocol", 1))  # no GPU here: skipped below
             if res.hash != old["config_hash"]:
                 raise ConfigError(f"{path}: its config no longer resolves to the recorded hash "
                                   f"({res.hash[:12]} != {old['config_hash'][:12]}); the config schema changed "
