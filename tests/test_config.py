@@ -9,7 +9,7 @@ from unlearnbench.errors import ConfigError
 
 def test_defaults(host):
     r = resolve(host)
-    assert r.scenario.name == "digits-10pct" and r.method.name == "negmerge" and r.rule.name == "val_matched"
+    assert r.scenario.name == "digits-class" and r.method.name == "negmerge" and r.rule.name == "val_matched"
     assert (r.cfg.pool.subset, r.cfg.pool.augment) == ("0", "pool")  # PROTOCOL §9.5, §6.3 v2
     assert list(r.cfg.seeds) == [0, 1, 2] and r.cfg.selection.grid == "classifier"
 
