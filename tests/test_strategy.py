@@ -207,14 +207,15 @@ def test_unknown_strategy_is_a_config_error():
 def test_the_strategy_option_and_the_legacy_hash(host):
     from unlearnbench.config import resolve
 
-    default = resolve(host)
+    v1 = {"scenario": "digits-10pct", "protocol": 1}  # the default of then: digits-10pct, protocol 1's keys
+    default = resolve(host, **v1)
     assert str(default.cfg.selection.strategy) == "grid" and default.variant == []
     # the default configuration's hash from before selection.strategy existed (digits-10pct, negmerge)
     assert default.hash == "269e20c00b4bb843abcd3825c4dab061ac6ca3c5cceda82d93d90f778e23df29"
-    assert resolve(host, overrides=["selection.strategy=grid"]).hash == default.hash
-    fast = resolve(host, overrides=["selection.strategy=halving"])
+    assert resolve(host, overrides=["selection.strategy=grid"], **v1).hash == default.hash
+    fast = resolve(host, overrides=["selection.strategy=halving"], **v1)
     assert fast.hash != default.hash and fast.variant == ["selection.strategy=halving"]
-    assert resolve(host, overrides=["selection.strategy=frontier"]).hash not in (default.hash, fast.hash)
+    assert resolve(host, overrides=["selection.strategy=frontier"], **v1).hash not in (default.hash, fast.hash)
     with pytest.raises(ConfigError, match="selection.strategy"):
         resolve(host, overrides=["selection.strategy=fast"])
 
@@ -227,7 +228,7 @@ def test_committed_records_without_the_key_keep_their_hashes(host):
     for p in paths:
         rec = json.loads(p.read_text())
         assert "strategy" not in rec["config"]["selection"]
-        res = resolve(host, file_layer=rec["config"], device_here=False)
+        res = resolve(host, file_layer=rec["config"], device_here=False, protocol=rec.get("protocol", 1))
         assert str(res.cfg.selection.strategy) == "grid"  # read as the legacy value
         assert res.hash == rec["config_hash"], p
 
