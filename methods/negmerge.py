@@ -5,7 +5,10 @@
 
 Streaming (normative): one pass in canonical pool order keeps S (fp32) and C (int8 for
 n ≤ 127, else int16); after any prefix of k members, 1[|C| = k]·S/k is the merge of those k.
-Memory is O(|θ|) whatever n. Reference code: naver-ai/negmerge d67b3e7 [NM].
+The n-ablation does not rely on that prefix property: ``pool.size=n`` streams only the members of
+its subset (a random one, PROTOCOL §9.5 v2) through a fresh reducer, so S and C count exactly
+those n (tests/test_stages.py). Memory is O(|θ|) whatever n. Reference code: naver-ai/negmerge
+d67b3e7 [NM].
 
 Variants (§4.7) are options of this one family, and each PROTOCOL name is also a preset
 (a registered method whose defaults differ), so ``--method negmerge-min`` and

@@ -266,8 +266,8 @@ def test_sweep_one_plugin_error_does_not_end_the_grid(tmp_path, sweep_host, sess
     r = _sweep(runs, session_store, "v-raises", "v-cheap")
     _no_traceback(r)
     assert r.exit_code == 1, r.output  # a cell failed
-    assert "FAILED digits-10pct / v-raises / seed 0: ValueError: this plugin has a bug" in r.output
-    assert "done digits-10pct / v-cheap / seed 0" in r.output
+    assert "FAILED digits-class / v-raises / seed 0: ValueError: this plugin has a bug" in r.output  # the default
+    assert "done digits-class / v-cheap / seed 0" in r.output
     assert "sweep: 1 run(s) now, 0 already recorded, 1 failed" in r.output
     assert _cell(sweep_host, runs).exists()
 

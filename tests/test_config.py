@@ -9,7 +9,8 @@ from unlearnbench.errors import ConfigError
 
 def test_defaults(host):
     r = resolve(host)
-    assert r.scenario.name == "digits-10pct" and r.method.name == "negmerge" and r.rule.name == "val_matched"
+    assert r.scenario.name == "digits-class" and r.method.name == "negmerge" and r.rule.name == "val_matched"
+    assert (r.cfg.pool.subset, r.cfg.pool.augment) == ("0", "pool")  # PROTOCOL §9.5, §6.3 v2
     assert list(r.cfg.seeds) == [0, 1, 2] and r.cfg.selection.grid == "classifier"
 
 
@@ -166,3 +167,35 @@ def test_committed_records_resolve_to_their_hash_and_folder(host):
         rec = json.loads(p.read_text())
         r = resolve(host, file_layer=rec["config"], protocol=rec.get("protocol", 1))
         assert (r.hash, r.run_name) == (rec["config_hash"], p.parent.parent.name), p
+
+
+def test_v1_pools_stay_reachable_by_name_and_keep_their_hash(host):
+    """v2 pools (random subsets §9.5, translation §6.3) hash anew; pool.subset=prefix and
+    pool.augment=v1 are protocol 1's pools, and a protocol-1 record resolves to its own hash."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "leaderboards" / "runs" / "digits-10pct"
+    rec = json.loads((path / "negmerge@0b126ac3" / "seed-0" / "run.json").read_text())
+    assert rec["variant"] == ["pool.size=10"] and "protocol" not in rec
+    v1 = resolve(host, file_layer=rec["config"], protocol=1)
+    assert (v1.cfg.pool.subset, v1.cfg.pool.augment) == ("prefix", "v1") and v1.variant == ["pool.size=10"]
+    assert v1.hash == rec["config_hash"]
+    v2 = resolve(host, file_layer=rec["config"])  # the same options under v2's defaults: another computation
+    assert v2.hash != rec["config_hash"]
+    named = resolve(host, file_layer=rec["config"], overrides=["pool.subset=prefix", "pool.augment=v1"])
+    assert named.hash == rec["config_hash"]
+    drawn = [resolve(host, scenario="digits-10pct", overrides=["pool.size=10", f"pool.subset={d}"]) for d in (0, 1, 2)]
+    assert len({r.hash for r in drawn}) == 3 and drawn[1].variant == ["pool.size=10", "pool.subset=1"]
+
+
+@pytest.mark.parametrize("over, match", [
+    (["pool.subset=first"], "pool.subset='first': give a draw number"),
+    (["pool.subset=-1"], "give a draw number"),
+    (["pool.augment=none"], "unknown pool.augment 'none'"),
+    (["pool.subset=1"], "one subset only"),  # the whole pool (size 0) has one subset
+    (["pool.size=26", "pool.subset=27"], "only 27 distinct subsets"),
+])
+def test_bad_pool_subsets_and_augmentations_are_refused(host, over, match):
+    with pytest.raises(ConfigError, match=match):
+        resolve(host, overrides=over)

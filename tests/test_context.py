@@ -7,7 +7,7 @@ import pytest
 from unlearnbench.config import resolve
 from unlearnbench.errors import SplitAccessError
 
-POOL6 = "pool.size=6"  # the first 6 members in canonical order, as tests/test_runs.py runs them
+POOL6 = "pool.size=6"  # 6 members (draw 0 of the random subsets, §9.5), as tests/test_runs.py runs them
 
 
 def make_ctx(host, store, method, over=()):

@@ -59,7 +59,7 @@ def test_core_names_no_builtin_scenario_or_method(host):
         tree = ast.parse(path.read_text(), str(path))
         docs = _docstrings(tree)
         defaults: set[int] = set()
-        if path == DEFAULTS_MODULE:  # DEFAULT_METHOD = "negmerge", DEFAULT_SCENARIO = "digits-10pct"
+        if path == DEFAULTS_MODULE:  # DEFAULT_METHOD = "negmerge", DEFAULT_SCENARIO = "digits-class"
             for node in ast.walk(tree):
                 if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id.startswith("DEFAULT_")
                                                         for t in node.targets):

@@ -156,3 +156,141 @@ def test_records_from_different_originals_are_flagged(tmp_path):
     assert "Not like for like" in (tmp_path / "lb" / "digits-10pct.md").read_text()
     assert 'class="warn"' in (tmp_path / "lb" / "index.html").read_text()
     assert "Not like for like" not in (REPO / "leaderboards" / "digits-10pct.md").read_text()
+
+
+# -- protocol 2 boards (PROTOCOL §11) ------------------------------------------------------------------
+
+def _v2(r, sha="a" * 40, sizes=(1132, 125)):
+    """A helpers.rec record as protocol 2 writes it: the version, its code commit, its split sizes."""
+    r["protocol"] = 2
+    r["provenance"] = {"git_sha": sha, "git_dirty": [] if not sha.endswith("-dirty") else ["methods/x.py"]}
+    r["split_sizes"] = {"retain": sizes[0], "forget": sizes[1]}
+    return r
+
+
+def _write(runs, recs):
+    for r in recs:
+        p = runs / r["_file"]
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps({k: v for k, v in r.items() if k != "_file"}))
+
+
+def test_a_board_never_mixes_protocol_versions(tmp_path):
+    from click.testing import CliRunner
+
+    from unlearnbench.cli import main
+    from unlearnbench.report import BoardError
+
+    runs = tmp_path / "runs"
+    _write(runs, [rec("a", 0, m(100, 95, 95, 10)), _v2(rec("b", 0, m(99, 94, 95, 11)))])
+    with pytest.raises(BoardError, match=r"mix protocol versions: 1 of protocol 1 \(e\.g\. digits-10pct/a/seed-0"):
+        build(runs, tmp_path / "lb")
+    assert not (tmp_path / "lb").exists()  # refused before anything is written
+    r = CliRunner().invoke(main, ["leaderboard", str(runs), "--out", str(tmp_path / "lb")])
+    assert r.exit_code == 2 and "never mixes versions" in r.output and "Traceback" not in r.output
+
+
+def test_protocol_2_boards_come_from_committed_code_and_list_it(tmp_path):
+    from unlearnbench.report import BoardError
+
+    runs = tmp_path / "runs"
+    clean = [_v2(rec("a", t, m(100, 95, 95, 10))) for t in range(2)]
+    _write(runs, clean + [_v2(rec("b", 0, m(99, 94, 95, 11)), sha="b" * 40 + "-dirty")])
+    with pytest.raises(BoardError, match=r"1 of 3 records do not come from committed code .*methods/x\.py"):
+        build(runs, tmp_path / "lb")
+    build(runs, tmp_path / "lb", allow_dirty=True)
+    md = (tmp_path / "lb" / "digits-10pct.md").read_text()
+    assert "**Not from committed code:** 1 of 3 records" in md and "not one to commit" in md
+    assert f"`{'a' * 12}` (2 records), `{'b' * 12}-dirty` (1 record)" in md  # the commits, most records first
+    assert "<strong>Not from committed code:</strong>" in (tmp_path / "lb" / "index.html").read_text()
+    (runs / "digits-10pct" / "b" / "seed-0" / "run.json").unlink()
+    build(runs, tmp_path / "lb2")  # every record from a commit: built, and the board names it
+    md = (tmp_path / "lb2" / "digits-10pct.md").read_text()
+    assert f"Protocol 2; built from the records of code commit(s) `{'a' * 12}` (2 records)." in md
+    assert "Not from committed code" not in md
+    # protocol 1 keeps its boards as built: no such line, and its -dirty records are no error
+    v1 = [rec("a", 0, m(100, 95, 95, 10))]
+    v1[0]["provenance"] = {"git_sha": "c" * 40 + "-dirty"}
+    _write(tmp_path / "v1", v1)
+    build(tmp_path / "v1", tmp_path / "lb3")
+    assert "Protocol" not in (tmp_path / "lb3" / "digits-10pct.md").read_text()
+
+
+def test_the_character_check_runs_on_every_trial_and_names_the_failures(tmp_path, host):
+    """PROTOCOL §2.1 v2: from the records' original and Retrain metrics, Acc(D_train) weighted from
+    Acc D_r and Acc D_f; a failing trial is named with the condition it fails."""
+    from unlearnbench.character import train_accuracy, trial_character
+
+    recs = [_v2(rec("a", t, m(100, 95, 95, 10))) for t in range(3)]
+    recs[1]["retrain"] = {**recs[1]["retrain"], "acc_forget": 100.0}  # Retrain keeps D_f: no forgetting to measure
+    recs[2]["original"] = {**recs[2]["original"], "acc_retain": 99.0}  # 99.10 on D_train, and MIA not above
+    recs[2]["retrain"] = {**recs[2]["retrain"], "mia": 0.0}
+    assert train_accuracy(recs[2]["original"], recs[2]["split_sizes"]) == pytest.approx(
+        (1132 * 99.0 + 125 * 100.0) / 1257)
+    assert trial_character(recs[0])["ok"]
+    assert trial_character(recs[1])["failed"] == ["Retrain Acc(D_f) < original Acc(D_f)"]
+    assert trial_character(recs[2])["failed"] == ["original Acc(D_train) >= 99.5", "Retrain MIA > original MIA"]
+    _write(tmp_path / "runs", recs)
+    build(tmp_path / "runs", tmp_path / "lb", host)
+    md = (tmp_path / "lb" / "digits-10pct.md").read_text()
+    line = next(x for x in md.splitlines() if "Character check" in x)
+    assert "fails** on 2 of 3 trials" in line and "It passes on trial(s) 0." in line
+    assert "trial 1: Retrain Acc(D_f) < original Acc(D_f) (Retrain 100.00, original 100.00)" in line
+    assert "trial 2: original Acc(D_train) >= 99.5 (99.10), Retrain MIA > original MIA (Retrain 0.00, original 0.00)" \
+        in line
+    _write(tmp_path / "ok", [_v2(rec("a", t, m(100, 95, 95, 10)), sizes=(1100, 157)) for t in range(2)])
+    build(tmp_path / "ok", tmp_path / "lb2", host)
+    assert "Character check (PROTOCOL §2.1): passes on every trial (0, 1)." in \
+        (tmp_path / "lb2" / "digits-10pct.md").read_text()
+
+
+def test_the_smoke_scenario_says_it_cannot_rank_methods(tmp_path, host):
+    """PROTOCOL §10.2 #47: digits-10pct's board says so (a scenario attribute); digits-class's does not."""
+    assert host.scenarios.get("digits-10pct").smoke and not host.scenarios.get("digits-class").smoke
+    recs = [_v2(rec("a", t, m(100, 95, 95, 10), scenario=s)) for s in ("digits-10pct", "digits-class")
+            for t in range(2)]
+    _write(tmp_path / "runs", recs)
+    build(tmp_path / "runs", tmp_path / "lb", host)
+    assert "**Smoke scenario: it cannot rank methods.** |D_f| = 125" in (tmp_path / "lb" / "digits-10pct.md").read_text()
+    assert "Smoke scenario" not in (tmp_path / "lb" / "digits-class.md").read_text()
+    assert "Smoke scenario" not in (REPO / "leaderboards" / "digits-10pct.md").read_text()  # v1 boards as built
+
+
+def test_the_n_ablation_plot_averages_random_subsets(tmp_path, monkeypatch):
+    """PROTOCOL §9.5 v2: records that differ only in pool.size and pool.subset are one sweep; each n is
+    mean ± std over its subsets and seeds (an error bar), where v1's prefixes were one point each."""
+    import matplotlib.axes
+
+    from unlearnbench.report import plots
+
+    recs = []
+    for n, subsets in ((3, ("0", "1", "2")), (27, ("0",))):
+        for d in subsets:
+            for t in range(2):
+                r = _v2(rec("negmerge", t, m(99, 90 + int(d), 95, 10), chash=f"h{n}-{d}"))
+                r["variant"] = [] if n == 27 else [f"pool.size={n}"] + ([f"pool.subset={d}"] if d != "0" else [])
+                r["config"]["pool"] = {"size": 0 if n == 27 else n, "subset": d, "augment": "pool"}
+                r["info"] = {"merge_cost": {"n": n}}
+                r["sparsity"] = {"u_all": 50.0 + n + int(d)}
+                r["_file"] = f"digits-class/negmerge-{n}-{d}/seed-{t}/run.json"
+                recs.append(r)
+    sweep = plots._pool_size_sweeps(recs)
+    assert {n: len(rs) for n, rs in sweep["negmerge"].items()} == {3: 6, 27: 2}  # 3 subsets x 2 seeds at n = 3
+    drawn = []
+    real = matplotlib.axes.Axes.errorbar
+
+    def errorbar(ax, x, y, yerr=None, **kw):
+        drawn.append((list(x), list(y), list(yerr)))
+        return real(ax, x, y, yerr=yerr, **kw)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", errorbar)
+    names = plots.make_plots("digits-class", recs, [], tmp_path, {})
+    assert "digits-class-nsweep.png" in names and (tmp_path / "digits-class-nsweep.png").stat().st_size > 0
+    (ns, sp, sp_err), (_, af, af_err) = drawn
+    assert ns == [3, 27] and sp == [54.0, 77.0] and af == [91.0, 90.0]
+    assert sp_err == pytest.approx([0.8 ** 0.5, 0.0]) and af_err == pytest.approx([0.8 ** 0.5, 0.0])
+    for r in recs:  # the same records as protocol 1's prefixes: plain means, no error bars
+        r["config"]["pool"] = {"size": r["config"]["pool"]["size"]}
+    drawn.clear()
+    plots.make_plots("digits-class", recs, [], tmp_path, {})
+    assert drawn == []

@@ -67,7 +67,7 @@ def test_sweep_skips_recorded_and_resumes(host, session_store, tmp_path):
     assert first == {"ran": 4, "skipped": 0, "failed": 0}
     again = sweep_grid(res, [0, 1], store=session_store, runs_dir=tmp_path, data_root=None, echo=lambda s: None)
     assert again == {"ran": 0, "skipped": 4, "failed": 0}
-    (tmp_path / "digits-10pct" / res[1].run_name / "seed-1" / "run.json").unlink()  # as if interrupted there
+    (tmp_path / res[1].scenario.name / res[1].run_name / "seed-1" / "run.json").unlink()  # as if interrupted there
     resumed = sweep_grid(res, [0, 1], store=session_store, runs_dir=tmp_path, data_root=None, echo=lambda s: None)
     assert resumed == {"ran": 1, "skipped": 3, "failed": 0}
     changed = [resolve(host, method="negmerge", overrides=["pool.size=4"])]  # another config hash: runs again

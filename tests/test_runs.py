@@ -10,7 +10,7 @@ from unlearnbench.config import resolve
 from unlearnbench.seeding import sha256_hex
 from unlearnbench.runner import run_trial
 
-POOL6 = "pool.size=6"  # the first 6 members in canonical order: keeps the suite fast
+POOL6 = "pool.size=6"  # 6 members (draw 0 of the random subsets, PROTOCOL §9.5): keeps the suite fast
 
 
 def run(host, store, tmp_path, method="negmerge", scenario="digits-10pct", over=(), trial=0):
@@ -41,6 +41,13 @@ def test_negmerge_record(host, session_store, tmp_path):
     assert set(on_disk["sparsity"]["by_component"]) == {"conv", "fc"} and on_disk["sparsity"]["by_depth"]
     cost = on_disk["info"]["merge_cost"]  # PROTOCOL §8.6
     assert cost["n"] == 6 and cost["merge_compute_s"] > 0 and cost["resident_models"] < 6  # streamed
+    assert on_disk["protocol"] == 2  # PROTOCOL §11
+    pool = on_disk["info"]["pool"]  # §9.5 v2: draw 0 of the random 6-member subsets, named in the record
+    assert pool["n"] == 6 and pool["of"] == 27 and pool["subset"] == "0" and pool["augment"] == "pool"
+    assert len(pool["members"]) == 6 and pool["members"] == sorted(pool["members"])
+    assert pool["members"] != list(range(6))  # not the v1 prefix
+    sizes = on_disk["split_sizes"]
+    assert sizes["forget"] == 125 and sizes["forget"] + sizes["retain"] == sizes["train"]
     assert on_disk["timings"]["merge_wall_s"] >= 0
     assert on_disk["gap"]["avg_gap"] >= 0 and set(on_disk["gap"]["components"]) == {
         "acc_retain", "acc_forget", "acc_test", "mia"}
@@ -63,7 +70,7 @@ def test_second_method_trains_nothing(host, session_store, tmp_path):
     rec = run(host, session_store, tmp_path, method="task-arithmetic")
     assert rec["trained_now"] == [] and rec["timings"]["pool_trained"] == 0
     assert rec["timings"]["select_evals"] == 6 * 41  # n·|Λ| (§4.1)
-    assert rec["info"]["best_member"]["index"] in range(6)
+    assert rec["info"]["best_member"]["index"] in rec["info"]["pool"]["members"]  # its index in canonical order
 
 
 def test_retrain_row_is_the_oracle(host, session_store, tmp_path):
@@ -112,12 +119,15 @@ def test_class_wise_run(host, session_store, tmp_path):
 
 
 def test_digits_recipe_character(host, session_store):
-    """PROTOCOL §2.1 character requirement on trial 0 (Fashion-MNIST: benchmarks/character_check.sh)."""
-    from unlearnbench.character import check_recipe
+    """PROTOCOL §2.1 character requirement on trial 0 (Fashion-MNIST: benchmarks/character_check.sh);
+    the board's check from records weighs Acc D_r and Acc D_f into exactly the measured Acc D_train."""
+    from unlearnbench.character import check_recipe, train_accuracy
 
     res = resolve(host, scenario="digits-10pct", method="retrain")
     out = check_recipe(res.scenario, res.cfg.scenario, 0, session_store, None)
     assert out["ok"], out["checks"]
+    sizes = res.scenario.build_task(res.cfg.scenario, 0, None).manifest["sizes"]
+    assert train_accuracy(out["original"], sizes) == pytest.approx(out["original"]["acc_train"], abs=1e-9)
 
 
 def test_original_and_retrain_start_from_the_same_stored_init(host, session_store, tmp_path):

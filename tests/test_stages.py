@@ -1,5 +1,5 @@
-"""The shared stages (DESIGN: stages): the pool grows and is read by its first k members without
-retraining; what a stage refuses."""
+"""The shared stages (DESIGN: stages): the pool grows and is read by its first k members, or a random
+size-k subset, without retraining; what a stage refuses."""
 from __future__ import annotations
 
 import dataclasses
@@ -38,11 +38,34 @@ def test_first_k_members_read_without_retraining(host, session_store):
     stages = Stages(tiny_task(host, (1, 2, 3)), session_store)
     full = list(stages.pool_stream("tiny", 0, {}))
     timings: dict = {}
-    first3 = list(stages.pool_stream("tiny", 3, timings))
+    first3 = list(stages.pool_stream("tiny", 3, timings, subset="prefix"))  # protocol 1's n-ablation
     assert timings["pool_trained"] == 0 and timings["pool_n"] == 3
     a = negmerge(t for _, t in first3)
     b = negmerge(t for _, t in full[:3])
     assert all(torch.equal(a[k], b[k]) for k in a)  # NegMerge on the first k of n [P T4]
+
+
+def test_random_subsets_are_read_from_the_pool_and_recorded(host, session_store):
+    """PROTOCOL §9.5 v2: pool.size=n < the pool merges draw d of the random size-n subsets; the
+    record names the members, and NegMerge of the stream is NegMerge of exactly those members."""
+    from unlearnbench.methods.negmerge import negmerge
+
+    stages = Stages(tiny_task(host, (1, 2, 3)), session_store)
+    full = list(stages.pool_stream("tiny", 0, {}))
+    drawn = []
+    for d in ("0", "1", "2"):
+        info: dict = {}
+        timings: dict = {}
+        sub = list(stages.pool_stream("tiny", 3, timings, subset=d, info=info))
+        idx = info["pool"]["members"]
+        assert timings["pool_trained"] == 0 and info["pool"]["n"] == 3 and info["pool"]["of"] == 6
+        assert idx == sorted(idx) and [m["index"] for m, _ in sub] == idx  # canonical order, canonical indices
+        assert [m["key"] for m, _ in sub] == [full[i][0]["key"] for i in idx]
+        a, b = negmerge(t for _, t in sub), negmerge(full[i][1] for i in idx)
+        assert all(torch.equal(a[k], b[k]) for k in a)  # a fresh reducer per subset: no prefix trick
+        drawn.append(tuple(idx))
+    assert len(set(drawn)) == 3  # three distinct subsets
+    assert [m["index"] for m, _ in stages.pool_stream("tiny", 3, {}, subset="1")] == list(drawn[1])  # replayable
 
 
 def test_pool_size_beyond_the_pool_and_unknown_pools_are_refused_before_training(host, tmp_path):

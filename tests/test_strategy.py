@@ -210,17 +210,15 @@ def test_unknown_strategy_is_a_config_error():
 def test_the_strategy_option_and_the_legacy_hash(host):
     from unlearnbench.config import resolve
 
-    default = resolve(host)
+    v1 = {"scenario": "digits-10pct", "protocol": 1}  # the default of then: digits-10pct, protocol 1's keys
+    default = resolve(host, **v1)
     assert str(default.cfg.selection.strategy) == "grid" and default.variant == []
-    # the protocol-1 default configuration's hash from before selection.strategy existed (digits-10pct,
-    # negmerge): the key at its legacy value is left out of the hash
-    v1 = resolve(host, scenario="digits-10pct", protocol=1)
-    assert v1.hash == "269e20c00b4bb843abcd3825c4dab061ac6ca3c5cceda82d93d90f778e23df29"
-    assert resolve(host, scenario="digits-10pct", protocol=1, overrides=["selection.strategy=grid"]).hash == v1.hash
-    assert resolve(host, overrides=["selection.strategy=grid"]).hash == default.hash
-    fast = resolve(host, overrides=["selection.strategy=halving"])
+    # the default configuration's hash from before selection.strategy existed (digits-10pct, negmerge)
+    assert default.hash == "269e20c00b4bb843abcd3825c4dab061ac6ca3c5cceda82d93d90f778e23df29"
+    assert resolve(host, overrides=["selection.strategy=grid"], **v1).hash == default.hash
+    fast = resolve(host, overrides=["selection.strategy=halving"], **v1)
     assert fast.hash != default.hash and fast.variant == ["selection.strategy=halving"]
-    assert resolve(host, overrides=["selection.strategy=frontier"]).hash not in (default.hash, fast.hash)
+    assert resolve(host, overrides=["selection.strategy=frontier"], **v1).hash not in (default.hash, fast.hash)
     with pytest.raises(ConfigError, match="selection.strategy"):
         resolve(host, overrides=["selection.strategy=fast"])
 

@@ -11,6 +11,7 @@ draws stay replayable and nothing else's randomness is disturbed.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Callable, Mapping
 
 from .errors import ConfigError, unknown
@@ -39,6 +40,27 @@ def crop_flip(xb: "torch.Tensor", gen: "torch.Generator", pad: int = 4) -> "torc
     rows = oy[:, None] + torch.arange(h)[None, :]  # (n, h)
     cols = torch.arange(w)[None, :].expand(n, w)
     cols = torch.where(flip[:, None], cols.flip(1), cols) + ox[:, None]  # a flip reverses the crop's columns
+    return padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None],
+                  rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def translate(xb: "torch.Tensor", gen: "torch.Generator", shift: int = 1) -> "torch.Tensor":
+    """Each image moved by its own (dx, dy), each uniform in {-shift, ..., shift}, zero fill, no flip:
+    the CPU pools' augmentation (PROTOCOL §6.3 v2; ``translate1`` for digits, ``translate2`` for fmnist).
+
+    Image i becomes ``out[i, :, r, c] = xb[i, :, r - dy_i, c - dx_i]`` (0 where that falls outside):
+    content moves right by dx and down by dy. The offsets are drawn from ``gen`` (all dy, then all dx)
+    and applied in one gather over the zero-padded batch, as ``crop_flip`` does.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    n, c, h, w = xb.shape
+    dy = torch.randint(-shift, shift + 1, (n,), generator=gen)
+    dx = torch.randint(-shift, shift + 1, (n,), generator=gen)
+    padded = F.pad(xb, (shift, shift, shift, shift))  # padded[r + s, c + s] = xb[r, c]
+    rows = (shift - dy)[:, None] + torch.arange(h)[None, :]  # (n, h): r - dy + s
+    cols = (shift - dx)[:, None] + torch.arange(w)[None, :]  # (n, w)
     return padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None],
                   rows[:, None, :, None], cols[:, None, None, :]]
 
@@ -162,7 +184,11 @@ def rand_augment(n: int, m: int, mean=(0.48145466, 0.4578275, 0.40821073)) -> Au
 
 
 # The named augmentations every task has; a scenario adds its own (``Task.augmentations``).
-AUGMENTS: dict[str, Augment | None] = {"none": None, "crop_flip": crop_flip, "rrc_flip": rrc_flip}
+# translateS: the CPU pools' ±S px translation (PROTOCOL §6.3 v2): the name is in each member's recipe,
+# so in its store key.
+AUGMENTS: dict[str, Augment | None] = {"none": None, "crop_flip": crop_flip, "rrc_flip": rrc_flip,
+                                       "translate1": partial(translate, shift=1),
+                                       "translate2": partial(translate, shift=2)}
 
 
 def recipe_augmentation(recipe, extra: Mapping[str, Augment | None] | None = None) -> Augment | None:

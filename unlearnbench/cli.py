@@ -250,11 +250,16 @@ def reproduce(records, scenarios, methods, seeds, out_dir, store, data_root, str
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="folder for the tables, plots and index.html")
 @click.option("--strict", is_flag=True, help=STRICT_HELP.format(skip="skipping it"))
-def leaderboard(runs_dir, out_dir, strict):
-    """Write Markdown + CSV tables per scenario, plots and a sortable HTML page from RUNS_DIR."""
+@click.option("--allow-dirty", is_flag=True,
+              help="build from protocol-2 records of uncommitted code too; the board says it is not one to commit")
+def leaderboard(runs_dir, out_dir, strict, allow_dirty):
+    """Write Markdown + CSV tables per scenario, plots and a sortable HTML page from RUNS_DIR.
+
+    The records must be of one protocol version (PROTOCOL §11), and protocol-2 records must come
+    from committed code (their provenance's git_sha has no -dirty) unless --allow-dirty."""
     from .report import build
 
-    done = build(runs_dir, out_dir, _host(), strict=strict,
+    done = build(runs_dir, out_dir, _host(), strict=strict, allow_dirty=allow_dirty,
                  warn=lambda m: click.echo(f"warning: {m}; skipped", err=True))
     skipped = f" ({len(done['bad'])} unreadable, skipped)" if done["bad"] else ""
     click.echo(f"{done['records']} run records{skipped}, scenarios {', '.join(done['scenarios'])}; wrote "
@@ -339,24 +344,33 @@ def plugins(as_json, hook):
 
 @main.command("check-recipe")
 @click.option("--scenario", "-s", default=DEFAULT_SCENARIO, show_default=True, help="scenario name")
-@click.option("--trial", default=0, show_default=True, type=click.IntRange(min=0), help="the trial whose original and Retrain are trained")
+@click.option("--trial", "trials", multiple=True, type=click.IntRange(min=0),
+              help="a trial whose original and Retrain are trained and checked (repeatable); default every seed "
+                   "of the config (-o seeds=...)")
 @_override_option("config override, e.g. -o threads=2 -o scenario.forget_pct=20")
 @store_options(runs_dir=False)
-def check_recipe_cmd(scenario, trial, overrides, store, data_root):
-    """PROTOCOL §2.1's recipe character check: train original and Retrain, test the four conditions."""
+def check_recipe_cmd(scenario, trials, overrides, store, data_root):
+    """PROTOCOL §2.1's recipe character check: train original and Retrain, test the four conditions.
+
+    Every trial is checked (v2; a board shows the same check for each of its trials); the exit status
+    is 1 when any trial fails, and the last line names the failing trials and conditions."""
     from .character import check_recipe
     from .store import Store
 
     # resolved with the oracle method (Retrain), whose suite defaults are the ones its stage trains under
     oracle = next((n for n in _host().methods.names() if _host().methods.get(n).oracle), None)
     res = _resolve(oracle, scenario, None, overrides)
-    out = check_recipe(res.scenario, res.cfg.scenario, trial, Store(store), data_root, str(res.cfg.device),
-                       int(res.cfg.threads))
-    for name, c in out["checks"].items():
-        click.echo(f"{'ok  ' if c['ok'] else 'FAIL'} {name}: {c['value']}")
-    click.echo(json.dumps({k: out[k] for k in ("scenario", "trial", "original", "retrain", "timings", "wall_s")},
-                          default=float))
-    if not out["ok"]:
+    failed = []
+    for trial in trials or [int(t) for t in res.cfg.seeds]:
+        out = check_recipe(res.scenario, res.cfg.scenario, trial, Store(store), data_root, str(res.cfg.device),
+                           int(res.cfg.threads))
+        for name, c in out["checks"].items():
+            click.echo(f"trial {trial}: {'ok  ' if c['ok'] else 'FAIL'} {name}: {c['value']}")
+        click.echo(json.dumps({k: out[k] for k in ("scenario", "trial", "original", "retrain", "timings", "wall_s")},
+                              default=float))
+        failed += [f"trial {trial}: {name}" for name, c in out["checks"].items() if not c["ok"]]
+    if failed:
+        click.echo("character check FAILS on " + "; ".join(failed))
         sys.exit(1)
 
 

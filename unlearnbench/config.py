@@ -24,7 +24,9 @@ from .seeding import sha256_hex
 # What `unlearnbench run` (and `config`, `merge`, the conformance check) use when no --method or
 # --scenario is given: the suite's one built-in method and scenario names in the core.
 DEFAULT_METHOD = "negmerge"
-DEFAULT_SCENARIO = "digits-10pct"
+# digits-class, not digits-10pct (PROTOCOL §10.2 #47): digits-10pct's 125 forget samples cannot rank
+# methods (one sample = 0.8 points; on its v1 board no method beat "no unlearning" beyond seed noise)
+DEFAULT_SCENARIO = "digits-class"
 
 SECTIONS = ("scenario", "method", "selection", "executor")  # `-o executor=ray` is executor.name=ray
 # Keys that change how a run executes but not what it computes: left out of the hash.
@@ -34,7 +36,16 @@ UNHASHED = ("seeds", "threads", "executor")
 @dataclass
 class PoolConfig:
     name: str = "default"  # a named pool of the scenario (PROTOCOL §6)
-    size: int = 0  # use the first `size` members in canonical order; 0 = all [P T4 sweep]
+    size: int = 0  # merge `size` members (which ones: `subset`); 0 = all [P T4 sweep]
+    # which size-n subset when size < the pool (PROTOCOL §9.5 v2): draw 0, 1, 2, ... of the random
+    # subsets from the `pool` stream; prefix = the first n in canonical order (protocol 1's code)
+    subset: str = "0"
+    # pool = the augmentation the pool's recipe names (PROTOCOL §6.3 v2: the CPU pools translate by ±1 /
+    # ±2 px); v1 = the pool as protocol 1 trained it (the CPU pools without augmentation)
+    augment: str = "pool"
+
+
+POOL_AUGMENTS = ("pool", "v1")
 
 
 @dataclass
@@ -328,6 +339,8 @@ LEGACY: dict[str, tuple[str, int]] = {
     "selection.target": ("edited", 2),  # PROTOCOL §5(c) v2: the original's Acc D_val
     "selection.also": ("none", 2),  # §5(d) v2: the oracle rules on every board
     "method.search_grid": ("v1", 2),  # §7.3 v2: the half-decade grid, (value, epoch) jointly
+    "pool.subset": ("prefix", 2),  # §9.5 v2: random subsets, not the first n
+    "pool.augment": ("v1", 2),  # §6.3 v2: the CPU pools translate
 }
 
 
@@ -539,6 +552,14 @@ def check_suite(cfg: Any, scen: Any, device_here: bool = True) -> None:
     if size < 0:
         raise ConfigError(f"pool.size={size} is negative: give the number of pool members to use, >= 1, "
                           "or 0 for all (e.g. -o pool.size=0)")
+    subset, augment = str(cfg.pool.subset), str(cfg.pool.augment)
+    if subset != "prefix" and not (subset.isdigit() and subset.isascii()):
+        raise ConfigError(f"pool.subset={subset!r}: give a draw number 0, 1, 2, ... (which random size-n subset, "
+                          "PROTOCOL §9.5) or prefix (the first n members, protocol 1), e.g. -o pool.subset=1")
+    if augment not in POOL_AUGMENTS:
+        from .errors import unknown
+
+        raise unknown("pool.augment", augment, POOL_AUGMENTS)
     pools = getattr(scen, "pools", None)
     if isinstance(pools, dict) and pools:
         if name not in pools:
@@ -549,6 +570,10 @@ def check_suite(cfg: Any, scen: Any, device_here: bool = True) -> None:
         if size > n:
             raise ConfigError(f"pool.size={size} but pool {name!r} of scenario {scen.name!r} has {n} members: "
                               f"give 0 to {n} (0 = all), e.g. -o pool.size={n}")
+        if subset != "prefix":
+            from .recipe import subset_indices
+
+            subset_indices(n, size or n, int(subset), 0, name)  # a draw that does not exist: refused now
     check_grid(str(cfg.selection.grid), getattr(scen, "grids", None))
     check_executor(cfg.executor)
 

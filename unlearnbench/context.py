@@ -129,13 +129,15 @@ class Ctx:
     # -- the pool -------------------------------------------------------------------
     def pool(self, size: int | None = None) -> Iterator[tuple[dict, dict[str, "torch.Tensor"]]]:
         """Yield (member info, τ_i) in canonical order, one at a time (members are trained
-        once and stored; a member already in the store is only loaded)."""
+        once and stored; a member already in the store is only loaded): the ``pool`` section's
+        members (``pool.size``, ``pool.subset``), recorded in ``info["pool"]``."""
         if "forget" not in self.method.uses:
             raise SplitAccessError(f"method {self.method.name!r} uses the fine-tune pool (trained on D_f) "
                                    "but does not declare 'forget'")
         self.touched.add("forget")
         n = size if size is not None else self.__pool_cfg.size
-        yield from self.__stages.pool_stream(self.__pool_cfg.name, n, self.timings)
+        yield from self.__stages.pool_stream(self.__pool_cfg.name, n, self.timings, subset=str(self.__pool_cfg.subset),
+                                             augment=str(self.__pool_cfg.augment), info=self.info)
 
     def pool_size(self) -> int:
         grid_ = self.__stages.pool_grid(self.__pool_cfg.name)

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from .stages import Stages
 
 RUN_SCHEMA = 1
+# The PROTOCOL version a record's numbers follow (PROTOCOL §11); records without the key are
+# protocol 1, and a board never mixes versions (unlearnbench.report.checks).
+PROTOCOL_VERSION = 2
 
 
 def pick_threads(requested: int, preferred: int) -> int:
@@ -247,6 +250,7 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
         timings["by_rule_s"] = time.perf_counter() - t0
     rec: dict[str, Any] = {
         "schema": RUN_SCHEMA,
+        "protocol": PROTOCOL_VERSION,
         "scenario": scen.name,
         "method": meth.name,
         "variant": list(res.variant),
@@ -254,6 +258,8 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
         "config": res.to_dict(),
         "config_hash": res.hash,
         "manifest_hash": task.manifest_hash,
+        # split sizes: the board's character check weighs Acc D_r and Acc D_f into Acc D_train (§2.1)
+        "split_sizes": dict(task.manifest.get("sizes") or {}),
         "used_splits": used_splits(meth, rule, cfg.selection, task, result.selection is not None),
         "selection": sel.summary() if sel is not None else None,
         "selection_rule": (sel.rule if sel is not None else None),

@@ -265,6 +265,9 @@ class Scenario:
     # The paper's reported numbers for this scenario (``paper_table``), shown by the leaderboard as
     # labelled rows beside the measured ones, never mixed with them; None: the paper reports none.
     paper: dict | None = None
+    # Non-empty: a smoke scenario, too small or noisy to rank methods; the sentence its board prints
+    # (PROTOCOL §10.2 #47: digits-10pct).
+    smoke: str = ""
 
     def load_raw(self, data_root: str | None) -> RawData:  # pragma: no cover
         raise NotImplementedError

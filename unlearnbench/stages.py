@@ -15,6 +15,7 @@ from .store import tensor_digest
 
 if TYPE_CHECKING:
 
+    from .recipe import Recipe
     from .scenario import Task
     from .store import Store
 
@@ -193,15 +194,35 @@ class Stages:
 
             raise unknown(f"pool of scenario {self.task.scenario!r}", name, self.task.pools) from None
 
-    def pool_stream(self, name: str, size: int, timings: dict) -> Iterator[tuple[dict, dict]]:
-        from .taskvec import task_vector
+    def pool_members(self, name: str, size: int = 0, subset: str = "0", augment: str = "pool") -> list[tuple[int, "Recipe"]]:
+        """(index in canonical order, recipe) of the members a run merges: all, or ``size`` of them,
+        the ``subset`` draw (PROTOCOL §9.5 v2) or the first ``size`` (``prefix``, protocol 1);
+        ``augment=v1`` trains them as protocol 1 did (§6.3)."""
+        from .recipe import subset_indices
 
         grid = self.pool_grid(name)
+        if augment == "v1":
+            grid = grid.as_v1()
         members = grid.members(self.task.trial)
-        if size:
-            if size > len(members):
-                raise ConfigError(f"pool.size={size} but pool {name!r} has {len(members)} members")
-            members = members[:size]
+        if size > len(members):
+            raise ConfigError(f"pool.size={size} but pool {name!r} has {len(members)} members")
+        if subset == "prefix":
+            idx = list(range(size or len(members)))
+        else:
+            idx = subset_indices(len(members), size or len(members), int(subset), self.task.trial, name)
+        return [(i, members[i]) for i in idx]
+
+    def pool_stream(self, name: str, size: int, timings: dict, *, subset: str = "0", augment: str = "pool",
+                    info: dict | None = None) -> Iterator[tuple[dict, dict]]:
+        """Yield (member info, τ_i) for ``pool_members``, in canonical order; ``info`` gets the pool's
+        name, n, subset and the members' indices (what the record says it merged)."""
+        from .taskvec import task_vector
+
+        chosen = self.pool_members(name, size, subset, augment)
+        members = [r for _, r in chosen]
+        if info is not None:
+            info["pool"] = {"name": name, "n": len(members), "of": len(self.pool_grid(name)), "subset": subset,
+                            "augment": augment, "members": [i for i, _ in chosen]}
         theta0 = self.original()
         okey = self.keys["original"]
         timings.setdefault("pool_s", 0.0)
@@ -225,7 +246,8 @@ class Stages:
                     timings["pool_s"] += time.perf_counter() - t0
                     timings["pool_trained"] += 1
                 pbar.update(1)
-                yield {"index": i, "key": key, "recipe": recipe.spec()}, task_vector(theta, theta0, self.param_keys)
+                yield ({"index": chosen[i][0], "key": key, "recipe": recipe.spec()},
+                       task_vector(theta, theta0, self.param_keys))
 
     def _train_pool_remotely(self, name: str, specs: list, theta0: dict, timings: dict) -> None:
         """Send every member the store lacks to the executor; write each one as it arrives. A member

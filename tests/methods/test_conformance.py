@@ -183,7 +183,7 @@ REGISTERED = _registered()
 
 
 def quick(method) -> list[str]:
-    """What keeps the check cheap, by what the method declares: a small pool (the first 3 members,
+    """What keeps the check cheap, by what the method declares: a small pool (3 members, draw 0,
     shared with the other digits tests through the session store), no step-size search
     (PROTOCOL §7.3), and 2 epochs (an epoch boundary, at a fifth of the baselines' 10)."""
     over = ["pool.size=3", "threads=1"]
@@ -197,8 +197,8 @@ def quick(method) -> list[str]:
 
 @pytest.mark.parametrize("name", sorted(REGISTERED))
 def test_every_registered_method_conforms(check_method, name):
-    """On digits-10pct, which has every split a method may declare and a Retrain, so every method
-    applies; the class-wise scenario is tests/methods/test_baselines.py's."""
+    """On the default scenario (digits-class, PROTOCOL §10.2 #47), which has every split a method may
+    declare and a Retrain, so every method applies; tests/methods/test_baselines.py has more of it."""
     method = REGISTERED[name]
     over = quick(method)
     rep = check_method(name, overrides=over)

@@ -9,6 +9,8 @@ best Avg. Gap is marked only when it is separated from the runner-up by more tha
 
 - ``rows``: records -> rows per scenario, and the noise rule that marks a winner;
 - ``consistency``: the like-for-like check (one original model per trial);
+- ``checks``: one protocol version per build, committed code, and the lines a v2 board prints
+  (character check per trial, code commits, smoke scenarios);
 - ``render``: Markdown, CSV, the HTML page and the index;
 - ``plots``: the PNG plots;
 - ``summary``: the table ``unlearnbench run`` prints.
@@ -19,13 +21,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..data import write_atomic
+from .checks import BoardError, board_notes, check_clean, check_protocols
 from .consistency import consistency
 from .records import RecordError, load_records, read_record
 from .render import format_cell, render_csv, render_html, render_index, render_markdown
 from .rows import NOISE_Z, Row, aggregate, row_from, scoring_of, variant_label
 from .summary import format_table, summarise
 
-__all__ = ["NOISE_Z", "RecordError", "Row", "aggregate", "build", "consistency", "format_cell", "format_table",
+__all__ = ["NOISE_Z", "BoardError", "RecordError", "Row", "aggregate", "build", "consistency", "format_cell", "format_table",
            "load_records", "load_runs", "read_record", "render_csv", "render_html", "render_index", "render_markdown",
            "row_from", "scoring_of", "summarise", "variant_label"]
 
@@ -47,28 +50,34 @@ def load_runs(runs_dir: str | Path, *, strict: bool = False, bad: list[str] | No
 
 
 def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None, *, strict: bool = False,
-          warn: Callable[[str], None] | None = None) -> dict:
+          warn: Callable[[str], None] | None = None, allow_dirty: bool = False) -> dict:
     """Write <scenario>.md/.csv, plots/*.png and index.html under ``out_dir``; returns what was written
-    (``bad``: one message per record skipped as unreadable; ``strict``: the first one is an error)."""
+    (``bad``: one message per record skipped as unreadable; ``strict``: the first one is an error).
+    Records of two protocol versions, or protocol-2 records from uncommitted code (unless
+    ``allow_dirty``), are a BoardError before anything is written (``checks``)."""
     from .plots import make_plots
 
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     bad: list[str] = []
     records = load_runs(runs_dir, strict=strict, bad=bad, warn=warn)
+    protocol = check_protocols(records)
+    check_clean(records, allow_dirty)
     tables = aggregate(records, host)
     tables = {s: tables[s] for s in sorted(tables)}
     warnings = consistency(records)
     titles = {n: host.methods.get(n).title or n for n in host.methods.names()} if host is not None else {}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "plots").mkdir(exist_ok=True)
-    written, plots = [], {}
+    written, plots, notes = [], {}, {}
     for scen, rows in tables.items():
         recs = [r for r in records if r["scenario"] == scen]
         plots[scen] = make_plots(scen, recs, rows, out_dir / "plots", titles)
-        write_atomic(out_dir / f"{scen}.md", render_markdown(scen, rows, plots[scen], warnings.get(scen)))
+        notes[scen] = board_notes(scen, recs, host, protocol)
+        write_atomic(out_dir / f"{scen}.md", render_markdown(scen, rows, plots[scen], warnings.get(scen),
+                                                             notes[scen]))
         write_atomic(out_dir / f"{scen}.csv", render_csv(rows))
         written += [f"{scen}.md", f"{scen}.csv", *(f"plots/{p}" for p in plots[scen])]
-    write_atomic(out_dir / "index.html", render_html(tables, plots, warnings))
+    write_atomic(out_dir / "index.html", render_html(tables, plots, warnings, notes))
     write_atomic(out_dir / "README.md", render_index(tables, records))
     written += ["index.html", "README.md"]
     return {"records": len(records), "bad": bad, "scenarios": list(tables), "written": written,

@@ -3,7 +3,8 @@
 - ``<scen>-tradeoff.png``: forget vs retain accuracy, every pool member as a point (the paper's
   Figure 1) and each method as a marker;
 - ``<scen>-nsweep.png``: a merge method's sparsity and Acc D_f against the number of merged models
-  (its records that differ only in ``pool.size``, [P T4]);
+  (its records that differ only in ``pool.size`` and ``pool.subset``, [P T4]): mean ± std over the
+  random subsets (and seeds) per n (PROTOCOL §9.5 v2); protocol 1's nested prefixes as plain means;
 - ``<scen>-depth.png``: sparsity of each merged vector by layer depth ([P T6]).
 """
 from __future__ import annotations
@@ -74,14 +75,18 @@ def _tradeoff(scen, records, rows, out, titles):
     return name
 
 
+SWEEP_KEYS = ("pool.size=", "pool.subset=")  # the options of the n-ablation (PROTOCOL §9.5)
+
+
 def _pool_size_sweeps(records: list[dict]) -> dict[str, dict[int, list[dict]]]:
     """Per merge method, its records by the number of merged members n, for the methods whose
-    records differ from their defaults in ``pool.size`` alone (the [P T4] sweep) at two or more n."""
+    records differ from their defaults in ``pool.size`` (and which subset, ``pool.subset``) alone
+    (the [P T4] sweep) at two or more n."""
     out: dict[str, dict[int, list[dict]]] = {}
     for r in records:
         if (r.get("selection") or {}).get("oracle"):
             continue
-        if any(not v.startswith("pool.size=") for v in r.get("variant") or []):
+        if any(not v.startswith(SWEEP_KEYS) for v in r.get("variant") or []):
             continue  # another option differs too: not a point of the method's own sweep
         n = ((r.get("info") or {}).get("merge_cost") or {}).get("n")
         if n:
@@ -98,17 +103,36 @@ def _nsweeps(scen, records, rows, out, titles) -> list[str]:
             for method, by_n in sweeps]
 
 
+def _random_subsets(by_n: dict[int, list[dict]]) -> bool:
+    """Whether the sweep's records merged random subsets (PROTOCOL §9.5 v2), not protocol 1's
+    nested prefixes (records without ``pool.subset`` took the first n)."""
+    return any(str(r["config"]["pool"].get("subset", "prefix")) != "prefix" for rs in by_n.values() for r in rs)
+
+
+def _std(vals: list[float]) -> float:
+    return statistics.stdev(vals) if len(vals) > 1 else 0.0
+
+
 def _nsweep(scen, method, by_n, out, title, name):
     ns = sorted(by_n)
-    sp = [statistics.mean(x["sparsity"]["u_all"] for x in by_n[n]) for n in ns]
-    af = [statistics.mean(x["metrics"]["acc_forget"] for x in by_n[n]) for n in ns]
+    sp_runs = [[x["sparsity"]["u_all"] for x in by_n[n]] for n in ns]
+    af_runs = [[x["metrics"]["acc_forget"] for x in by_n[n]] for n in ns]
+    sp, af = [statistics.mean(v) for v in sp_runs], [statistics.mean(v) for v in af_runs]
     plt = _fig()
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
-    ax.plot(ns, sp, "o-", label="sparsity U_all (%)")
-    ax.set_xlabel("number of merged models n (first n of the pool)")
-    ax.set_ylabel("sparsity (%)")
     ax2 = ax.twinx()
-    ax2.plot(ns, af, "s--", color="C1", label="Acc D_f (%)")
+    if _random_subsets(by_n):  # v2: each n is several random subsets (x seeds): mean ± std over them
+        runs = sorted({len(v) for v in sp_runs})
+        ax.errorbar(ns, sp, yerr=[_std(v) for v in sp_runs], fmt="o-", capsize=3, label="sparsity U_all (%)")
+        ax2.errorbar(ns, af, yerr=[_std(v) for v in af_runs], fmt="s--", color="C1", capsize=3,
+                     label="Acc D_f (%)")
+        ax.set_xlabel(f"number of merged models n (random subsets; mean ± std over "
+                      f"{'/'.join(map(str, runs))} runs)")
+    else:  # protocol 1: one nested prefix per n (the plot its boards were built with)
+        ax.plot(ns, sp, "o-", label="sparsity U_all (%)")
+        ax.set_xlabel("number of merged models n (first n of the pool)")
+        ax2.plot(ns, af, "s--", color="C1", label="Acc D_f (%)")
+    ax.set_ylabel("sparsity (%)")
     ax2.set_ylabel("Acc D_f (%)")
     ax.set_title(f"{scen}: {title} vs n (P T4)")
     fig.legend(loc="lower right", fontsize=6)
