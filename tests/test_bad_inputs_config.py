@@ -214,7 +214,7 @@ def test_start_stop_step_keeps_its_text_from_o_and_from_a_file(tmp_path):
         r = CliRunner().invoke(main, ["config", *args])
         assert r.exit_code == 0, r.output
         assert "grid: '0:2:0.05'" in r.output and "120.05" not in r.output  # not YAML 1.1's base 60
-    r = CliRunner().invoke(main, ["config", "-o", "scenario.forget_pct=10", "-o", "pool.size=0", "-o", "threads=0",
+    r = CliRunner().invoke(main, ["config", "-s", "digits-10pct", "-o", "scenario.forget_pct=10", "-o", "pool.size=0", "-o", "threads=0",
                                   "-o", "selection.kappa=1", "-o", "seeds=[4294967296]"])
     assert r.exit_code == 0, r.output  # the edges of each range are allowed
 

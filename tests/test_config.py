@@ -183,7 +183,8 @@ def test_v1_pools_stay_reachable_by_name_and_keep_their_hash(host):
     assert v1.hash == rec["config_hash"]
     v2 = resolve(host, file_layer=rec["config"])  # the same options under v2's defaults: another computation
     assert v2.hash != rec["config_hash"]
-    named = resolve(host, file_layer=rec["config"], overrides=["pool.subset=prefix", "pool.augment=v1"])
+    named = resolve(host, file_layer=rec["config"], overrides=["pool.subset=prefix", "pool.augment=v1",
+                                                              "selection.target=edited", "selection.also=none"])
     assert named.hash == rec["config_hash"]
     drawn = [resolve(host, scenario="digits-10pct", overrides=["pool.size=10", f"pool.subset={d}"]) for d in (0, 1, 2)]
     assert len({r.hash for r in drawn}) == 3 and drawn[1].variant == ["pool.size=10", "pool.subset=1"]

@@ -14,7 +14,7 @@ def make_ctx(host, store, method, over=()):
     from unlearnbench.context import Ctx
     from unlearnbench.stages import Stages
 
-    res = resolve(host, overrides=[POOL6, *over])
+    res = resolve(host, scenario="digits-10pct", overrides=[POOL6, *over])
     task = res.scenario.build_task(res.cfg.scenario, 0, None)
     return Ctx(Stages(task, store), method, res.cfg.method, res.rule, res.cfg.selection, res.cfg.pool)
 
@@ -39,7 +39,7 @@ def test_ctx_enforces_declared_splits(host, session_store, split):
     from unlearnbench.context import Ctx
     from unlearnbench.stages import Stages
 
-    res = resolve(host, overrides=[POOL6])
+    res = resolve(host, scenario="digits-10pct", overrides=[POOL6])
     task = res.scenario.build_task(res.cfg.scenario, 0, None)
     method = _peeker(split)
     ctx = Ctx(Stages(task, session_store), method, res.cfg.method, res.rule, res.cfg.selection, res.cfg.pool)
@@ -63,7 +63,7 @@ def test_rule_cannot_read_undeclared_splits(host, session_store):
     from unlearnbench.methods.negmerge import NegMerge
     from unlearnbench.stages import Stages
 
-    res = resolve(host, overrides=[POOL6])
+    res = resolve(host, scenario="digits-10pct", overrides=[POOL6])
     task = res.scenario.build_task(res.cfg.scenario, 0, None)
     ctx = Ctx(Stages(task, session_store), NegMerge(), res.cfg.method, Sneaky(), res.cfg.selection, res.cfg.pool)
     tau = {k: v * 0 for k, v in ctx.original().items() if k in ctx.param_keys()}

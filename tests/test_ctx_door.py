@@ -19,7 +19,7 @@ def make_ctx(host, store, method=None, rule=None, over=()):
     from unlearnbench import Ctx
     from unlearnbench.stages import Stages
 
-    res = resolve(host, overrides=[POOL6, *over])
+    res = resolve(host, scenario="digits-10pct", overrides=[POOL6, *over])
     task = res.scenario.build_task(res.cfg.scenario, 0, None)
     ctx = Ctx(Stages(task, store), method or res.method, res.cfg.method, rule or res.rule, res.cfg.selection,
               res.cfg.pool)
@@ -60,7 +60,7 @@ def test_a_method_reaching_around_ctx_gets_a_split_access_error(host, session_st
 
 def test_the_runner_reports_the_reach_as_a_split_access_error(host, session_store, tmp_path):
     """Through run_trial, as the CLI runs it (SplitAccessError is an UnlearnbenchError: exit 2)."""
-    res = resolve(host, overrides=[POOL6])
+    res = resolve(host, scenario="digits-10pct", overrides=[POOL6])
     res = dataclasses.replace(res, method=Reacher(REACHES["task"]))
     with pytest.raises(SplitAccessError, match="ctx.task"):
         run_trial(res, 0, store=session_store, runs_dir=tmp_path, data_root=None)

@@ -36,7 +36,7 @@ def test_third_party_plugin_in_cli_and_end_to_end(tmp_path):
     assert "unlearnbench-example" in plug
     r = subprocess.run([sys.executable, "-m", "unlearnbench.cli", "run", "-q", "-m", "example-ascent-step",
                         "--seeds", "0", "--store", str(tmp_path / "s"), "--runs-dir", str(tmp_path / "runs"),
-                        "-o", "method.lr=0.5"], env=env, capture_output=True, text=True)
+                        "-s", "digits-10pct", "-o", "method.lr=0.5"], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert len(list((tmp_path / "runs" / "digits-10pct").glob("example-ascent-step@*/seed-0/run.json"))) == 1
     assert "example-ascent-step" in r.stdout and "Retrain" in r.stdout

@@ -102,6 +102,23 @@ def test_a_choice_at_the_top_extends_the_grid_at_most_twice():
     assert calls == [[0.001, 0.01, 0.1], [up1]] and sel.params["chosen"]["lr"] == 0.1 and not sel.grid_edge
 
 
+def test_a_flat_curve_extends_above_until_the_method_acts():
+    """No setting changes the model (every point equals θ_0: gradient ascent at ~0 loss): θ_0 is chosen,
+    and the grid grows upward (at most twice) instead of reporting a no-op that never got a working lr."""
+    calls: list = []
+    up1, up2 = (float(f"{0.1 * HALF_DECADE ** k:.6g}") for k in (1, 2))
+    _, sel = _search(lambda v: [(100, 90)], calls=calls)  # θ_0's own metrics at every lr
+    assert calls == [[0.001, 0.01, 0.1], [up1], [up2]] and sel.params["chosen"] == {"lr": 0.0, "epoch": 0}
+    assert sel.grid_edge and sel.params["extensions"]["above"] == 2
+    calls.clear()  # the first extension acts and wins; at the top, it extends once more (step 4), ties back
+    _, sel = _search(lambda v: [(100, 90)] if v < 0.2 else [(90, 90)], calls=calls)
+    assert calls == [[0.001, 0.01, 0.1], [up1], [up2]] and sel.params["chosen"]["lr"] == up1
+    assert not sel.grid_edge
+    calls.clear()  # a setting acted but θ_0 won on the rule's score: the grid was wide enough
+    _, sel = _search(lambda v: [(100, 90)] if v < 0.1 else [(50, 10)], calls=calls)
+    assert calls == [[0.001, 0.01, 0.1]] and sel.params["chosen"]["lr"] == 0.0 and not sel.grid_edge
+
+
 def test_a_choice_at_the_bottom_that_changed_the_model_extends_below():
     calls: list = []
     # class-wise: lr 0.001 forgets and keeps the floor; larger lrs break it

@@ -581,19 +581,29 @@ def _edge(curve: list[dict], idx: int, null_at: int, key: str | None, baseline: 
     when it is the largest value (the choice is feasible, or it would be θ_0), "below" when it is the
     smallest non-null value and changed the model (its Acc D_f or Acc D_val, or where the rule reads
     neither, any of its metrics, differs from θ_0's: a setting too weak to move the model would not
-    move it at a smaller value either). None: inside the grid, or θ_0 chosen."""
-    if idx == null_at or key is None:
+    move it at a smaller value either). Also "above" when θ_0 is chosen because no setting changed the
+    model at all (a flat curve: gradient ascent at ~0 loss on the v1 boards): the grid stopped short of
+    where the method acts [OURS, issue 16; §7.3 step 4 does not cover it, and without it such a baseline is
+    reported as a no-op that was never given a step size that does anything]. None: inside the grid, or
+    θ_0 chosen over settings that did act."""
+    if key is None:
         return None
+    probe = [m for m in ("acc_forget", "acc_val") if m in baseline] or list(baseline)
+
+    def moved(c: dict) -> bool:
+        return any(c.get(m) != baseline[m] for m in probe)
+
+    if idx == null_at:
+        scored = [c for i, c in enumerate(curve) if i != null_at and "failed" not in c and "non_finite" not in c]
+        return "above" if scored and not any(moved(c) for c in scored) else None
     p = curve[idx]
     values = [c[key] for i, c in enumerate(curve) if i != null_at and key in c]
     if len(set(values)) < 2:
         return None  # a grid of one value has no edge to move past
     if p[key] == max(values):
         return "above"
-    if p[key] == min(values):
-        probe = [m for m in ("acc_forget", "acc_val") if m in baseline] or list(baseline)
-        if any(p.get(m) != baseline[m] for m in probe):
-            return "below"
+    if p[key] == min(values) and moved(p):
+        return "below"
     return None
 
 

@@ -90,8 +90,13 @@ def test_lr_search_on_cpu_scenarios(bhost, session_store, tmp_path):
     grid = [1e-6, 3.16228e-6, 1e-5, 3.16228e-5, 1e-4, 3.16228e-4, 5e-4, 1e-3]  # + GA's named 5e-4 and 1e-3
     assert sel["rule"] == "val_matched" and not sel["oracle"] and sel["params"]["search"] == "v2"
     assert [c["lr"] for c in sel["params"]["grid"]] == grid
-    assert [(c["lr"], c["epoch"]) for c in sel["curve"]] == [(0.0, 0)] + [(v, t) for v in grid for t in range(1, 6)]
-    assert sel["evals"] == 1 + 5 * len(grid) and "acc_test" not in sel["curve"][0]
+    # on digits-10pct no lr of the grid moves GA off θ_0 (~0 loss on D_f): the flat curve extends upward
+    ext = [c["lr"] for c in sel["params"]["extended"]]
+    assert ext == [3.16228e-3, 1e-2][:len(ext)] and ext and sel["params"]["extensions"]["above"] == len(ext)
+    assert [(c["lr"], c["epoch"]) for c in sel["curve"]] == [(0.0, 0)] + [(v, t) for v in grid + ext
+                                                                       for t in range(1, 6)]
+    # the curve also holds the ORACLE rules' metrics (selection.also); val_matched saw only its own (test_also)
+    assert sel["evals"] == 1 + 5 * len(grid + ext) and set(rec["by_rule"]) == {"oracle_avg_gap", "oracle_split_test"}
     assert rec["info"]["lr"] == sel["params"]["chosen"]["lr"] and rec["used_splits"] == "forget+val"
     assert {"none_feasible", "grid_extended"} <= set(rec["info"])
     rec = run(bhost, session_store, tmp_path / "v1", "gradient-ascent", over=["method.search_grid=v1"])

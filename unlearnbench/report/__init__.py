@@ -25,7 +25,7 @@ from .checks import BoardError, board_notes, check_clean, check_protocols
 from .consistency import consistency
 from .records import RecordError, load_records, read_record
 from .render import format_cell, render_csv, render_html, render_index, render_markdown
-from .rows import NOISE_Z, Row, aggregate, row_from, scoring_of, variant_label
+from .rows import NOISE_Z, Row, aggregate, beats_original, optimism_rows, row_from, scoring_of, variant_label
 from .summary import format_table, summarise
 
 __all__ = ["NOISE_Z", "BoardError", "RecordError", "Row", "aggregate", "build", "consistency", "format_cell", "format_table",
@@ -68,16 +68,25 @@ def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None, *,
     titles = {n: host.methods.get(n).title or n for n in host.methods.names()} if host is not None else {}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "plots").mkdir(exist_ok=True)
-    written, plots, notes = [], {}, {}
+    written, plots, notes, optimism = [], {}, {}, {}
     for scen, rows in tables.items():
         recs = [r for r in records if r["scenario"] == scen]
         plots[scen] = make_plots(scen, recs, rows, out_dir / "plots", titles)
         notes[scen] = board_notes(scen, recs, host, protocol)
+        if (protocol or 1) >= 2:  # PROTOCOL §5(d) v2: does anything beat no unlearning; selection optimism
+            beat, orig = beats_original(rows)
+            if orig is not None and orig.gap is not None:
+                notes[scen].append(
+                    f"**Against no unlearning:** {len(beat)} method(s) have an Avg. Gap below the Original's "
+                    f"({orig.gap:.2f}) beyond seed noise (the board's {NOISE_Z:g}-SE rule on the paired per-trial "
+                    "gaps)" + (f": {', '.join(beat)}." if beat else "; on this board no method can be told "
+                                                                    "apart from leaving the model as it was."))
+            optimism[scen] = optimism_rows(recs, host)
         write_atomic(out_dir / f"{scen}.md", render_markdown(scen, rows, plots[scen], warnings.get(scen),
-                                                             notes[scen]))
+                                                             notes[scen], optimism.get(scen)))
         write_atomic(out_dir / f"{scen}.csv", render_csv(rows))
         written += [f"{scen}.md", f"{scen}.csv", *(f"plots/{p}" for p in plots[scen])]
-    write_atomic(out_dir / "index.html", render_html(tables, plots, warnings, notes))
+    write_atomic(out_dir / "index.html", render_html(tables, plots, warnings, notes, optimism))
     write_atomic(out_dir / "README.md", render_index(tables, records))
     written += ["index.html", "README.md"]
     return {"records": len(records), "bad": bad, "scenarios": list(tables), "written": written,

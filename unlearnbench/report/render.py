@@ -8,6 +8,7 @@ paper's rows are labelled as the paper's. The page's style (board.css) and its s
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import io
 import math
@@ -97,10 +98,17 @@ def _sections(rows: list[Row]) -> list[tuple[str, list[Row]]]:
     # the original's numbers under a method's name (§7.3 step 3): below the ranked rows, never in their order
     measured += sorted([r for r in rows if r.role == "measured" and not r.oracle and r.none_feasible],
                        key=lambda r: r.label)
-    oracle = [r for r in rows if r.role == "measured" and r.oracle]
+    oracle = [r for r in rows if r.role == "measured" and r.oracle and not r.extra.get("rule")]
+    by_rule = sorted([r for r in rows if r.role == "measured" and r.oracle and r.extra.get("rule")],
+                     key=lambda r: (rank(r), r.label))
     paper = [r for r in rows if r.role == "paper"]
     missing = sorted([r for r in rows if r.role == "missing"], key=lambda r: r.label)
     out = [("Methods (oracle-free selection)", ref + measured + missing)]
+    if by_rule:  # protocol 2: every method again, at the ORACLE rule's choice on the same curves (§5(d))
+        orig = [dataclasses.replace(r, mark=r.oracle_mark) for r in ref if r.method == "original"]
+        out.append((f"ORACLE: the same runs at `{by_rule[0].extra['rule']}`'s choice (reads test and the Retrain "
+                    "model; comparable with the paper's tuned rows, not a usable unlearning procedure; "
+                    "PROTOCOL §5(b), §5(d))", orig + by_rule))
     if oracle:
         out.append(("Oracle selection: reads test and the Retrain model, reproduces the paper's tuning; "
                     "not a usable unlearning procedure (PROTOCOL §5(b))", oracle))
@@ -109,9 +117,35 @@ def _sections(rows: list[Row]) -> list[tuple[str, list[Row]]]:
     return out
 
 
+def optimism_table(opt: list[dict]) -> str:
+    """Selection optimism (PROTOCOL §5(d) b''), one row per method, as a Markdown table."""
+    def cell(ms) -> str:
+        m, s = ms
+        return "–" if m is None or (isinstance(m, float) and math.isnan(m)) else \
+            f"{m:.2f}" + (f" ± {s:.2f}" if s is not None else "")
+
+    lines = ["| Method | Avg. Gap on half A (chosen on) | Avg. Gap on half B | Optimism (B − A) | Points looked at | Seeds |",
+             "|---|---|---|---|---|---|"]
+    for o in sorted(opt, key=lambda o: o["label"]):
+        if not o["n"]:
+            lines.append(f"| {o['label']} | – | – | – (no rule chose its result) | – | – |")
+            continue
+        looks = o["looks"][0]
+        lines.append(f"| {o['label']} | {cell(o['gap_a'])} | {cell(o['gap_b'])} | {cell(o['optimism'])} | "
+                     f"{'–' if looks is None or math.isnan(looks) else f'{looks:.0f}'} | {o['n']} |")
+    return "\n".join(lines)
+
+
+OPTIMISM_NOTE = ("How much of an oracle's number is selection on test noise: `oracle_split_test` chooses on test "
+                 "half A (and the MIA non-members in it) and is scored on both halves; optimism = gap(B) − "
+                 "gap(A). A method that looks at the criterion more often (Task Arithmetic: pool × λ points) is "
+                 "expected to show more. ORACLE; never ranked (PROTOCOL §5(d)).")
+
+
 def render_markdown(scen: str, rows: list[Row], plots: list[str], warnings: list[str] | None = None,
-                    notes: list[str] | None = None) -> str:
-    """``notes``: the board's lines on its records (``checks.board_notes``), each its own paragraph."""
+                    notes: list[str] | None = None, optimism: list[dict] | None = None) -> str:
+    """``notes``: the board's lines on its records (``checks.board_notes``), each its own paragraph;
+    ``optimism``: the rows of the selection-optimism table (``rows.optimism_rows``), protocol 2."""
     legend = next((r.legend for r in rows if r.legend), "") or LEGEND
     parts = [f"# {scen}", "", *(f"> **Not like for like.** {w}\n" for w in warnings or []),
              *(f"{n}\n" for n in notes or []),
@@ -119,6 +153,8 @@ def render_markdown(scen: str, rows: list[Row], plots: list[str], warnings: list
              legend, ""]
     for title, rs in _sections(rows):
         parts += [f"## {title}", "", _md_table(rs), ""]
+    if optimism:
+        parts += ["## Selection optimism (ORACLE)", "", OPTIMISM_NOTE, "", optimism_table(optimism), ""]
     if not any(r.role == "paper" for r in rows):
         parts += ["The paper reports no numbers for this scenario.", ""]
     for p in plots:
@@ -180,7 +216,8 @@ def _css() -> str:
 
 
 def render_html(tables: dict[str, list[Row]], plots: dict[str, list[str]],
-                warnings: dict[str, list[str]] | None = None, notes: dict[str, list[str]] | None = None) -> str:
+                warnings: dict[str, list[str]] | None = None, notes: dict[str, list[str]] | None = None,
+                optimism: dict[str, list[dict]] | None = None) -> str:
     e = html.escape
     body = []
     for scen, rows in tables.items():
@@ -201,6 +238,14 @@ def render_html(tables: dict[str, list[Row]], plots: dict[str, list[str]],
                     f'<td data-sort="{e(_sort_key(r, i))}">{e(c.replace("**", ""))}</td>'
                     for i, c in enumerate(cells)) + "</tr>")
             body.append("</tbody></table>")
+        opt = (optimism or {}).get(scen)
+        if opt:  # the Markdown table, as HTML rows
+            lines = optimism_table(opt).splitlines()
+            head = [c.strip() for c in lines[0].strip("|").split("|")]
+            body.append(f"<h3>Selection optimism (ORACLE)</h3><p>{e(OPTIMISM_NOTE).replace('`', '')}</p>"
+                        "<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr></thead><tbody>"
+                        + "".join("<tr>" + "".join(f"<td>{e(c.strip())}</td>" for c in ln.strip("|").split("|"))
+                                  + "</tr>" for ln in lines[2:]) + "</tbody></table>")
         for p in plots.get(scen, []):
             body.append(f'<figure><img src="plots/{e(p)}" alt="{e(p)}"><figcaption>{e(p)}</figcaption></figure>')
         body.append("</section>")

@@ -82,6 +82,7 @@ class Row:
     # seeds whose v2 search found no feasible setting and returned θ_0 (PROTOCOL §7.3 step 3): such a
     # row shows the original's numbers, so it is never ranked or bolded
     none_feasible: int = 0
+    oracle_mark: str = ""  # the Original row's mark inside the ORACLE table (protocol-2 boards)
 
 
 def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Row]]:
@@ -127,9 +128,17 @@ def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Ro
                          "sparsity": _mean_std([(r.get("sparsity") or {}).get("u_all") for r in recs]),
                          "records": [r["_file"] for r in recs]}
             rows.append(row)
+        v2 = all(int(r.get("protocol", 1)) >= 2 for r in all_recs)
+        if v2 and has_oracle:  # PROTOCOL §5(d): each method's result under the ORACLE rule, same curves
+            rows += _oracle_rows(groups, rows, host)
         ranked = [r for r in rows if r.role == "measured" and not r.oracle and not r.none_feasible]
+        if v2 and has_oracle:  # §5(d) v2: "no unlearning" competes too; a win must beat it beyond noise
+            ranked += [r for r in rows if r.role == "reference" and r.method == "original"]
         if has_oracle and scoring.rank == "avg_gap":
             _mark_best(ranked)
+            if v2:
+                _mark_best([r for r in rows if r.role == "measured" and r.oracle and r.extra.get("rule")]
+                           + [r for r in rows if r.role == "reference" and r.method == "original"], mark="oracle_mark")
         else:  # no Retrain, so no gap: the scenario's rank column (CLIP: the paper bolds the lowest Acc Df [P T1])
             _mark_lowest(ranked, scoring.rank)
         for row in rows:
@@ -155,6 +164,86 @@ def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Ro
 
 
 NO_FEASIBLE = ": no feasible setting (= original)"
+ORACLE_RULE = "oracle_avg_gap"  # the ORACLE table's rule (PROTOCOL §5(b)); optimism from oracle_split_test
+SPLIT_RULE = "oracle_split_test"
+
+
+def under_rule(rec: dict, rule: str) -> tuple[dict, bool] | None:
+    """A record's metrics under ``rule`` of its ``by_rule`` (PROTOCOL §5(d)), and whether that rule chose
+    them: a result no rule chose (no selection) is the method's result under every rule. None when the
+    record did not run the rule."""
+    by = (rec.get("by_rule") or {}).get(rule)
+    if by is None:
+        return None
+    if not by.get("selected"):
+        return rec["metrics"], False
+    return by["metrics"], True
+
+
+def _oracle_rows(groups: dict, rows: list[Row], host: Any | None) -> list[Row]:
+    """One ORACLE row per measured (method, config): its model at the oracle rule's choice on the same
+    curves (``by_rule``), tagged ORACLE, in the board's oracle table, beside the paper's rows."""
+    out = []
+    for (method, _), recs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        recs = sorted(recs, key=lambda r: r["trial"])
+        if _is_oracle_method(recs[0], host):
+            continue
+        got = [under_rule(r, ORACLE_RULE) for r in recs]
+        if any(g is None for g in got):
+            continue  # the records did not run the oracle rule (selection.also=none)
+        row = row_from(f"{variant_label(recs[0], host)} [ORACLE]", "metrics",
+                       [scoring_of(r).to_board(g[0]) for r, g in zip(recs, got)], [r.get("retrain") for r in recs],
+                       [r["trial"] for r in recs], "measured")
+        row.method, row.used_splits, row.oracle = method, recs[0]["used_splits"], True
+        row.selection = ORACLE_RULE if any(g[1] for g in got) else "none (no rule chose)"
+        row.extra = {"rule": ORACLE_RULE, "records": [r["_file"] for r in recs],
+                     "lambda": _mean_std([(r.get("by_rule") or {}).get(ORACLE_RULE, {}).get("lambda") for r in recs])}
+        row.wall_s = statistics.mean(r["timings"]["total_s"] for r in recs)
+        out.append(row)
+    return out
+
+
+def optimism_rows(records: list[dict], host: Any | None = None) -> list[dict]:
+    """Selection optimism per (method, config), from ``oracle_split_test`` (PROTOCOL §5(d) b''): the Avg.
+    Gap at its choice on test half A (chosen on) and half B, and B − A, mean ± std over seeds. A method
+    whose result no rule chose has no optimism to measure (None)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        if (r.get("info") or {}).get("diagnostic") or _is_oracle_method(r, host):
+            continue
+        groups.setdefault((r["method"], r["config_hash"]), []).append(r)
+    out = []
+    for (method, _), recs in sorted(groups.items(), key=lambda kv: kv[0]):
+        reps = [((r.get("by_rule") or {}).get(SPLIT_RULE) or {}).get("report") for r in recs]
+        if all(x is None for x in reps):
+            if all((r.get("by_rule") or {}).get(SPLIT_RULE) is not None for r in recs):
+                out.append({"label": variant_label(recs[0], host), "method": method, "n": 0})
+            continue
+        reps = [x for x in reps if x is not None]
+        cells = {k: _mean_std([x[k] for x in reps]) for k in ("gap_a", "gap_b", "optimism")}
+        evals = _mean_std([(r.get("timings") or {}).get("select_evals") or (r.get("timings") or {}).get("search_evals")
+                           for r in recs])
+        out.append({"label": variant_label(recs[0], host), "method": method, "n": len(reps), **cells,
+                    "looks": evals})
+    return out
+
+
+def beats_original(rows: list[Row]) -> tuple[list[str], Row | None]:
+    """The ranked rows whose Avg. Gap is below the Original row's beyond seed noise (the board's rule:
+    NOISE_Z standard errors of the difference of the paired per-trial gaps), and that Original row."""
+    orig = next((r for r in rows if r.role == "reference" and r.method == "original"), None)
+    if orig is None or orig.gap is None or not orig.gap_paired or orig.gap_paired[1] is None:
+        return [], orig
+    out = []
+    for r in rows:
+        if r.role != "measured" or r.oracle or r.none_feasible or r.gap is None or not r.gap_paired:
+            continue
+        if r.gap_paired[1] is None:
+            continue
+        se = math.sqrt(orig.gap_paired[1] ** 2 / len(orig.paired) + r.gap_paired[1] ** 2 / len(r.paired))
+        if orig.gap - r.gap > NOISE_Z * se:
+            out.append(r.label)
+    return out, orig
 
 
 def returned_original(rec: dict) -> bool:
@@ -217,7 +306,7 @@ def seeds_over(row: Row) -> int | None:
     return low if low is not None and low < len(row.trials) else None
 
 
-def _mark_lowest_beyond_noise(rows: list[Row], value, std, n) -> None:
+def _mark_lowest_beyond_noise(rows: list[Row], value, std, n, attr: str = "mark") -> None:
     """Mark the row with the lowest ``value`` as best only if every other row is worse by more than
     seed noise (NOISE_Z standard errors of the difference: sqrt(s_b²/n_b + s_r²/n_r)); rows within
     noise, or whose noise is unknown, tie with it. A row with fewer than 2 seeds cannot win; if it looks
@@ -229,7 +318,7 @@ def _mark_lowest_beyond_noise(rows: list[Row], value, std, n) -> None:
         return
     best = min(rows, key=lambda r: (value(r), r.label))
     if any(value(r) <= value(best) for r in single):
-        best.mark = "tie"
+        setattr(best, attr, "tie")
         return
     tied = []
     for r in rows:
@@ -241,15 +330,16 @@ def _mark_lowest_beyond_noise(rows: list[Row], value, std, n) -> None:
         se = math.sqrt(std(best) ** 2 / n(best) + std(r) ** 2 / n(r))
         if value(r) - value(best) <= NOISE_Z * se:
             tied.append(r)
-    best.mark = "tie" if tied else "best"
+    setattr(best, attr, "tie" if tied else "best")
     for r in tied:
-        r.mark = "tie"
+        setattr(r, attr, "tie")
 
 
-def _mark_best(rows: list[Row]) -> None:
-    """Bold the lowest Avg. Gap beyond the noise of the paired per-trial gaps."""
+def _mark_best(rows: list[Row], mark: str = "mark") -> None:
+    """Bold the lowest Avg. Gap beyond the noise of the paired per-trial gaps. ``mark="oracle_mark"``:
+    the ORACLE table's own marks (its Original row is the one of the oracle-free table)."""
     _mark_lowest_beyond_noise(rows, lambda r: r.gap, lambda r: r.gap_paired[1] if r.gap_paired else None,
-                              lambda r: len(r.paired))
+                              lambda r: len(r.paired), attr=mark)
 
 
 def _mark_lowest(rows: list[Row], col: str) -> None:
