@@ -70,3 +70,23 @@ def test_a_board_where_nothing_beats_no_unlearning_says_so(tmp_path):
     build(_write(tmp_path, recs), tmp_path / "lb", allow_dirty=True)
     md = (tmp_path / "lb" / "digits-10pct.md").read_text()
     assert "0 method(s)" in md and "no method can be told apart from leaving the model as it was" in md
+
+
+def test_the_index_sets_each_methods_gap_under_both_protocols_side_by_side(tmp_path):
+    """Issue 16 acceptance 5: leaderboards/README.md shows each method's Avg. Gap under v1 and v2, generated
+    from both versions' records (the v1 ones in their own folder)."""
+    old = [rec("good", t, m(100, 99, 95, 2)) for t in range(3)] + \
+        [rec("gone", t, m(90, 90, 90, 20)) for t in range(3)] + \
+        [rec("x", t, m(100, 95, 95, 10), scenario="fmnist-10pct") for t in range(3)]  # no v2 board yet
+    new = [_v2("good", t, m(100, 96, 95, 9), oracle_metrics=m(100, 95, 95, 10)) for t in range(3)]
+    v1 = _write(tmp_path / "v1", old)
+    build(_write(tmp_path / "v2", new), tmp_path / "lb", allow_dirty=True, compare=v1)
+    idx = (tmp_path / "lb" / "README.md").read_text()
+    assert "`unlearnbench leaderboard runs --out . --compare ../v1/runs`" in idx
+    table = idx.split("## Avg. Gap under protocol v1 and v2")[1]
+    assert "| Method | v1 | v2 | v2 ORACLE |" in table
+    assert "| good | 3.00 | 0.50 | 0.00 |" in table  # (0+4+0+8)/4; (0+1+0+1)/4; 0
+    assert "| gone | 7.50 | – | – |" in table and "| Original (no unlearning) | 3.75 | 3.75 | 3.75 |" in table
+    assert "Not yet regenerated under v2: fmnist-10pct" in table
+    build(_write(tmp_path / "v2", new), tmp_path / "plain", allow_dirty=True)
+    assert "Avg. Gap under protocol" not in (tmp_path / "plain" / "README.md").read_text()

@@ -252,14 +252,16 @@ def reproduce(records, scenarios, methods, seeds, out_dir, store, data_root, str
 @click.option("--strict", is_flag=True, help=STRICT_HELP.format(skip="skipping it"))
 @click.option("--allow-dirty", is_flag=True,
               help="build from protocol-2 records of uncommitted code too; the board says it is not one to commit")
-def leaderboard(runs_dir, out_dir, strict, allow_dirty):
+@click.option("--compare", "compare", type=click.Path(exists=True, file_okay=False), default=None,
+              help="another protocol version's run records: README.md gets each method's Avg. Gap under both")
+def leaderboard(runs_dir, out_dir, strict, allow_dirty, compare):
     """Write Markdown + CSV tables per scenario, plots and a sortable HTML page from RUNS_DIR.
 
     The records must be of one protocol version (PROTOCOL §11), and protocol-2 records must come
     from committed code (their provenance's git_sha has no -dirty) unless --allow-dirty."""
     from .report import build
 
-    done = build(runs_dir, out_dir, _host(), strict=strict, allow_dirty=allow_dirty,
+    done = build(runs_dir, out_dir, _host(), strict=strict, allow_dirty=allow_dirty, compare=compare,
                  warn=lambda m: click.echo(f"warning: {m}; skipped", err=True))
     skipped = f" ({len(done['bad'])} unreadable, skipped)" if done["bad"] else ""
     click.echo(f"{done['records']} run records{skipped}, scenarios {', '.join(done['scenarios'])}; wrote "

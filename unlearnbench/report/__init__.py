@@ -24,7 +24,7 @@ from ..data import write_atomic
 from .checks import BoardError, board_notes, check_clean, check_protocols
 from .consistency import consistency
 from .records import RecordError, load_records, read_record
-from .render import format_cell, render_csv, render_html, render_index, render_markdown
+from .render import compare_versions, format_cell, render_csv, render_html, render_index, render_markdown
 from .rows import NOISE_Z, Row, aggregate, beats_original, optimism_rows, row_from, scoring_of, variant_label
 from .summary import format_table, summarise
 
@@ -50,7 +50,8 @@ def load_runs(runs_dir: str | Path, *, strict: bool = False, bad: list[str] | No
 
 
 def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None, *, strict: bool = False,
-          warn: Callable[[str], None] | None = None, allow_dirty: bool = False) -> dict:
+          warn: Callable[[str], None] | None = None, allow_dirty: bool = False,
+          compare: str | Path | None = None) -> dict:
     """Write <scenario>.md/.csv, plots/*.png and index.html under ``out_dir``; returns what was written
     (``bad``: one message per record skipped as unreadable; ``strict``: the first one is an error).
     Records of two protocol versions, or protocol-2 records from uncommitted code (unless
@@ -87,7 +88,15 @@ def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None, *,
         write_atomic(out_dir / f"{scen}.csv", render_csv(rows))
         written += [f"{scen}.md", f"{scen}.csv", *(f"plots/{p}" for p in plots[scen])]
     write_atomic(out_dir / "index.html", render_html(tables, plots, warnings, notes, optimism))
-    write_atomic(out_dir / "README.md", render_index(tables, records))
+    versions = None
+    if compare is not None:  # another protocol's records: each method's Avg. Gap under both, side by side
+        old = load_runs(compare, strict=strict, warn=warn)
+        import os
+
+        rel = Path(os.path.relpath(Path(compare).resolve(), out_dir.resolve())).as_posix()
+        versions = compare_versions(aggregate(old, host), check_protocols(old), tables, protocol, rel)
+    write_atomic(out_dir / "README.md", render_index(tables, records, versions,
+                                                     rel if compare is not None else None))
     written += ["index.html", "README.md"]
     return {"records": len(records), "bad": bad, "scenarios": list(tables), "written": written,
             "warnings": {s: w for s, w in warnings.items() if s in tables}}
