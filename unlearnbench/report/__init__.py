@@ -88,6 +88,11 @@ def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None, *,
         write_atomic(out_dir / f"{scen}.csv", render_csv(rows))
         written += [f"{scen}.md", f"{scen}.csv", *(f"plots/{p}" for p in plots[scen])]
     write_atomic(out_dir / "index.html", render_html(tables, plots, warnings, notes, optimism))
+    if (protocol or 1) >= 2:  # the paper's claims, checked on these records (issue 16 acceptance 6)
+        from .claims import claims_page
+
+        write_atomic(out_dir / "claims.md", claims_page(records))
+        written.append("claims.md")
     versions = None
     if compare is not None:  # another protocol's records: each method's Avg. Gap under both, side by side
         old = load_runs(compare, strict=strict, warn=warn)
@@ -96,7 +101,8 @@ def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None, *,
         rel = Path(os.path.relpath(Path(compare).resolve(), out_dir.resolve())).as_posix()
         versions = compare_versions(aggregate(old, host), check_protocols(old), tables, protocol, rel)
     write_atomic(out_dir / "README.md", render_index(tables, records, versions,
-                                                     rel if compare is not None else None))
+                                                     rel if compare is not None else None,
+                                                     claims=(protocol or 1) >= 2))
     written += ["index.html", "README.md"]
     return {"records": len(records), "bad": bad, "scenarios": list(tables), "written": written,
             "warnings": {s: w for s, w in warnings.items() if s in tables}}
