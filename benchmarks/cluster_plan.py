@@ -594,8 +594,8 @@ def report(a: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--from", dest="runs", type=Path, default=ROOT / "leaderboards" / "runs",
-                    help="records folder (<scenario>/<method>/seed-<s>/run.json); default leaderboards/runs")
+    ap.add_argument("--from", dest="runs", type=Path, default=ROOT / "benchmarks" / "results" / "protocol-v1" / "runs",
+                    help="records folder (<scenario>/<method>/seed-<s>/run.json); default benchmarks/results/protocol-v1/runs")
     ap.add_argument("--scenario", default="fmnist-10pct", help="the recorded scenario scaled to CIFAR-10")
     ap.add_argument("--gpu-from", type=Path, default=ROOT / "benchmarks" / "results" / "fmnist-h200-s1-runs",
                     help="H200 records of the same scenario, for the GPU profile")

@@ -1,6 +1,6 @@
 """Replay every λ-search strategy (selection.strategy) against the full grid (issue 15, acceptance 4).
 
-1. Stored curves: every committed record whose selection curve is a λ sweep (leaderboards/runs and
+1. Stored curves: every committed record whose selection curve is a λ sweep (benchmarks/results/protocol-v1/runs and
    benchmarks/results). The stored curve is the function a strategy queries (θ_0 − λτ is rebuilt
    from θ_0 at each λ, taskvec.InPlaceEditor, so a λ's metrics do not depend on the order λs are
    visited); each strategy runs through the real ``selection.sweep`` and its λ* and score are
@@ -80,7 +80,7 @@ def stored_curves(host, out) -> dict:
     from unlearnbench.config import resolve
     from unlearnbench.selection import grid
 
-    paths = sorted(glob.glob(str(ROOT / "leaderboards/runs/**/run.json"), recursive=True)
+    paths = sorted(glob.glob(str(ROOT / "benchmarks/results/protocol-v1/runs/**/run.json"), recursive=True)
                    + glob.glob(str(ROOT / "benchmarks/results/**/run.json"), recursive=True))
     stats: dict = {}
     disagreements: list[str] = []
@@ -195,7 +195,7 @@ def ta_digits(host, out) -> dict:
     agg = {s: {"members": 0, "agree_grid": 0, "agree_record": 0, "evals": 0, "real_match": 0} for s in STRATEGIES}
     for scenario in ("digits-10pct", "digits-class"):
         for trial in (0, 1, 2):
-            old = json.loads((ROOT / f"leaderboards/runs/{scenario}/task-arithmetic/seed-{trial}/run.json").read_text())
+            old = json.loads((ROOT / f"benchmarks/results/protocol-v1/runs/{scenario}/task-arithmetic/seed-{trial}/run.json").read_text())
             with tempfile.TemporaryDirectory(prefix="lambda-replay-") as tmp:
                 tmp = Path(tmp)
                 rec, sels, calls, wall = _run_ta(host, scenario, trial, tmp / "store", tmp / "runs", "grid")
@@ -249,7 +249,7 @@ def ta_digits(host, out) -> dict:
 
 
 def ta_fmnist(host, store: Path, strategy: str, out) -> None:
-    old = json.loads((ROOT / "leaderboards/runs/fmnist-10pct/task-arithmetic/seed-0/run.json").read_text())
+    old = json.loads((ROOT / "benchmarks/results/protocol-v1/runs/fmnist-10pct/task-arithmetic/seed-0/run.json").read_text())
     with tempfile.TemporaryDirectory(prefix="lambda-replay-fm-") as tmp:
         tmp = Path(tmp)
         shutil.copytree(store, tmp / "store")  # a copy: nothing is written into the store given

@@ -165,7 +165,7 @@ def main() -> None:
         say(f"| {name} | {bd} | {b:,.1f} | {ad} | {a:,.1f} | {b / a:.2f}x |")
     # the recorded trial: every fmnist-10pct seed-0 record on the board (benchmarks/results/
     # fmnist_cpu_stage_timings.txt tabulates the same records: 116 min)
-    recs = [json.loads(p.read_text()) for p in sorted((HERE.parent / "leaderboards" / "runs" / SCEN).glob("*/seed-0/run.json"))]
+    recs = [json.loads(p.read_text()) for p in sorted((HERE / "results" / "protocol-v1" / "runs" / SCEN).glob("*/seed-0/run.json"))]
     total = sum(r["timings"]["total_s"] for r in recs)
     say()
     say(f"projected whole trial ({len(recs)} recorded runs, {total / 60:.1f} min; each stage scaled by its measured "

@@ -20,7 +20,7 @@ from unlearnbench.cli import main
 from unlearnbench.method import Method, Result
 
 REPO = Path(__file__).resolve().parent.parent
-RUNS = REPO / "leaderboards" / "runs" / "digits-10pct"
+RUNS = REPO / "benchmarks" / "results" / "protocol-v1" / "runs" / "digits-10pct"
 GOOD = json.loads((RUNS / "retrain" / "seed-0" / "run.json").read_text())
 
 

@@ -160,7 +160,7 @@ def test_committed_records_resolve_to_their_hash_and_folder(host):
     import json
     from pathlib import Path
 
-    runs = Path(__file__).resolve().parents[1] / "leaderboards" / "runs"
+    runs = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "protocol-v1" / "runs"
     paths = sorted(runs.rglob("run.json"))
     assert len(paths) > 200
     for p in paths:
@@ -175,7 +175,7 @@ def test_v1_pools_stay_reachable_by_name_and_keep_their_hash(host):
     import json
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "leaderboards" / "runs" / "digits-10pct"
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "protocol-v1" / "runs" / "digits-10pct"
     rec = json.loads((path / "negmerge@0b126ac3" / "seed-0" / "run.json").read_text())
     assert rec["variant"] == ["pool.size=10"] and "protocol" not in rec
     v1 = resolve(host, file_layer=rec["config"], protocol=1)

@@ -94,12 +94,17 @@ def test_build_writes_every_artifact(tmp_path):
     assert (tmp_path / "lb2" / "plots" / "digits-10pct-tradeoff.png").read_bytes() == first  # deterministic
 
 
-def test_committed_leaderboards_regenerate_identically(tmp_path, host):
-    """leaderboards/ is generated from leaderboards/runs/ by one command, byte for byte."""
-    committed = REPO / "leaderboards"
+V1_BOARDS = REPO / "benchmarks" / "results" / "protocol-v1"  # the protocol-1 records and boards (issue 16)
+
+
+@pytest.mark.parametrize("where", ["leaderboards", "protocol-v1"])
+def test_committed_leaderboards_regenerate_identically(tmp_path, host, where):
+    """leaderboards/ (protocol 2, its README comparing with protocol 1's records) and the protocol-1 boards
+    in benchmarks/results/protocol-v1/ are generated from their runs/ by one command each, byte for byte."""
+    committed = REPO / "leaderboards" if where == "leaderboards" else V1_BOARDS
     if not (committed / "runs").exists():
         pytest.skip("no committed run records yet")
-    build(committed / "runs", tmp_path, host)
+    build(committed / "runs", tmp_path, host, compare=V1_BOARDS / "runs" if where == "leaderboards" else None)
     generated = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert generated, "nothing generated"
     for rel in generated:
@@ -155,7 +160,7 @@ def test_records_from_different_originals_are_flagged(tmp_path):
     assert out["warnings"]["digits-10pct"]
     assert "Not like for like" in (tmp_path / "lb" / "digits-10pct.md").read_text()
     assert 'class="warn"' in (tmp_path / "lb" / "index.html").read_text()
-    assert "Not like for like" not in (REPO / "leaderboards" / "digits-10pct.md").read_text()
+    assert "Not like for like" not in (V1_BOARDS / "digits-10pct.md").read_text()
 
 
 # -- protocol 2 boards (PROTOCOL §11) ------------------------------------------------------------------
@@ -253,7 +258,7 @@ def test_the_smoke_scenario_says_it_cannot_rank_methods(tmp_path, host):
     build(tmp_path / "runs", tmp_path / "lb", host)
     assert "**Smoke scenario: it cannot rank methods.** |D_f| = 125" in (tmp_path / "lb" / "digits-10pct.md").read_text()
     assert "Smoke scenario" not in (tmp_path / "lb" / "digits-class.md").read_text()
-    assert "Smoke scenario" not in (REPO / "leaderboards" / "digits-10pct.md").read_text()  # v1 boards as built
+    assert "Smoke scenario" not in (V1_BOARDS / "digits-10pct.md").read_text()  # v1 boards as built
 
 
 def test_the_n_ablation_plot_averages_random_subsets(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from unlearnbench.provenance import cpu_capability, cpu_model
 from unlearnbench.reproduce import compare, find_records, reproduce
 
 REPO = Path(__file__).resolve().parent.parent
-RUNS = REPO / "leaderboards" / "runs" / "digits-10pct"
+RUNS = REPO / "benchmarks" / "results" / "protocol-v1" / "runs" / "digits-10pct"
 # One of each kind: the oracle, a merge with λ selection, an lr-searched baseline on D_r, and the
 # forget-only relabelling whose collapse amplifies any difference in the arithmetic.
 CELLS = ["retrain", "negmerge", "finetune", "random-label-forget"]
@@ -28,6 +28,7 @@ def _records(cells=CELLS, seed=0):
     return [RUNS / c / f"seed-{seed}" / "run.json" for c in cells]
 
 
+@pytest.mark.slow
 def test_committed_digits_cells_reproduce_bit_for_bit(host):
     recs = _records()
     prov = json.loads(recs[0].read_text())["provenance"]

@@ -58,6 +58,7 @@ def test_recorded_means_this_config_and_trial_on_disk(host, tmp_path):
     assert len(said) == 4 and all(str(path) in s for s in said)
 
 
+@pytest.mark.slow
 def test_sweep_skips_recorded_and_resumes(host, session_store, tmp_path):
     from unlearnbench.config import resolve
     from unlearnbench.runner import sweep_grid

@@ -231,7 +231,7 @@ def test_v1_records_keep_their_hash_under_search_grid_v1(host):
 
     from unlearnbench.config import resolve
 
-    runs = Path(__file__).resolve().parents[1] / "leaderboards" / "runs"
+    runs = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "protocol-v1" / "runs"
     rec = next(r for r in (json.loads(p.read_text()) for p in sorted(runs.rglob("run.json")))
                if r["method"] == "gradient-ascent" and "protocol" not in r)
     cfg = copy.deepcopy(rec["config"])

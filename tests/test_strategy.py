@@ -226,7 +226,7 @@ def test_the_strategy_option_and_the_legacy_hash(host):
 def test_committed_records_without_the_key_keep_their_hashes(host):
     from unlearnbench.config import resolve
 
-    paths = sorted((ROOT / "leaderboards" / "runs").glob("*/*/seed-0/run.json"))
+    paths = sorted((ROOT / "benchmarks" / "results" / "protocol-v1" / "runs").glob("*/*/seed-0/run.json"))
     assert len(paths) > 50
     for p in paths:
         rec = json.loads(p.read_text())

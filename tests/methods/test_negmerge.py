@@ -100,6 +100,7 @@ def test_mismatched_keys_rejected():
         red.update({"a": torch.ones(2), "b": torch.ones(1)})
 
 
+@pytest.mark.slow
 def test_method_consumes_pool_as_a_stream():
     """NegMerge holds O(1) task vectors whatever n: count the pool's vectors alive at once."""
     import gc

@@ -257,6 +257,7 @@ def test_randaugment_is_replayable_and_leaves_global_rngs_alone():
     assert not torch.equal(plain(x, torch.Generator().manual_seed(0)), a)  # RandAugment did something
 
 
+@pytest.mark.slow
 def test_negmerge_cli_run_on_clip_mnist(clip_root, tmp_path):
     from click.testing import CliRunner
 

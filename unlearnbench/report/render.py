@@ -262,12 +262,13 @@ def compare_versions(old: dict[str, list[Row]], old_protocol: int | None, new: d
                      new_protocol: int | None, where: str = "") -> str:
     """A Markdown table of each method's Avg. Gap (oracle-free, and ORACLE where the newer board has it)
     under two protocol versions, per scenario both boards have (issue 16: what v2 changed in the ranking).
-    Rows are matched by label; a method on one board only shows "–" on the other."""
+    Default configurations only, matched by method; a method on one board only shows "–" on the other."""
     a, b = f"v{old_protocol or 1}", f"v{new_protocol or 1}"
 
     def gaps(rows: list[Row], oracle: bool) -> dict[str, Row]:
-        return {r.label.replace(" [ORACLE]", ""): r for r in rows if r.role == "measured" and r.oracle == oracle
-                and (not oracle or r.extra.get("rule"))}
+        # default configurations only (label = method): variants such as n-ablation points are on the boards
+        return {r.method: r for r in rows if r.role == "measured" and r.oracle == oracle
+                and r.label.replace(" [ORACLE]", "") == r.method and (not oracle or r.extra.get("rule"))}
 
     def g(r: Row | None) -> str:
         if r is None or r.gap is None:

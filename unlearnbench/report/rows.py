@@ -229,14 +229,15 @@ def optimism_rows(records: list[dict], host: Any | None = None) -> list[dict]:
 
 
 def beats_original(rows: list[Row]) -> tuple[list[str], Row | None]:
-    """The ranked rows whose Avg. Gap is below the Original row's beyond seed noise (the board's rule:
+    """The ranked default-configuration rows whose Avg. Gap is below the Original row's beyond seed noise (the board's rule:
     NOISE_Z standard errors of the difference of the paired per-trial gaps), and that Original row."""
     orig = next((r for r in rows if r.role == "reference" and r.method == "original"), None)
     if orig is None or orig.gap is None or not orig.gap_paired or orig.gap_paired[1] is None:
         return [], orig
     out = []
-    for r in rows:
-        if r.role != "measured" or r.oracle or r.none_feasible or r.gap is None or not r.gap_paired:
+    for r in rows:  # default configurations only: a variant (an n-ablation point) is not a method of its own
+        if r.role != "measured" or r.oracle or r.none_feasible or r.gap is None or not r.gap_paired \
+                or r.label != r.method:
             continue
         if r.gap_paired[1] is None:
             continue
