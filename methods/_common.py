@@ -111,6 +111,7 @@ class Baseline(Method):
     the rule's splits; the runner's Used-splits column reads this class attribute."""
 
     selects = True
+    claim_role = "trained"  # the paper's training-based comparisons [P T2] (report/claims.py)
     variant_keys: tuple[str, ...] = ()  # the options that name the variant (recorded in run.json)
     step_key = "lr"  # the hyperparameter the search scales
     alternatives: tuple[float, ...] = ()  # values §7 names besides b, added to the v2 grid (§7.3 step 1)

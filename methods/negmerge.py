@@ -217,10 +217,15 @@ class NegMerge(MergeMethod):
     reference_url = "https://arxiv.org/abs/2410.05583"
     Config: type = NegMergeConfig
 
-    def __init__(self, name: str | None = None, description: str | None = None, **defaults: Any) -> None:
-        """The family; with ``name`` and option defaults, a named preset of it (§4.7)."""
+    claim_role = "consensus"  # the paper's method (report/claims.py)
+
+    def __init__(self, name: str | None = None, description: str | None = None, role: str = "",
+                 **defaults: Any) -> None:
+        """The family; with ``name`` and option defaults, a named preset of it (§4.7), whose part in the
+        paper's claims is ``role`` ([P T3]: "merge_all", "merge_conflict")."""
         if name is not None:
             self.name = name
+            self.claim_role = role
         if description is not None:
             self.description = description
         if defaults:
@@ -330,5 +335,6 @@ PRESETS = {  # PROTOCOL §4.7's table: name -> (option defaults, description)
 @hookimpl
 def register_methods(register):
     register(NegMerge())
+    roles = {"all": "merge_all", "conflict": "merge_conflict"}  # consensus < all < conflict [P T3]
     for name, (defaults, description) in PRESETS.items():
-        register(NegMerge(name, description, **defaults))
+        register(NegMerge(name, description, role=roles.get(name, ""), **defaults))

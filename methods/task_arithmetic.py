@@ -19,6 +19,7 @@ class TaskArithmetic(Method):
     reference_url = "https://arxiv.org/abs/2212.04089"
     uses = frozenset({"forget"})
     uses_pool = True
+    claim_role = "single_best"  # NegMerge's main comparison [P T1, T2]
 
     def unlearn(self, ctx) -> Result:
         best = None

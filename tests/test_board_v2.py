@@ -92,7 +92,7 @@ def test_the_index_sets_each_methods_gap_under_both_protocols_side_by_side(tmp_p
     assert "Avg. Gap under protocol" not in (tmp_path / "plain" / "README.md").read_text()
 
 
-def test_claims_page_says_supported_refuted_or_within_noise_from_the_records(tmp_path):
+def test_claims_page_says_supported_refuted_or_within_noise_from_the_records(tmp_path, host):
     """Issue 16 acceptance 6: leaderboards/claims.md, generated, never typed: each claim per board and rule."""
     recs = []
     for t, d in enumerate((0.0, 0.2, -0.2)):
@@ -101,14 +101,15 @@ def test_claims_page_says_supported_refuted_or_within_noise_from_the_records(tmp
         recs.append(_v2("task-arithmetic", t, m(100, 99 + d, 95, 3), oracle_metrics=m(100, 95, 95, 10),
                         report={"gap_a": 0.0, "gap_b": 1.0, "optimism": 1.0 + d}))
         recs.append(_v2("all", t, m(100, 96 + 2 * d, 95, 9 + d)))
-    build(_write(tmp_path, recs), tmp_path / "lb", allow_dirty=True)
+    build(_write(tmp_path, recs), tmp_path / "lb", host, allow_dirty=True)
     page = (tmp_path / "lb" / "claims.md").read_text()
     free, oracle = page.split("### ORACLE")[0], page.split("### ORACLE")[1]
     # oracle-free: NegMerge 0.5 vs TA (0+4+0+7)/4 = 2.75 per seed: supported; ORACLE: 2.0 vs 0.0: refuted
-    assert "| (a) NegMerge − Task Arithmetic (single best) | **supported** |" in free
-    assert "| (a) NegMerge − Task Arithmetic (single best) | **refuted** |" in oracle
-    assert "(b) consensus (NegMerge) − all | **within noise**" in free  # same seed-to-seed, differences ±
-    assert "(e) NegMerge's optimism − Task Arithmetic's | **supported** |" in oracle
+    # the methods come from their declared roles (Method.claim_role), not from names in the core
+    assert "| (a) negmerge − task-arithmetic (Task Arithmetic, single best) | **supported** |" in free
+    assert "| (a) negmerge − task-arithmetic (Task Arithmetic, single best) | **refuted** |" in oracle
+    assert "(b) consensus (negmerge) − all (all) | **within noise**" in free  # same seed-to-seed, differences ±
+    assert "(e) negmerge's optimism − task-arithmetic's | **supported** |" in oracle
     assert "0: -0.80, 1: -0.98, 2: -0.62" in oracle  # every per-seed difference printed
-    assert "(b) all − conflict | no records to compare" in free and "No n-ablation records" in page
+    assert "(b) all (all) − conflict (conflict) | no records to compare" in free and "No n-ablation records" in page
     assert "[Does the paper's story hold without an oracle?](claims.md)" in (tmp_path / "lb" / "README.md").read_text()

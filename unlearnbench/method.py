@@ -46,6 +46,10 @@ class Method:
     reference_url: str = ""
     uses: frozenset[str] = frozenset()
     oracle: bool = False  # True for the exact-unlearning reference (Retrain): never a ranked row
+    # the part this method plays in the paper's claims that claims.md checks (report/claims.py ROLES):
+    # "consensus" (NegMerge), "single_best" (Task Arithmetic), "merge_all", "merge_conflict", "trained"
+    # (a §7 training-based baseline), or "" (none)
+    claim_role: str = ""
     selects: bool = True  # whether a selection rule chooses a hyperparameter (adds its splits)
     # whether unlearn() reads ctx.pool(): a sweep run by an executor then trains the pool's members as
     # jobs before the cells that read it start (a method that does not say so still works: its cell

@@ -91,14 +91,16 @@ def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None, *,
     if (protocol or 1) >= 2:  # the paper's claims, checked on these records (issue 16 acceptance 6)
         from .claims import claims_page
 
-        write_atomic(out_dir / "claims.md", claims_page(records))
+        write_atomic(out_dir / "claims.md", claims_page(records, host))
         written.append("claims.md")
     versions = None
     if compare is not None:  # another protocol's records: each method's Avg. Gap under both, side by side
         old = load_runs(compare, strict=strict, warn=warn)
         import os
 
-        rel = Path(os.path.relpath(Path(compare).resolve(), out_dir.resolve())).as_posix()
+        # as seen from the board folder the records live in (runs_dir's parent), where the index's command
+        # is run: the same text wherever the files are written (the regenerate test writes elsewhere)
+        rel = Path(os.path.relpath(Path(compare).resolve(), runs_dir.resolve().parent)).as_posix()
         versions = compare_versions(aggregate(old, host), check_protocols(old), tables, protocol, rel)
     write_atomic(out_dir / "README.md", render_index(tables, records, versions,
                                                      rel if compare is not None else None,

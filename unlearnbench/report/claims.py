@@ -26,8 +26,21 @@ from typing import Any, Callable
 from ..metrics import avg_gap
 from .rows import NOISE_Z, ORACLE_RULE, SPLIT_RULE, under_rule
 
-BASELINES = ("finetune", "gradient-ascent", "random-label", "random-label-forget", "salun", "salun-forget",
-             "boundary-shrink", "boundary-expanding", "influence", "l1-sparse")
+# The parts methods play in the claims, each declared by the method itself (``Method.claim_role``), so
+# the core names no method: a third-party NegMerge variant or baseline takes part by declaring its role.
+ROLES = ("consensus", "single_best", "merge_all", "merge_conflict", "trained")
+
+
+def roles_of(host: Any | None) -> dict[str, list[str]]:
+    """role -> the registered methods that declare it (in name order); empty without a plugin host."""
+    out: dict[str, list[str]] = {r: [] for r in ROLES}
+    if host is None:
+        return out
+    for name in host.methods.names():
+        role = getattr(host.methods.get(name), "claim_role", "")
+        if role in out:
+            out[role].append(name)
+    return out
 
 
 def _default(recs: list[dict]) -> list[dict]:
@@ -88,8 +101,12 @@ def _line(what: str, pairs: list[tuple[int, float]], unit: str = "Avg. Gap") -> 
 RULES = ((None, "oracle-free (the run's own rule)"), (ORACLE_RULE, f"ORACLE ({ORACLE_RULE})"))
 
 
-def claims_page(records: list[dict]) -> str:
-    """The Markdown page: per scenario, per rule, one row per claim."""
+def claims_page(records: list[dict], host: Any | None = None) -> str:
+    """The Markdown page: per scenario, per rule, one row per claim; the methods of each claim are the
+    ones that declare its role (``roles_of``)."""
+    roles = roles_of(host)
+    one = {r: (names[0] if names else "") for r, names in roles.items()}
+    neg, ta, all_, conflict = one["consensus"], one["single_best"], one["merge_all"], one["merge_conflict"]
     by: dict[str, dict[str, list[dict]]] = {}
     for r in _default(records):
         by.setdefault(r["scenario"], {}).setdefault(r["method"], []).append(r)
@@ -108,29 +125,30 @@ def claims_page(records: list[dict]) -> str:
                 return _gap(r, rule)
 
             lines += [f"### {title}", "", "| Claim | Verdict | Mean difference ± SE | Per seed |", "|---|---|---|---|"]
-            lines.append(_line("(a) NegMerge − Task Arithmetic (single best)",
-                               _paired(meth.get("negmerge", []), meth.get("task-arithmetic", []), g)))
-            lines.append(_line("(b) consensus (NegMerge) − all",
-                               _paired(meth.get("negmerge", []), meth.get("all", []), g)))
-            lines.append(_line("(b) all − conflict", _paired(meth.get("all", []), meth.get("conflict", []), g)))
-            for base in BASELINES:
+            lines.append(_line(f"(a) {neg or 'consensus'} − {ta or 'single best'} (Task Arithmetic, single best)",
+                               _paired(meth.get(neg, []), meth.get(ta, []), g)))
+            lines.append(_line(f"(b) consensus ({neg or '–'}) − all ({all_ or '–'})",
+                               _paired(meth.get(neg, []), meth.get(all_, []), g)))
+            lines.append(_line(f"(b) all ({all_ or '–'}) − conflict ({conflict or '–'})",
+                               _paired(meth.get(all_, []), meth.get(conflict, []), g)))
+            for base in roles["trained"]:
                 if base in meth:
-                    lines.append(_line(f"(d) NegMerge − {base}", _paired(meth.get("negmerge", []), meth[base], g)))
+                    lines.append(_line(f"(d) {neg} − {base}", _paired(meth.get(neg, []), meth[base], g)))
             if rule is not None:  # optimism is a property of the oracle's choice
-                lines.append(_line("(e) NegMerge's optimism − Task Arithmetic's",
-                                   _paired(meth.get("negmerge", []), meth.get("task-arithmetic", []),
+                lines.append(_line(f"(e) {neg or 'consensus'}'s optimism − {ta or 'single best'}'s",
+                                   _paired(meth.get(neg, []), meth.get(ta, []),
                                            lambda r: _optimism(r, rule)), unit="optimism"))
             lines.append("")
-        lines += _n_claims(scen, records) + [""]
+        lines += _n_claims(scen, records, neg) + [""]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _n_claims(scen: str, records: list[dict]) -> list[str]:
+def _n_claims(scen: str, records: list[dict], neg: str) -> list[str]:
     """(c) from the n-ablation records (negmerge differing from its defaults in pool.size and pool.subset
     only): per seed, the sparsity and Acc D_f at the largest n against the smallest, averaged over subsets."""
     pts: dict[int, dict[int, list[dict]]] = {}
     for r in records:
-        if r["scenario"] != scen or r["method"] != "negmerge" or (r.get("info") or {}).get("diagnostic"):
+        if r["scenario"] != scen or r["method"] != neg or (r.get("info") or {}).get("diagnostic"):
             continue
         var = r.get("variant") or []
         if any(not (v.startswith("pool.size=") or v.startswith("pool.subset=")) for v in var):
@@ -138,9 +156,10 @@ def _n_claims(scen: str, records: list[dict]) -> list[str]:
         n = int((r.get("config") or {}).get("pool", {}).get("size") or 0) or int((r.get("timings") or {}).get("pool_n") or 0)
         if n:
             pts.setdefault(n, {}).setdefault(r["trial"], []).append(r)
-    head = ["### (c) sparsity and forgetting against n (NegMerge, the run's own rule)", ""]
+    head = [f"### (c) sparsity and forgetting against n ({neg or 'consensus'}, the run's own rule)", ""]
     if len(pts) < 2:
-        return head + ["No n-ablation records on this board (`-o pool.size=n -o pool.subset=k`, PROTOCOL §9.5)."]
+        return head + ["No n-ablation records on this board (`-o pool.size=n -o pool.subset=k`, PROTOCOL §9.5)."
+                       if neg else "No method declares the consensus role (`Method.claim_role`)."]
     lo, hi = min(pts), max(pts)
 
     def mean_of(rs: list[dict], f: Callable[[dict], Any]) -> float | None:
