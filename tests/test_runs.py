@@ -86,6 +86,7 @@ def test_oracle_rule_is_tagged(host, session_store, tmp_path):
     assert "mia_sel" in rec["selection"]["curve"][0]  # the selection-time MIA subsample (§5(d))
 
 
+@pytest.mark.slow  # trains a fresh store (~25 s): run in CI's slow step
 def test_pool_interruption_keeps_finished_members(host, tmp_path, monkeypatch):
     from unlearnbench.store import Store
 
@@ -211,6 +212,7 @@ def test_diagnostic_sweep_reads_test_after_selection_and_stays_off_leaderboards(
     assert len(labels) == 1 and "diagnostic" not in labels[0]
 
 
+@pytest.mark.slow  # trains a fresh store (~25 s): run in CI's slow step
 def test_stage_times_survive_a_method_reading_the_stage(host, tmp_path):
     """Retrain's own ctx.retrain() is a store read once the stage has trained; the record must
     keep the stage's training time (it once kept the read's 0.0001 s)."""
