@@ -17,8 +17,9 @@ class _Task:
     scoring = Scoring()
 
 
-def _run_sweep(rule, cfg, table, reference=None):
-    lambdas = sorted(table)
+def _run_sweep(rule, cfg, table, reference=None, lambdas=None, also=()):
+    """sweep over ``lambdas`` (default: the table's λs) with ``table`` (λ -> metrics) as the model;
+    returns the Selection and the λs set, in order."""
     state = {}
     calls = []
 
@@ -26,8 +27,9 @@ def _run_sweep(rule, cfg, table, reference=None):
         state["lam"] = lam
         calls.append(lam)
 
-    return sweep(set_lambda, lambda names: {n: table[state["lam"]][n] for n in names}, lambdas, rule, cfg,
-                 _Task(), reference, rule.reads, lambda m: frozenset({"forget"})), calls
+    return sweep(set_lambda, lambda names: {n: table[state["lam"]][n] for n in names},
+                 sorted(table) if lambdas is None else lambdas, rule, cfg, _Task(), reference, rule.reads,
+                 _Task.scoring.metric_splits, also=also), calls
 
 
 def test_control_threshold_stops_at_first_violation():
@@ -107,26 +109,14 @@ def test_val_matched_extends_the_grid_once_when_the_last_lambda_wins():
     assert extension(lambdas) == [1.5, 2.0] and extension([round(0.05 * i, 2) for i in range(41)])[-1] == 4.0
     table = {lam: {"acc_forget": 100 - 3 * i, "acc_val": 90, "acc_val_retain": 90}  # |Acc D_f − 90|: 10, 7, 4, 1, 2
              for i, lam in enumerate([0.0, 0.5, 1.0, 1.5, 2.0])}
-    sel, calls = _run_sweep_grid(ValMatched(), ValMatched.Config(), table, lambdas)
+    sel, calls = _run_sweep(ValMatched(), ValMatched.Config(), table, lambdas=lambdas)
     assert calls == [0.0, 0.5, 1.0, 1.5, 2.0] and sel.lam == 1.5 and sel.params["grid_extended"]
     assert not sel.grid_edge and sel.evals == 5
-    sel, calls = _run_sweep_grid(ValMatched(), ValMatched.Config(target="edited"), table, lambdas)
+    sel, calls = _run_sweep(ValMatched(), ValMatched.Config(target="edited"), table, lambdas=lambdas)
     assert calls == lambdas and sel.lam == 1.0 and sel.grid_edge  # v1: no extension
     table[2.0]["acc_forget"] = 90  # best at 2·max Λ: the choice stays at the edge
-    sel, _ = _run_sweep_grid(ValMatched(), ValMatched.Config(), table, lambdas)
+    sel, _ = _run_sweep(ValMatched(), ValMatched.Config(), table, lambdas=lambdas)
     assert sel.lam == 2.0 and sel.grid_edge and sel.params["grid_extended"]
-
-
-def _run_sweep_grid(rule, cfg, table, lambdas, also=()):
-    state = {}
-    calls = []
-
-    def set_lambda(lam):
-        state["lam"] = lam
-        calls.append(lam)
-
-    return sweep(set_lambda, lambda names: {n: table[state["lam"]][n] for n in names}, lambdas, rule, cfg,
-                 _Task(), None, rule.reads, _Task.scoring.metric_splits, also=also), calls
 
 
 class _Spy(ValMatched):
@@ -164,7 +154,7 @@ def test_a_rule_sees_only_its_metrics_on_a_shared_curve():
         table[lam]["acc_val"] = 90
     ref = dict(table[1.0])  # the oracles' optimum inside the grid (no extension)
     alone_spy = _Spy()
-    alone, _ = _run_sweep_grid(alone_spy, ValMatched.Config(), table, lambdas)
+    alone, _ = _run_sweep(alone_spy, ValMatched.Config(), table, lambdas=lambdas)
     spy = _Spy()
     asked = []
     also = [RuleUse(OracleAvgGap(), OracleAvgGap.Config(), ref, OracleAvgGap.reads),
@@ -256,18 +246,6 @@ def test_oracle_val_rule_and_oracles_need_the_retrain_reference():
             rule.choose(curve, rule.Config(), _Task(), None)
 
 
-def _sweep_on(rule, cfg, table, lambdas):
-    state = {}
-    calls = []
-
-    def set_lambda(lam):
-        state["lam"] = lam
-        calls.append(lam)
-
-    return sweep(set_lambda, lambda names: {n: table[state["lam"]][n] for n in names}, lambdas, rule, cfg,
-                 _Task(), None, rule.reads, lambda m: frozenset({"forget"})), calls
-
-
 def test_a_grid_not_starting_at_0_keeps_the_theta0_floor():
     """Reliability review 2, defect 1: grid 1.5:2:0.05 took the κ floor from λ = 1.5, not θ_0."""
     from unlearnbench.selection import grid
@@ -276,13 +254,13 @@ def test_a_grid_not_starting_at_0_keeps_the_theta0_floor():
     table = {0.0: {"acc_forget": 100, "acc_val": 90, "acc_val_retain": 98.33}}  # floor 0.95 × 98.33 = 93.4
     for i, lam in enumerate(lambdas):  # Acc D_val^r falls from 95 by 1 per step; Acc D_f meets Acc D_val late
         table[lam] = {"acc_forget": 100 - 2 * i, "acc_val": 90, "acc_val_retain": 95 - i}
-    sel, calls = _sweep_on(ValMatched(), ValMatched.Config(), table, lambdas)
+    sel, calls = _run_sweep(ValMatched(), ValMatched.Config(), table, lambdas=lambdas)
     assert calls[0] == 0.0 and calls[1:] == lambdas  # θ_0 measured once, before the grid
     # the floor of λ = 1.5 (0.95 × 95) would allow λ = 1.7 (Acc D_val^r 91); θ_0's allows up to 1.55
     assert sel.lam == 1.55 and sel.curve[sel.index]["acc_val_retain"] >= 0.95 * 98.33
 
     ctable = {lam: {"acc_forget": v["acc_forget"], "acc_val_retain": v["acc_val_retain"]} for lam, v in table.items()}
-    sel, calls = _sweep_on(ControlThreshold(), ControlThreshold.Config(), ctable, lambdas)
+    sel, calls = _run_sweep(ControlThreshold(), ControlThreshold.Config(), ctable, lambdas=lambdas)
     assert sel.lam == 1.55 and calls == [0.0, 1.5, 1.55, 1.6]  # stops at the first point under θ_0's floor
 
 

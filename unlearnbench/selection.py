@@ -258,11 +258,16 @@ def sweep(
         params["baseline"] = view([baseline], hides[0])[0]
     evals = int(baseline is not None)
 
+    bar = None  # the progress bar the current pass ticks, one tick per evaluated λ
+
     def probe(lam: float) -> dict:
         nonlocal evals
         set_lambda(lam)
         evals += 1
-        return {"lambda": lam, **measure(needs)}
+        point = {"lambda": lam, **measure(needs)}
+        if bar is not None:
+            bar.update(1)
+        return point
 
     def choose(k: int, pts: list[dict]) -> tuple[int, float, bool]:
         """Rule k's (index, score, feasible) on ``pts``, seeing its own metrics only."""
@@ -284,22 +289,16 @@ def sweep(
 
     if used == "grid":
         curve: list[dict] = []
-        with progress.bar(len(lambdas), f"select λ ({rule.name})", unit="λ") as pbar:
+        with progress.bar(len(lambdas), f"select λ ({rule.name})", unit="λ") as bar:
             for lam in lambdas:
                 curve.append(probe(lam))
                 if baseline is None:
                     baseline = curve[0]  # λ = 0: the same dict the rules read as curve[0]
-                pbar.update(1)
                 if stop(curve):
                     break
     else:
-        with progress.bar(len(points), f"select λ ({rule.name}, {used})", unit="λ") as pbar:
-            def probe_bar(lam: float) -> dict:
-                point = probe(lam)
-                pbar.update(1)
-                return point
-
-            curve, baseline = _halving(probe_bar, points, rule, cfg, task, reference, baseline,
+        with progress.bar(len(points), f"select λ ({rule.name}, {used})", unit="λ") as bar:
+            curve, baseline = _halving(probe, points, rule, cfg, task, reference, baseline,
                                        1 if used == "frontier" else COARSE_STEP)
     # the grid extension: which rules ask for it, on the grid's own points
     top = max(lambdas)
@@ -311,21 +310,15 @@ def sweep(
     ext = extension(lambdas) if any(asks) else []
     if ext:
         assert baseline is not None
-        with progress.bar(len(ext), f"select λ ({rule.name}, extension)", unit="λ") as pbar:
+        with progress.bar(len(ext), f"select λ ({rule.name}, extension)", unit="λ") as bar:
             if used == "grid":
-                for lam in ext:
-                    curve.append(probe(lam))
-                    pbar.update(1)
+                curve += [probe(lam) for lam in ext]
             else:
-                def probe_ext(lam: float) -> dict:
-                    point = probe(lam)
-                    pbar.update(1)
-                    return point
-
-                part, _ = _halving(probe_ext, [top] + ext, rule, cfg, task, reference, baseline,
+                part, _ = _halving(probe, [top] + ext, rule, cfg, task, reference, baseline,
                                    1 if used == "frontier" else COARSE_STEP,
                                    known={0: next(p for p in curve if p["lambda"] == top)})
                 curve += part[1:]
+    bar = None
     results = []
     for k, u in enumerate(uses):
         i, score, _ = choose(k, curve) if (asks[k] and ext) else first[k]
