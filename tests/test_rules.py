@@ -161,19 +161,71 @@ def test_a_rule_sees_only_its_metrics_on_a_shared_curve():
             RuleUse(OracleSplitTest(), OracleSplitTest.Config(), ref, OracleSplitTest.reads)]
     state = {}
     sel = sweep(lambda lam: state.update(lam=lam),
-                lambda ns: asked.append(list(ns)) or {n: table[state["lam"]][n] for n in ns},
+                lambda ns: asked.append((state["lam"], list(ns))) or {n: table[state["lam"]][n] for n in ns},
                 lambdas, spy, ValMatched.Config(), _Task(), None, spy.reads, _Task.scoring.metric_splits, also=also)
     assert spy.seen == alone_spy.seen == {"lambda", "acc_forget", "acc_val", "acc_val_retain"}
     assert (sel.lam, sel.score, sel.index) == (alone.lam, alone.score, alone.index)
-    assert len(asked) == len(lambdas) and set(asked[0]) == set(names)  # the union, once per λ
+    for lam in lambdas:  # each metric at most once per λ (the oracle rules' in stages: _Pruner)
+        got = [n for at, ns in asked if at == lam for n in ns]
+        assert len(got) == len(set(got)) and set(got) <= set(names)
+    assert {n for at, ns in asked if at == 0.0 for n in ns} == set(names)  # the first point: the union
     assert set(sel.curve[0]) == {"lambda", "acc_forget", "acc_val", "acc_val_retain"}  # the method's view
     full = sel.summary()["curve"]
     assert set(full[0]) == {"lambda", *names}  # the record keeps every rule's metrics
     assert set(sel.also) == {"oracle_avg_gap", "oracle_split_test"} and sel.also["oracle_avg_gap"]["oracle"]
     for name, rule in (("oracle_avg_gap", OracleAvgGap()), ("oracle_split_test", OracleSplitTest())):
-        idx, score = rule.choose([{n: p[n] for n in rule.needs(rule.Config(), _Task())} for p in full],
-                                 rule.Config(), _Task(), ref)
+        # against every metric at every λ (the table): the oracle rules' pruned points change no choice
+        idx, score = rule.choose([{n: table[p["lambda"]][n] for n in rule.needs(rule.Config(), _Task())}
+                                  for p in full], rule.Config(), _Task(), ref)
         assert (sel.also[name]["index"], sel.also[name]["score"]) == (idx, pytest.approx(score))
+
+
+def test_pruned_oracle_rules_choose_exactly_as_fully_measured_ones():
+    """The oracle rules of ``selection.also`` are measured in stages (Acc D_f, Acc D_r, Acc D_test, MIA) and a
+    point stops being measured for a rule once ¼·Σ of its known |Δ|s exceeds the rule's best score so far
+    (``selection._Pruner``): on random curves every rule's choice and score equal those of the same rules
+    measured in full at every λ, and the MIAs (the SVC fits) are measured at fewer points."""
+    import random
+
+    from unlearnbench.rules import OracleSplitTest
+    from unlearnbench.selection import PRUNED, RuleUse, extension
+
+    class Whole(OracleAvgGap):  # the same rule, never staged: every metric at every point
+        def stages(self, cfg, task):
+            return None
+
+    class WholeSplit(OracleSplitTest):
+        def stages(self, cfg, task):
+            return None
+
+    names = ["acc_forget", "acc_val", "acc_val_retain", "acc_retain_floor", "acc_test", "mia_sel", "acc_test_a",
+             "mia_sel_a"]
+    lambdas = [round(0.1 * i, 1) for i in range(21)]
+    skipped = 0
+    for seed in range(40):
+        rnd = random.Random(seed)
+        table = {lam: {n: rnd.choice([rnd.uniform(0, 100), 50.0]) for n in names}
+                 for lam in lambdas + extension(lambdas)}  # a choice at the end extends the grid
+        ref = {n: rnd.uniform(0, 100) for n in names}
+        runs = []
+        for rules in ((OracleAvgGap(), OracleSplitTest()), (Whole(), WholeSplit())):
+            asked, state = [], {}
+            also = [RuleUse(r, r.Config(), ref, r.reads) for r in rules]
+            sel = sweep(lambda lam: state.update(lam=lam),
+                        lambda ns: asked.extend(ns) or {n: table[state["lam"]][n] for n in ns},
+                        lambdas, ValMatched(), ValMatched.Config(), _Task(), None, ValMatched.reads,
+                        _Task.scoring.metric_splits, also=also)
+            runs.append((sel, asked))
+        (pruned, asked_p), (whole, asked_w) = runs
+        for name in ("oracle_avg_gap", "oracle_split_test"):
+            assert pruned.also[name] == whole.also[name]
+        assert (pruned.lam, pruned.index) == (whole.lam, whole.index)
+        assert asked_w.count("mia_sel") == len(whole.summary()["curve"])  # every point, extension included
+        skipped += asked_w.count("mia_sel") - asked_p.count("mia_sel")
+        for p in pruned.summary()["curve"]:
+            if "oracle_avg_gap" in p.get(PRUNED, ()):
+                assert "mia_sel" not in p  # what the record says was not measured, was not
+    assert skipped > 0
 
 
 def test_nothing_feasible_picks_least_damage_not_a_collapse():

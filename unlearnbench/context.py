@@ -176,7 +176,7 @@ class Ctx:
         editor = InPlaceEditor(model, self.__stages.original(), tau)
         allowed = frozenset(rule.reads_for(rcfg, task))
         reference = self.__stages.reference(rule.needs(rcfg, task)) if "retrain" in allowed else None
-        sel = sweep(editor.set, lambda names: self.__stages.evaluator.measure(model, names),
+        sel = sweep(editor.set, lambda names, cache=None: self.__stages.evaluator.measure(model, names, cache),
                     lambdas if lambdas is not None else grid(rcfg.grid, task.grids), rule, rcfg, task, reference,
                     allowed, task.scoring.metric_splits, strategy=getattr(rcfg, "strategy", "grid"),
                     also=self._also_uses())
@@ -214,7 +214,8 @@ class Ctx:
         reference = self.__stages.reference(rule.needs(rcfg, task)) if "retrain" in allowed else None
         model = self.new_model(self.__stages.original())  # θ_0: the baseline is measured on it first
         state, sel = search(candidates, build, model.load_state_dict,
-                            lambda names: self.__stages.evaluator.measure(model, names), rule, rcfg, task,
+                            lambda names, cache=None: self.__stages.evaluator.measure(model, names, cache),
+                            rule, rcfg, task,
                             reference, allowed, task.scoring.metric_splits,
                             build_all=lambda cs: self._build_all(cs, build),  # extension rounds too
                             null=null, original=self.original, extend=extend,

@@ -72,7 +72,11 @@ class Evaluator:
             self._cache[name] = self.task.tensors(name)
         return self._cache[name]
 
-    def measure(self, model: "torch.nn.Module", names: list[str]) -> dict[str, float]:
+    def measure(self, model: "torch.nn.Module", names: list[str],
+                cache: "dict[str, torch.Tensor] | None" = None) -> dict[str, float]:
+        """The metrics ``names`` of ``model``. ``cache``, when given, holds the logits of splits already
+        forwarded through these same weights (the caller's promise) and receives the new ones: a λ point
+        measured in stages (``selection.sweep``'s pruned oracle rules) forwards each split once."""
         need: list[str] = []
         for n in names:
             self.task.scoring.metric_splits(n)  # an unknown metric is an error before any forward
@@ -80,9 +84,11 @@ class Evaluator:
                 if s not in need:
                     need.append(s)
         distinct = {self._same.get(s, s) for s in need}
-        computed: dict[str, "torch.Tensor"] = {}
+        computed: dict[str, "torch.Tensor"] = cache if cache is not None else {}
         for c in sorted(distinct, key=lambda c: (-len(self.task.indices(c)), c)):  # supersets first
-            for sup, lg_sup in computed.items():
+            if c in computed:
+                continue
+            for sup, lg_sup in list(computed.items()):
                 rows = self._rows_in(c, sup)
                 if rows is not None:
                     computed[c] = lg_sup[rows]

@@ -1,6 +1,7 @@
 """The built-in selection rules (PROTOCOL §5), registered through the plugin hook like any other."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,6 +164,18 @@ def _gaps(curve: list[dict], reference: dict | None, names: dict[str, str], rule
     return [avg_gap({k: c[m] for k, m in names.items()}, ref)[0] for c in curve]
 
 
+# The order a point's gap components are measured in when the rule is pruned (``SelectionRule.stages``):
+# Acc D_f first (the run's own rule has it), then the accuracies by cost, the SVC MIA last (the dearest).
+STAGE_ORDER = ("acc_forget", "acc_retain", "acc_test", "mia")
+
+
+def _bound(point: dict, reference: dict | None, names: dict[str, str]) -> float:
+    """¼·Σ|Δ| over the components ``point`` holds: each missing one adds |Δ| ≥ 0 to Avg. Gap."""
+    if reference is None:
+        return -math.inf
+    return sum(abs(float(point[m]) - float(reference[m])) for m in names.values() if m in point) / len(names)
+
+
 class OracleAvgGap(SelectionRule):
     """(b) ORACLE: minimum Avg. Gap to the retrain model, reading D_test. Reproduces the
     paper's classifier rows only; its outputs are tagged selection=oracle [PROTOCOL §5(b)].
@@ -188,6 +201,19 @@ class OracleAvgGap(SelectionRule):
         score = _gaps(curve, reference, self._names(cfg), self.name)
         return _argmin(curve, [True] * len(curve), score)
 
+    def _map(self, cfg) -> dict[str, str]:
+        return self._names(cfg)
+
+    def stages(self, cfg, task):
+        names = self._map(cfg)
+        return [[names[c]] for c in STAGE_ORDER]
+
+    def lower_bound(self, point, cfg, reference):
+        return _bound(point, reference, self._map(cfg))
+
+    def point_score(self, point, cfg, reference):
+        return _gaps([point], reference, self._map(cfg), self.name)[0]
+
 
 @dataclass
 class SplitTestConfig:
@@ -205,6 +231,9 @@ class OracleSplitTest(OracleAvgGap):
 
     def needs(self, cfg, task):
         return list(HALF_A.values())
+
+    def _map(self, cfg) -> dict[str, str]:
+        return HALF_A
 
     def choose(self, curve, cfg, task, reference, baseline=None):
         return _argmin(curve, [True] * len(curve), _gaps(curve, reference, HALF_A, self.name))
@@ -236,6 +265,9 @@ class OracleAvgGapVal(OracleAvgGap):
 
     def needs(self, cfg, task):
         return list(self.KEYS)
+
+    def stages(self, cfg, task):
+        return None  # three accuracies, one of them the run's own: nothing worth skipping
 
     def choose(self, curve, cfg, task, reference, baseline=None):
         if reference is None:

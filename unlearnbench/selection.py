@@ -93,6 +93,22 @@ class SelectionRule:
         twice the grid's end, once (PROTOCOL §5(c) v2); the v1 rules and the CLIP rule do not."""
         return False
 
+    def stages(self, cfg: Any, task: Any) -> "list[list[str]] | None":
+        """Optional, for an exact speed-up: ``needs`` cut into groups measured in this order, for a rule that
+        chooses the least ``point_score`` over every point, all feasible (the oracle rules). Used when the
+        rule is one of ``selection.also``: after each group a point whose ``lower_bound`` already exceeds the
+        rule's best score so far cannot be its choice, and its remaining groups are not measured for it
+        (``_Pruner``). None (the default): the rule's metrics are measured whole at every point."""
+        return None
+
+    def lower_bound(self, point: dict, cfg: Any, reference: dict | None) -> float:
+        """A lower bound on ``point_score`` from the metrics ``point`` holds so far (see ``stages``)."""
+        return -math.inf
+
+    def point_score(self, point: dict, cfg: Any, reference: dict | None) -> float:
+        """The score ``choose`` minimises, of one fully measured point (see ``stages``)."""
+        raise NotImplementedError
+
     # Optional: ``final_report(measure, reference) -> dict``, what the record adds at this rule's choice
     # (``measure(names)`` scores the chosen model, ``reference(names)`` Retrain): see OracleSplitTest.
     final_report: Callable | None = None
@@ -160,6 +176,73 @@ def union(lists: list[list[str]]) -> list[str]:
     for names in lists:
         out += [n for n in names if n not in out]
     return out
+
+
+PRUNED = "pruned"  # a point's key: the rules whose remaining metrics were not measured there (``_Pruner``)
+PRUNE_EPS = 1e-9  # a bound must exceed the best score by more than float rounding of a 4-term mean
+
+
+class _Pruner:
+    """Measures a point of a shared curve: the run's own rule's metrics (and every rule's without
+    ``stages``) always, and each staged ``also`` rule's metrics group by group, stopping for that rule
+    as soon as its ``lower_bound`` exceeds the least score it has seen on a fully measured point.
+
+    Exact: such a point scores strictly more than an earlier one, and these rules choose the least score
+    with ties to the earlier point, so every rule's choice is the one the fully measured curve gives.
+    The point records the rules it was pruned for (``pruned``); those rules choose among the others.
+    It matters for Task Arithmetic single best, whose oracle rules would otherwise take the full §5(d)
+    metrics (Acc D_test, two SVC MIAs) at all 1,107 points: most points are ruled out by Acc D_f alone."""
+
+    def __init__(self, uses: "list[RuleUse]", needs_of: list[list[str]], task: Any,
+                 measure: Callable[..., dict]):
+        self.uses, self.measure = uses, measure
+        self.staged = {k: st for k in range(1, len(uses)) if (st := uses[k].rule.stages(uses[k].cfg, task))}
+        for k, st in self.staged.items():
+            if sorted(union(st)) != sorted(needs_of[k]):
+                raise ValueError(f"rule {uses[k].rule.name!r}: stages() {st} do not cover needs() {needs_of[k]}")
+        self.always = union([n for k, n in enumerate(needs_of) if k not in self.staged])
+        self.best = {k: math.inf for k in self.staged}
+        import inspect
+
+        try:
+            self.cached = "cache" in inspect.signature(measure).parameters
+        except (TypeError, ValueError):
+            self.cached = False
+
+    def seed(self, point: dict) -> None:
+        """A fully measured point outside ``__call__`` (a search's θ_0) also sets the bests."""
+        for k in self.staged:
+            u = self.uses[k]
+            self.best[k] = min(self.best[k], u.rule.point_score(point, u.cfg, u.reference))
+
+    def __call__(self) -> dict:
+        cache: dict = {}
+
+        def m(names: list[str]) -> dict:
+            return self.measure(names, cache=cache) if self.cached else self.measure(names)
+
+        point = m(self.always)
+        alive, pruned = list(self.staged), []
+        for g in range(max((len(st) for st in self.staged.values()), default=0)):
+            for k in list(alive):
+                u = self.uses[k]
+                if u.rule.lower_bound(point, u.cfg, u.reference) > self.best[k] + PRUNE_EPS:
+                    alive.remove(k)
+                    pruned.append(u.rule.name)
+            todo = [n for n in union([self.staged[k][g] for k in alive if g < len(self.staged[k])]) if n not in point]
+            if todo:
+                point.update(m(todo))
+        for k in alive:
+            u = self.uses[k]
+            self.best[k] = min(self.best[k], u.rule.point_score(point, u.cfg, u.reference))
+        if pruned:
+            point[PRUNED] = sorted(pruned)
+        return point
+
+
+def _unpruned(points: list[dict], rule: "SelectionRule") -> list[int]:
+    """Indices of the points measured in full for ``rule`` (see ``_Pruner``)."""
+    return [i for i, p in enumerate(points) if rule.name not in p.get(PRUNED, ())]
 
 
 def extension(lambdas: list[float]) -> list[float]:
@@ -237,7 +320,8 @@ def sweep(
     uses = [RuleUse(rule, cfg, reference, allowed)] + list(also)
     needs_of = [own] + [check_reads(u.rule, u.cfg, task, u.allowed, metric_splits) for u in also]
     needs = union(needs_of)
-    hides = [set(needs) - set(n) for n in needs_of]
+    pruner = _Pruner(uses, needs_of, task, measure)
+    hides = [set(needs) - set(n) | ({PRUNED} if pruner.staged else set()) for n in needs_of]
     from . import progress
 
     if not lambdas:
@@ -264,7 +348,7 @@ def sweep(
         nonlocal evals
         set_lambda(lam)
         evals += 1
-        point = {"lambda": lam, **measure(needs)}
+        point = {"lambda": lam, **(pruner() if pruner.staged else measure(needs))}
         if bar is not None:
             bar.update(1)
         return point
@@ -272,15 +356,17 @@ def sweep(
     def choose(k: int, pts: list[dict]) -> tuple[int, float, bool]:
         """Rule k's (index, score, feasible) on ``pts``, seeing its own metrics only."""
         u, hide = uses[k], hides[k]
-        seen, base = view(pts, hide), (view([baseline], hide)[0] if baseline is not None else None)
+        at = _unpruned(pts, u.rule)
+        seen = view([pts[i] for i in at], hide)
+        base = view([baseline], hide)[0] if baseline is not None else None
         i, score = u.rule.choose(seen, u.cfg, task, u.reference, base)
         ok = (u.rule.feasible(seen, u.cfg, task, base) if _takes_baseline(u.rule.feasible)
               else u.rule.feasible(seen, u.cfg, task))[i]
-        return i, score, ok
+        return at[i], score, ok
 
     def stop(curve: list[dict]) -> bool:
         for u, hide in zip(uses, hides):
-            seen = view(curve, hide)
+            seen = view([curve[i] for i in _unpruned(curve, u.rule)], hide)
             base = view([baseline], hide)[0] if baseline is not None else None
             if not (u.rule.can_stop(seen, u.cfg, task, base) if _takes_baseline(u.rule.can_stop)
                     else u.rule.can_stop(seen, u.cfg, task)):
@@ -463,9 +549,12 @@ def search(
                           build_all, t0)
     needs_of = [own] + [check_reads(u.rule, u.cfg, task, u.allowed, metric_splits) for u in also]
     needs = union(needs_of)
-    hides = [set(needs) - set(n) for n in needs_of]
+    uses = [RuleUse(rule, cfg, reference, allowed)] + list(also)
+    pruner = _Pruner(uses, needs_of, task, measure)
+    hides = [set(needs) - set(n) | ({PRUNED} if pruner.staged else set()) for n in needs_of]
     t0 = time.perf_counter()
     full_base = measure(needs)
+    pruner.seed(full_base)  # θ_0 is a point every rule chooses among
     baseline = view([full_base], hides[0])[0]
     if original is None:
         raise ValueError("a search with a null point needs original(), θ_0's state")
@@ -487,7 +576,7 @@ def search(
                 point = {**cand, "epoch": t if per_epoch else None}
                 if _finite(state):
                     load(state)
-                    points.append(({**point, **measure(needs)}, state))
+                    points.append(({**point, **(pruner() if pruner.staged else measure(needs))}, state))
                     evals += 1
                 else:
                     points.append(({**point, "non_finite": True}, state))
@@ -534,10 +623,11 @@ def search(
 
     others = {}
     for k, u in enumerate(also, start=1):  # each other rule, on the same points, its own metrics only
-        seen, base = view([curve[i] for i in valid], hides[k]), view([full_base], hides[k])[0]
+        mine = [valid[j] for j in _unpruned([curve[i] for i in valid], u.rule)]
+        seen, base = view([curve[i] for i in mine], hides[k]), view([full_base], hides[k])[0]
         j, sc = u.rule.choose(seen, u.cfg, task, u.reference, base)
         ok = u.rule.feasible(seen, u.cfg, task, base)[j]
-        i = valid[j] if ok else null_at
+        i = mine[j] if ok else null_at
         if not ok:
             sc = u.rule.choose(view([curve[null_at]], hides[k]), u.cfg, task, u.reference, base)[1]
         others[u.rule.name] = {"index": i, "score": float(sc), "oracle": u.rule.oracle, "chosen": chosen_at(i),
