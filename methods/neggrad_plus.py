@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from unlearnbench import Choice, ConfigError, hookimpl, opt
+from unlearnbench import Choice, ConfigError, Paired, hookimpl, opt, stream_seed
 
 from ._common import LrSearch, SearchGrid, Trained, lr_search_opt, recipe, search_grid_opt
 
@@ -101,14 +101,14 @@ class NegGradPlus(Trained):
         return method_recipe(ctx, lr, epochs, batch_of(ctx, GPU_BATCH), bool(ctx.cfg.augment), wd=0.0)
 
     def build(self, ctx, prep, lr):
-        from unlearnbench.seeding import torch_gen
-        from unlearnbench.training import Paired
+        import torch
 
         model = ctx.new_model(ctx.original())
         xf, yf = ctx.data("forget")
         # B_f = B_r (§7.4.1); the D_f loader has its own sub-stream of `unlearn`, so the D_r order
         # is the one FT with this recipe and stream would draw (the β = 1 identity)
-        paired = Paired(xf, yf, batch_of(ctx, GPU_BATCH), torch_gen(ctx.trial, "unlearn", self.name, "forget"))
+        gen = torch.Generator().manual_seed(stream_seed(ctx.trial, "unlearn", self.name, "forget"))
+        paired = Paired(xf, yf, batch_of(ctx, GPU_BATCH), gen)
         theta0 = [p.detach().clone() for p in model.parameters()] if ctx.cfg.prox else None
         loss_fn = ngplus_loss(float(ctx.cfg.beta), float(ctx.cfg.prox), theta0)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Callable
 
-from unlearnbench import Choice, ConfigError, hookimpl, opt
+from unlearnbench import Choice, ConfigError, Phase, hookimpl, opt
 
 from ._common import LrSearch, SearchGrid, Trained, lr_search_opt, search_grid_opt, state_of
 from .neggrad_plus import augment_opt, batch_of, method_recipe
@@ -141,9 +141,8 @@ class Scrub(Trained):
 
     def check_config(self, cfg) -> None:
         super().check_config(cfg)
-        if not 0 <= cfg.msteps <= cfg.epochs:
-            raise ConfigError(f"method.msteps of {self.name!r} must be in [0, method.epochs = {cfg.epochs}], "
-                              f"not {cfg.msteps}")
+        if cfg.msteps < 0:  # msteps >= E: every epoch begins with a max-epoch (e ≤ msteps, §7.4.2)
+            raise ConfigError(f"method.msteps of {self.name!r} must be >= 0, not {cfg.msteps}")
         for k in ("alpha", "gamma"):
             if cfg[k] < 0:
                 raise ConfigError(f"method.{k} of {self.name!r} must be >= 0, not {cfg[k]}")
@@ -168,8 +167,6 @@ class Scrub(Trained):
                              milestones=spec.decay(int(ctx.cfg.epochs)))
 
     def build(self, ctx, prep, lr):
-        from unlearnbench.training import Phase
-
         spec = self.spec(ctx)
         model = ctx.new_model(ctx.original())
         teacher = ctx.new_model(ctx.original()).eval()  # frozen, eval mode (§7.4 common settings)
