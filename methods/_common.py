@@ -174,17 +174,22 @@ class Trained(Baseline):
 
     positive = ("epochs",)
 
+    def recipe_for(self, ctx, lr: float, epochs: int) -> Recipe:
+        """The recipe this method trains with: §7's common settings; a §7.4 method with its own
+        optimiser settings or schedule (NG+'s wd 0, SCRUB's decay points) says so here."""
+        return recipe(ctx, lr, epochs)
+
     def record_recipe(self, ctx, chosen: dict) -> None:
         """The chosen lr and epoch count (None: θ_0, no training); outside the v2 search, §7's epochs."""
         epoch = chosen.get("epoch")
-        ctx.info["recipe"] = None if epoch == 0 else recipe(ctx, chosen["lr"], epoch or ctx.cfg.epochs).spec()
+        ctx.info["recipe"] = None if epoch == 0 else self.recipe_for(ctx, chosen["lr"], epoch or ctx.cfg.epochs).spec()
 
     def train(self, ctx, model, x, y, lr: float, *, on_epoch: Callable[[int], None] | None = None, **kw: Any):
         """Train ``model`` from θ_0 with the §7 recipe at ``lr``: the final state, or under the v2
         search the states after epochs 1…T (§7.3 step 2: the rule measures each in the driver; a
         build may run in a worker without the rule's splits). A schedule over T, l1-sparse's α_t,
         runs in full, so epoch t is the iterate the full schedule passes through."""
-        rec = recipe(ctx, lr, ctx.cfg.epochs)
+        rec = self.recipe_for(ctx, lr, ctx.cfg.epochs)
         if not search_v2(ctx):
             ctx.train(model, x, y, rec, on_epoch=on_epoch, **kw)
             return state_of(model)

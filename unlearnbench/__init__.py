@@ -20,12 +20,13 @@ from .seeding import sha256_hex, stream_seed
 from .selection import Selection, SelectionRule
 from .store import tensor_digest
 from .taskvec import StreamKeys, count_dtype
+from .training import Paired, Phase
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Choice", "ClassifierScenario", "ConfigError", "Ctx", "DataNotFound", "ManifestMismatch", "MergeMethod", "Method",
-    "PluginError", "PoolGrid", "RawData", "Recipe", "Result", "Scenario", "Scoring", "Selection", "SelectionRule",
+    "Paired", "Phase", "PluginError", "PoolGrid", "RawData", "Recipe", "Result", "Scenario", "Scoring", "Selection", "SelectionRule",
     "SplitAccessError", "StoreError", "StreamKeys", "Task", "UnlearnbenchError", "classifier_pool", "count_dtype",
     "data", "hookimpl", "opt", "paper_table", "random_resized_crop", "sha256_hex", "stream_seed", "tensor_digest",
     "__version__",

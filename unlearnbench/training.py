@@ -3,12 +3,16 @@
 It owns epochs, data order (from the trial's ``order`` stream), the optimiser and its
 schedule, BN mode, the device and the progress bar. A caller supplies only what differs:
 the loss (``loss_fn``), per-batch labels, a hook after each step (a SalUn mask), which
-parameters to update, or its own batch order (``batches``: RL's sequential schedule).
+parameters to update, its own batch order (``batches``: RL's sequential schedule), a second
+loader stepped alongside the first (``paired``: NG+'s cycled D_f batches, PROTOCOL §7.4.1), or
+passes over other data run before the main one within each epoch (``phases``: SCRUB's
+max-epochs on D_f, §7.4.2), all under the one optimiser.
 """
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from . import progress
 from .recipe import Recipe
@@ -17,7 +21,39 @@ if TYPE_CHECKING:
     import torch
 
 
-def lr_at(recipe: Recipe, step: int, total: int, steps_per_epoch: int) -> float:
+@dataclass(frozen=True)
+class Paired:
+    """A second loader that gives one batch per step of the main pass, for a loss of both
+    (``loss_fn(model, xb, yb, xb2, yb2)``). Its rows are reshuffled from ``gen`` at the start of
+    every epoch and cut into ``batch``-sized batches (the last one partial); when the main pass
+    needs more steps than it has batches it restarts and repeats the batches of that epoch's
+    first pass in the same order, augmentations included: ``zip(retain_loader,
+    cycle(forget_loader))``, whose ``itertools.cycle`` caches the first pass [SCRUB, DU]
+    (PROTOCOL §7.4.1). Its own generator shuffles and augments it, so the main pass draws
+    exactly what it would draw without it."""
+
+    x: Any
+    y: Any
+    batch: int
+    gen: Any  # torch.Generator
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A pass over (x, y) run before the main pass in each of the first ``epochs`` epochs, with
+    its own loss ``loss_fn(model, xb, yb)`` and batch size, stepping the same optimiser at the
+    epoch's lr (SCRUB's max-epochs on D_f, PROTOCOL §7.4.2). ``shuffle``: a fresh permutation
+    from the loop's generator each epoch (drawn before the main pass's), else the rows in order."""
+
+    x: Any
+    y: Any
+    batch: int
+    loss_fn: Callable
+    epochs: int
+    shuffle: bool = True
+
+
+def lr_at(recipe: Recipe, step: int, total: int, steps_per_epoch: int, epoch: int | None = None) -> float:
     warm = recipe.warmup_steps
     if warm and step < warm:  # linear warmup to lr, then the schedule over the remaining steps [NM]
         return recipe.lr * (step + 1) / warm
@@ -27,8 +63,9 @@ def lr_at(recipe: Recipe, step: int, total: int, steps_per_epoch: int) -> float:
         return recipe.lr
     if recipe.schedule == "cosine":  # to 0, stepped per batch [PROTOCOL §2.1, CPU recipes]
         return recipe.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
-    if recipe.schedule == "multistep":  # x0.1 at each milestone epoch [SAL]
-        epoch = step // steps_per_epoch
+    if recipe.schedule == "multistep":  # x0.1 at each milestone epoch [SAL]; epoch given when epochs differ in length
+        if epoch is None:
+            epoch = step // steps_per_epoch
         return recipe.lr * (0.1 ** sum(epoch >= m for m in recipe.milestones))
     raise ValueError(f"unknown lr schedule {recipe.schedule!r} (cosine, constant, multistep)")
 
@@ -49,6 +86,8 @@ def train(
     on_epoch: Callable[[int], None] | None = None,
     batches: "Sequence[Sequence[torch.Tensor]] | None" = None,
     show_progress: bool = True,
+    paired: Paired | None = None,
+    phases: Sequence[Phase] = (),
 ) -> "torch.nn.Module":
     """Train ``model`` in place on (x, y) with ``recipe``; returns the model (last iterate).
 
@@ -88,14 +127,45 @@ def train(
     else:
         spe = math.ceil(n / recipe.batch)
     total = recipe.epochs * spe
+    phase_steps = [math.ceil(len(ph.x) / ph.batch) for ph in phases]
+    total += sum(k * min(ph.epochs, recipe.epochs) for k, ph in zip(phase_steps, phases))
+    if paired is not None and loss_fn is None:
+        raise ValueError("paired= needs a loss_fn(model, xb, yb, xb2, yb2)")
     if loss_fn is None:
         def loss_fn(m, xb, yb):
             return F.cross_entropy(m(xb), yb, label_smoothing=recipe.label_smoothing)
     step = 0
+
+    def do_step(loss_of: Callable[[], "torch.Tensor"], epoch: int) -> None:
+        nonlocal step
+        for group in opt.param_groups:
+            group["lr"] = lr_at(recipe, step, total, spe, epoch if phases else None)
+        loss = loss_of()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if recipe.grad_clip:
+            torch.nn.utils.clip_grad_norm_(trainable, recipe.grad_clip)
+        opt.step()
+        if after_step is not None:
+            after_step()
+        step += 1
+        pbar.update(1)
+
     with progress.bar(total if show_progress else 0, desc, unit="step") as pbar:
         for epoch in range(recipe.epochs):
             if on_epoch is not None:  # e.g. redraw random labels (RL) or decay a penalty (l1-sparse)
                 on_epoch(epoch)
+            for ph in phases:  # before the main pass, as SCRUB's max-epoch precedes its min-epoch
+                if epoch >= ph.epochs:
+                    continue
+                rows = torch.randperm(len(ph.x), generator=gen) if ph.shuffle else torch.arange(len(ph.x))
+                for i in range(0, len(rows), ph.batch):
+                    pb = rows[i:i + ph.batch]
+                    px, py = ph.x[pb], ph.y[pb]
+                    if augment is not None:
+                        px = augment(px, gen)
+                    px, py = px.to(device), py.to(device)
+                    do_step(lambda: ph.loss_fn(model, px, py), epoch)
             # On a GPU, batches are gathered where the model is: a host-to-device copy from
             # pageable memory each step waits for the step before, so CPU and GPU would take
             # turns. One copy per epoch, after on_epoch (RL relabels y in place). With a
@@ -116,22 +186,24 @@ def train(
                     # from the same generator. Drawing it still keeps those runs' augmentations
                     # (GPU-scale recipes; digits and fmnist have none) bit for bit.
                     torch.randperm(spe * recipe.batch, generator=gen)
-            for idx in epoch_batches:
+            if paired is not None:  # this epoch's first pass of the second loader, cached as cycle() does
+                order2 = torch.randperm(len(paired.x), generator=paired.gen)
+                cut2 = [order2[i:i + paired.batch] for i in range(0, len(order2), paired.batch)]
+                cache2: dict[int, tuple] = {}
+            for b, idx in enumerate(epoch_batches):
                 xb, yb = xs[idx], ys[idx]
                 if augment is not None:
                     xb = augment(xb, gen)
                 xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-                for group in opt.param_groups:
-                    group["lr"] = lr_at(recipe, step, total, spe)
-                loss = loss_fn(model, xb, yb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if recipe.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(trainable, recipe.grad_clip)
-                opt.step()
-                if after_step is not None:
-                    after_step()
-                step += 1
-                pbar.update(1)
+                extra: tuple = ()
+                if paired is not None:
+                    j = b % len(cut2)
+                    if j not in cache2:
+                        xb2, yb2 = paired.x[cut2[j]], paired.y[cut2[j]]
+                        if augment is not None:
+                            xb2 = augment(xb2, paired.gen)
+                        cache2[j] = (xb2.to(device), yb2.to(device))
+                    extra = cache2[j]
+                do_step(lambda: loss_fn(model, xb, yb, *extra), epoch)
     model.eval()
     return model

@@ -13,7 +13,7 @@ from unlearnbench import ConfigError
 from unlearnbench.config import resolve
 from unlearnbench.runner import run_trial
 
-MODULES = ("finetune", "relabel", "gradient_ascent", "influence", "boundary")
+MODULES = ("finetune", "relabel", "gradient_ascent", "influence", "boundary", "neggrad_plus", "scrub")
 OFF = "method.lr_search=off"
 
 
