@@ -148,7 +148,8 @@ class Ctx:
               stream: str = "order", *, loss_fn: Callable | None = None,
               after_step: Callable[[], None] | None = None, params: Iterable | None = None,
               augment: Callable | None = None, on_epoch: Callable[[int], None] | None = None,
-              batches: "Sequence[Sequence[torch.Tensor]] | None" = None) -> "torch.nn.Module":
+              batches: "Sequence[Sequence[torch.Tensor]] | None" = None,
+              before_step: Callable[[], None] | None = None) -> "torch.nn.Module":
         """The shared training loop (``unlearnbench.training.train``, which documents the hooks),
         seeded from this trial's named stream."""
         from .seeding import torch_gen
@@ -158,7 +159,8 @@ class Ctx:
         if augment is None:  # the scenario's named augmentations too
             augment = self.__task.augment_for(recipe)
         return train(model, x, y, recipe, gen, device=self.device, desc=f"{self.method.name}", loss_fn=loss_fn,
-                     after_step=after_step, params=params, augment=augment, on_epoch=on_epoch, batches=batches)
+                     after_step=after_step, params=params, augment=augment, on_epoch=on_epoch, batches=batches,
+                     before_step=before_step)
 
     # -- applying and selecting --------------------------------------------------------
     def apply(self, tau: dict, lam: float) -> dict[str, "torch.Tensor"]:
