@@ -78,6 +78,24 @@ def recipe(ctx, lr: float, epochs: int) -> Recipe:
                   schedule="constant", augment=ctx.recipe.augment)
 
 
+def unlearn_gen(ctx, *key: Any) -> "torch.Generator":
+    """A CPU generator of the trial's ``unlearn`` stream (PROTOCOL §7.4 "Randomness"), keyed by the
+    method's name and ``key``: random subsets and fresh initialisations of the §7.4 methods. Their
+    data order is the same stream unkeyed (``ctx.train(..., stream="unlearn")``). This is run r = 0,
+    the trial's own run, so no run index enters the key [OURS]."""
+    import torch
+
+    from unlearnbench import stream_seed
+
+    return torch.Generator().manual_seed(stream_seed(ctx.trial, "unlearn", ctx.method.name, *key))
+
+
+def table_batch(ctx, batch: int) -> int:
+    """§7.4's batch: the table's ``batch`` on the GPU scenarios, the scenario's own on the CPU
+    scenarios (PROTOCOL §7.4 "CPU scenarios", §7.3), which are those that search by default."""
+    return int(ctx.recipe.batch) if ctx.search_by_default else int(batch)
+
+
 def state_of(model) -> dict[str, "torch.Tensor"]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
@@ -120,11 +138,16 @@ class Baseline(Method):
 
     def check_config(self, cfg) -> None:
         for k in (self.step_key, *self.positive):
-            if not cfg[k] > 0:
+            if not self.setting(cfg, k) > 0:
                 raise ConfigError(f"method.{k} of {self.name!r} must be > 0, not {cfg[k]}")
         for k in self.fractions:
             if not 0 < cfg[k] <= 1:
                 raise ConfigError(f"method.{k} must be in (0, 1], not {cfg[k]}")
+
+    def setting(self, cfg, key: str) -> Any:
+        """The value option ``key`` stands for: the option itself, unless a method's ``variant``
+        supplies it (Bad Teacher's 0 = the variant's value, PROTOCOL §7.4.3)."""
+        return cfg[key]
 
     def variant(self, cfg) -> str:
         return ", ".join(f"{k}={cfg[k]}" for k in self.variant_keys) or "default"
@@ -135,7 +158,7 @@ class Baseline(Method):
 
     def step_grid(self, ctx) -> list[float]:
         """The searched values of ``step_key``: §7.3's v2 grid, or v1's five points."""
-        base = float(ctx.cfg[self.step_key])
+        base = float(self.setting(ctx.cfg, self.step_key))
         return half_decade_grid(base, self.alternatives) if search_v2(ctx) else scaled_grid(base)
 
     def candidates(self, ctx) -> list[dict]:
@@ -151,7 +174,7 @@ class Baseline(Method):
         ctx.info["variant"] = self.variant(ctx.cfg)
         prep = self.prepare(ctx)
         if not search_active(ctx):
-            hp = {self.step_key: float(ctx.cfg[self.step_key])}
+            hp = {self.step_key: float(self.setting(ctx.cfg, self.step_key))}
             ctx.info.update(hp)
             self.record_recipe(ctx, hp)
             return Result(self.build(ctx, prep, **hp))
@@ -182,14 +205,15 @@ class Trained(Baseline):
     def record_recipe(self, ctx, chosen: dict) -> None:
         """The chosen lr and epoch count (None: θ_0, no training); outside the v2 search, §7's epochs."""
         epoch = chosen.get("epoch")
-        ctx.info["recipe"] = None if epoch == 0 else self.recipe_for(ctx, chosen["lr"], epoch or ctx.cfg.epochs).spec()
+        ctx.info["recipe"] = None if epoch == 0 else self.recipe_for(ctx, chosen["lr"], epoch or self.setting(
+            ctx.cfg, "epochs")).spec()
 
     def train(self, ctx, model, x, y, lr: float, *, on_epoch: Callable[[int], None] | None = None, **kw: Any):
         """Train ``model`` from θ_0 with the §7 recipe at ``lr``: the final state, or under the v2
         search the states after epochs 1…T (§7.3 step 2: the rule measures each in the driver; a
         build may run in a worker without the rule's splits). A schedule over T, l1-sparse's α_t,
         runs in full, so epoch t is the iterate the full schedule passes through."""
-        rec = self.recipe_for(ctx, lr, ctx.cfg.epochs)
+        rec = self.recipe_for(ctx, lr, self.setting(ctx.cfg, "epochs"))
         if not search_v2(ctx):
             ctx.train(model, x, y, rec, on_epoch=on_epoch, **kw)
             return state_of(model)

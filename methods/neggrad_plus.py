@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from unlearnbench import Choice, ConfigError, Paired, hookimpl, opt, stream_seed
+from unlearnbench import Choice, ConfigError, Paired, hookimpl, opt
 
-from ._common import LrSearch, SearchGrid, Trained, lr_search_opt, recipe, search_grid_opt
+from ._common import LrSearch, SearchGrid, Trained, lr_search_opt, recipe, search_grid_opt, table_batch, unlearn_gen
 
 GPU_BATCH = 256  # [DU] B_r = B_f = 256; on the CPU scenarios both are the scenario's batch (§7.4.1)
 
@@ -51,12 +51,6 @@ class NegGradPlusConfig:
     augment: bool = augment_opt("[OURS] §7.4 common settings; [SCRUB], [DU]: false")
     lr_search: LrSearch = lr_search_opt()
     search_grid: SearchGrid = search_grid_opt()
-
-
-def batch_of(ctx, gpu_value: int) -> int:
-    """§7.4: the table's batch on the GPU scenarios, the scenario's own on the CPU ones (those that
-    search by default, §7.3)."""
-    return int(ctx.recipe.batch) if ctx.search_by_default else gpu_value
 
 
 def method_recipe(ctx, lr: float, epochs: int, batch: int, augment: bool, **kw):
@@ -98,17 +92,15 @@ class NegGradPlus(Trained):
             raise ConfigError(f"method.prox of {self.name!r} must be >= 0, not {cfg.prox}")
 
     def recipe_for(self, ctx, lr, epochs):
-        return method_recipe(ctx, lr, epochs, batch_of(ctx, GPU_BATCH), bool(ctx.cfg.augment), wd=0.0)
+        return method_recipe(ctx, lr, epochs, table_batch(ctx, GPU_BATCH), bool(ctx.cfg.augment), wd=0.0)
 
     def build(self, ctx, prep, lr):
-        import torch
-
         model = ctx.new_model(ctx.original())
         xf, yf = ctx.data("forget")
         # B_f = B_r (§7.4.1); the D_f loader has its own sub-stream of `unlearn`, so the D_r order
         # is the one FT with this recipe and stream would draw (the β = 1 identity)
-        gen = torch.Generator().manual_seed(stream_seed(ctx.trial, "unlearn", self.name, "forget"))
-        paired = Paired(xf, yf, batch_of(ctx, GPU_BATCH), gen)
+        gen = unlearn_gen(ctx, "forget")
+        paired = Paired(xf, yf, table_batch(ctx, GPU_BATCH), gen)
         theta0 = [p.detach().clone() for p in model.parameters()] if ctx.cfg.prox else None
         loss_fn = ngplus_loss(float(ctx.cfg.beta), float(ctx.cfg.prox), theta0)
 

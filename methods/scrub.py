@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Callable
 from unlearnbench import Choice, ConfigError, Phase, hookimpl, opt
 
 from ._common import LrSearch, SearchGrid, Trained, lr_search_opt, search_grid_opt, state_of
-from .neggrad_plus import augment_opt, batch_of, method_recipe
+from .neggrad_plus import augment_opt, method_recipe
 
 if TYPE_CHECKING:
     import torch

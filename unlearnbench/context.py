@@ -149,7 +149,7 @@ class Ctx:
               after_step: Callable[[], None] | None = None, params: Iterable | None = None,
               augment: Callable | None = None, on_epoch: Callable[[int], None] | None = None,
               batches: "Sequence[Sequence[torch.Tensor]] | None" = None, paired: Any = None,
-              phases: Sequence[Any] = ()) -> "torch.nn.Module":
+              phases: Sequence[Any] = (), before_step: Callable[[], None] | None = None) -> "torch.nn.Module":
         """The shared training loop (``unlearnbench.training.train``, which documents the hooks,
         the second loader ``paired`` and the extra ``phases``), seeded from this trial's named stream."""
         from .seeding import torch_gen
@@ -160,7 +160,7 @@ class Ctx:
             augment = self.__task.augment_for(recipe)
         return train(model, x, y, recipe, gen, device=self.device, desc=f"{self.method.name}", loss_fn=loss_fn,
                      after_step=after_step, params=params, augment=augment, on_epoch=on_epoch, batches=batches,
-                     paired=paired, phases=phases)
+                     paired=paired, phases=phases, before_step=before_step)
 
     # -- applying and selecting --------------------------------------------------------
     def apply(self, tau: dict, lam: float) -> dict[str, "torch.Tensor"]:

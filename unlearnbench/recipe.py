@@ -16,10 +16,11 @@ class Recipe:
     lr: float
     momentum: float = 0.9
     wd: float = 5e-4
-    schedule: str = "cosine"  # cosine: to 0, stepped per batch | constant | multistep
+    # cosine: to 0, stepped per batch | constant | multistep | triangular, cosine_epoch: set per epoch (§7.4.4)
+    schedule: str = "cosine"
     milestones: tuple[int, ...] = ()  # epochs at which multistep multiplies lr by 0.1
     label_smoothing: float = 0.0
-    optimizer: str = "sgd"
+    optimizer: str = "sgd"  # sgd | adamw | adam
     augment: str = "none"  # name of a train-time augmentation the scenario knows
     randaug_n: int = 0  # RandAugment ops per image (0 = off) [PROTOCOL §6.1]
     randaug_m: int = 0  # RandAugment magnitude

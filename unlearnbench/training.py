@@ -2,11 +2,11 @@
 
 It owns epochs, data order (from the trial's ``order`` stream), the optimiser and its
 schedule, BN mode, the device and the progress bar. A caller supplies only what differs:
-the loss (``loss_fn``), per-batch labels, a hook after each step (a SalUn mask), which
-parameters to update, its own batch order (``batches``: RL's sequential schedule), a second
-loader stepped alongside the first (``paired``: NG+'s cycled D_f batches, PROTOCOL §7.4.1), or
-passes over other data run before the main one within each epoch (``phases``: SCRUB's
-max-epochs on D_f, §7.4.2), all under the one optimiser.
+the loss (``loss_fn``), per-batch labels, a hook after each step (a SalUn mask), a hook on the
+gradients before each step (``before_step``: MSG's mask), which parameters to update, its own batch
+order (``batches``: RL's sequential schedule), a second loader stepped alongside the first
+(``paired``: NG+'s cycled D_f batches, PROTOCOL §7.4.1), or passes over other data run before the
+main one within each epoch (``phases``: SCRUB's max-epochs on D_f, §7.4.2), all under the one optimiser.
 """
 from __future__ import annotations
 
@@ -63,11 +63,18 @@ def lr_at(recipe: Recipe, step: int, total: int, steps_per_epoch: int, epoch: in
         return recipe.lr
     if recipe.schedule == "cosine":  # to 0, stepped per batch [PROTOCOL §2.1, CPU recipes]
         return recipe.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
-    if recipe.schedule == "multistep":  # x0.1 at each milestone epoch [SAL]; epoch given when epochs differ in length
-        if epoch is None:
-            epoch = step // steps_per_epoch
+    if epoch is None:  # given when epochs differ in length (SCRUB's phases)
+        epoch = step // max(1, steps_per_epoch)
+    if recipe.schedule == "multistep":  # x0.1 at each milestone epoch [SAL]
         return recipe.lr * (0.1 ** sum(epoch >= m for m in recipe.milestones))
-    raise ValueError(f"unknown lr schedule {recipe.schedule!r} (cosine, constant, multistep)")
+    if recipe.schedule == "triangular":  # per epoch, up to lr at epoch A and back down [DU kgltop2; PROTOCOL §7.4.4]
+        e, n = epoch + 1, recipe.epochs  # e = 1…E; A = ⌊(E+1)/2⌋; E = 5: lr × (1/3, 2/3, 1, 2/3, 1/3)
+        peak = (n + 1) // 2
+        return recipe.lr * (e / peak if e <= peak else (n + 1 - e) / (n + 1 - peak))
+    if recipe.schedule == "cosine_epoch":  # CosineAnnealingLR(T_max = E) stepped per epoch [DU kgltop5; §7.4.4]
+        return recipe.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / recipe.epochs))
+    raise ValueError(f"unknown lr schedule {recipe.schedule!r} (cosine, constant, multistep, triangular, "
+                     "cosine_epoch)")
 
 
 def train(
@@ -81,6 +88,7 @@ def train(
     desc: str = "train",
     loss_fn: Callable | None = None,
     after_step: Callable[[], None] | None = None,
+    before_step: Callable[[], None] | None = None,
     params: Iterable | None = None,
     augment: Callable | None = None,
     on_epoch: Callable[[int], None] | None = None,
@@ -94,6 +102,9 @@ def train(
     :param loss_fn: ``loss_fn(model, xb, yb) -> loss``; default cross-entropy with the recipe's
         label smoothing. Gradient ascent returns the negated loss, l1-sparse adds its penalty.
     :param after_step: called after every optimiser step (SalUn's hard mask restores θ_0 there).
+    :param before_step: called after every backward pass, before clipping and the optimiser step,
+        while ``.grad`` holds the loss gradient alone: MSG scales it there, so weight decay and
+        momentum, which the step adds, act unmasked (PROTOCOL §7.4.4 step 4).
     :param params: the parameters to optimise (default: all).
     :param on_epoch: called with the epoch index before each epoch.
     :param augment: ``augment(xb, gen) -> xb`` per batch; default the one ``recipe.augment`` names.
@@ -104,8 +115,8 @@ def train(
     import torch
     import torch.nn.functional as F
 
-    if recipe.optimizer not in ("sgd", "adamw"):
-        raise ValueError(f"optimizer {recipe.optimizer!r} is not supported (sgd, adamw)")
+    if recipe.optimizer not in ("sgd", "adamw", "adam"):
+        raise ValueError(f"optimizer {recipe.optimizer!r} is not supported (sgd, adamw, adam)")
     if augment is None:  # the recipe names its augmentation (crop_flip for CIFAR-10, §2.1)
         from .augment import recipe_augmentation
 
@@ -116,6 +127,8 @@ def train(
     trainable = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
     if recipe.optimizer == "adamw":  # CLIP fine-tuning [P App. A]: betas (0.9, 0.999), eps 1e-8
         opt = torch.optim.AdamW(trainable, lr=recipe.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=recipe.wd)
+    elif recipe.optimizer == "adam":  # Bad Teacher [BT]: torch's Adam defaults; wd (0 there) is L2, not decoupled
+        opt = torch.optim.Adam(trainable, lr=recipe.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=recipe.wd)
     else:
         opt = torch.optim.SGD(trainable, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.wd)
     n = len(x)
@@ -143,6 +156,8 @@ def train(
         loss = loss_of()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if before_step is not None:  # on the loss gradient: weight decay and momentum act unmasked (MSG)
+            before_step()
         if recipe.grad_clip:
             torch.nn.utils.clip_grad_norm_(trainable, recipe.grad_clip)
         opt.step()

@@ -111,7 +111,9 @@ def read_record(path: str | Path) -> dict:
     try:
         rec = json.loads(text)
     except ValueError as e:
-        msg = getattr(e, "msg", str(e))
+        # isinstance, not getattr with the attribute's name as a string: that string is a method's name
+        # now (`msg`, PROTOCOL §7.4.4), and the core names no method (tests/test_layout.py)
+        msg = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
         torn = " (truncated?)" if getattr(e, "pos", 0) >= len(text.rstrip()) or msg.startswith("Unterminated") else ""
         kind = f" (a {path.suffix} file: a checkpoint?)" if path.suffix not in (".json", "") else ""
         raise RecordError(f"{path}: not a run record{kind}: not valid JSON{torn}: {msg} at line {getattr(e, 'lineno', '?')} "
