@@ -247,3 +247,17 @@ def test_plugins_hook_filter_refuses_an_unknown_hook():
     r = CliRunner().invoke(main, ["plugins", "--hook", "register_method"])
     assert r.exit_code == 2 and "unknown hook 'register_method'" in r.output and "register_methods" in r.output
     assert "Traceback" not in r.output
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`unlearnbench list methods | head` : the reader closing the pipe is no internal error; the command
+    ends as a SIGPIPE'd one would (141), without a message or a traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("unlearnbench")
+    p = subprocess.Popen([str(exe), "list", "methods", "--options"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # before the first write: every write then fails with EPIPE
+    err = p.stderr.read()
+    assert p.wait() == 141 and err == b"", err

@@ -8,6 +8,7 @@ The README's command reference is ``cli_reference()`` (``unlearnbench cli-refere
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -33,6 +34,12 @@ class _Group(click.Group):
             sys.exit(2)
         except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
             raise
+        except BrokenPipeError:  # the reader went away (`unlearnbench list methods | head`): end quietly,
+            # as a command killed by SIGPIPE would (exit 128 + 13), and keep Python's final flush of
+            # stdout from raising again at shutdown (the Python docs' recipe, "Note on SIGPIPE")
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(141)
         except Exception as e:  # a bug, or a fault no check foresaw: never a bare traceback
             if ctx.params.get("debug"):
                 raise
