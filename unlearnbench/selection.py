@@ -666,8 +666,8 @@ def _edge(curve: list[dict], idx: int, null_at: int, key: str | None, baseline: 
     neither, any of its metrics, differs from θ_0's: a setting too weak to move the model would not
     move it at a smaller value either). Also "above" when θ_0 is chosen because no setting changed the
     model at all (a flat curve: gradient ascent at ~0 loss on the v1 boards): the grid stopped short of
-    where the method acts [OURS, issue 16; §7.3 step 4 does not cover it, and without it such a baseline is
-    reported as a no-op that was never given a step size that does anything]. None: inside the grid, or
+    where the method acts (§7.3 step 4, "flat curve" [OURS]: without it such a baseline is reported as a
+    no-op that was never given a step size that does anything). None: inside the grid, or
     θ_0 chosen over settings that did act."""
     if key is None:
         return None
