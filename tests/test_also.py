@@ -76,3 +76,34 @@ def test_a_search_serves_every_rule_from_the_same_trained_points(host, session_s
         assert r["selected"] and set(r["chosen"]) <= {"lr", "epoch"}
         assert {k: curve[r["index"]].get(k) for k in r["chosen"]} == r["chosen"]
         assert set(r["metrics"]) == set(both["metrics"])
+
+
+def test_no_split_is_forwarded_twice_through_the_same_weights_after_the_choice(host, session_store, tmp_path,
+                                                                               monkeypatch):
+    """The records' per-rule rows (rule_result): rules that chose the same weights are evaluated once, and
+    oracle_split_test's report on test halves A and B reuses the logits of its model's full metrics (D_r,
+    D_f), so no split goes through one set of weights twice (on fmnist D_r alone is 48,600 images)."""
+    from unlearnbench import evaluate, runner
+    from unlearnbench.store import tensor_digest
+
+    seen, inside = [], {"on": False}
+    real_logits, real_rule_result = evaluate.logits, runner.rule_result
+
+    def logits(model, x, device="cpu"):
+        if inside["on"]:
+            seen.append((tensor_digest(model.state_dict()), len(x)))
+        return real_logits(model, x, device)
+
+    def rule_result(*a, **kw):
+        inside["on"] = True
+        try:
+            return real_rule_result(*a, **kw)
+        finally:
+            inside["on"] = False
+
+    monkeypatch.setattr(evaluate, "logits", logits)
+    monkeypatch.setattr(runner, "rule_result", rule_result)
+    rec = _run(host, session_store, tmp_path, "negmerge")
+    assert set(rec["by_rule"]) == {"oracle_avg_gap", "oracle_split_test"}
+    assert rec["by_rule"]["oracle_split_test"]["report"]["gap_a"] >= 0
+    assert seen and len(seen) == len(set(seen)), seen

@@ -90,13 +90,17 @@ def diagnostic_pass(stages: "Stages", method: str, result: "Result") -> "Selecti
     return dataclasses.replace(sel, curve=curve)
 
 
-def rule_result(stages: "Stages", result: "Result", rule: Any, retr_m: dict | None, own: bool = False) -> dict:
+def rule_result(stages: "Stages", result: "Result", rule: Any, retr_m: dict | None, own: bool = False,
+                memo: dict | None = None) -> dict:
     """What the record holds for one ``selection.also`` rule (PROTOCOL §5(d)): its choice on the
     method's curve (``Selection.also``), the model there (θ_0 − λτ on a λ curve, the method's own
     ``Result.by_rule`` entry when it composes selections, the searched state at that point), its full
     §8 metrics and Avg. Gap, and the rule's ``final_report`` (selection optimism). A result the rule
     cannot choose for (no selection) is the method's result under every rule: ``selected`` false.
-    ``own``: ``rule`` is the run's own rule, whose choice is the method's result."""
+    ``own``: ``rule`` is the run's own rule, whose choice is the method's result. ``memo`` maps a weights
+    digest to its final metrics and the logits behind them (``Evaluator.measure``'s cache): rules that choose
+    the same weights (often (b) and (b''), or (b) and the run's own rule) are evaluated once, and a
+    ``final_report`` forwards no split its model's metrics already forwarded."""
     from .taskvec import edited_state
 
     name = rule.name
@@ -125,17 +129,23 @@ def rule_result(stages: "Stages", result: "Result", rule: Any, retr_m: dict | No
     model = model.to(stages.device)
     out: dict[str, Any] = {"rule": name, "selected": True, "oracle": rule.oracle,
                            **{k: v for k, v in choice.items() if k != "oracle"}}
+    memo = {} if memo is None else memo
+    digest = tensor_digest(state)
+    if digest not in memo:
+        cache: dict = {}
+        memo[digest] = (stages.evaluator.measure(model, stages.evaluator.report_names(), cache), cache)
+    metrics, cache = memo[digest]
     if not own:
-        metrics = stages.evaluator.measure(model, stages.evaluator.report_names())
+        metrics = dict(metrics)
         out["metrics"] = metrics
         if retr_m is not None:
             g, comps = avg_gap(metrics, retr_m)
             out["gap"] = {"avg_gap": g, "components": comps}
-        out["weights_digest"] = tensor_digest(state)
+        out["weights_digest"] = digest
         if sub is not None:
             out["info"] = sub.info
     if rule.final_report is not None and retr_m is not None:
-        out["report"] = rule.final_report(lambda names: stages.evaluator.measure(model, list(names)),
+        out["report"] = rule.final_report(lambda names: stages.evaluator.measure(model, list(names), cache),
                                           stages.reference)
     return out
 
@@ -228,7 +238,10 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
         raise StoreError(f"method {meth.name!r} returned a state dict whose keys differ from the model's: "
                          f"{sorted(missing)[:5]}")
     model.load_state_dict(result.state)
-    metrics = stages.evaluator.measure(model.to(device), stages.evaluator.report_names())
+    own_logits: dict = {}
+    metrics = stages.evaluator.measure(model.to(device), stages.evaluator.report_names(), own_logits)
+    # what rule_result reuses when another rule chose these same weights (PROTOCOL §5(d) rows)
+    memo = {tensor_digest(result.state): (metrics, own_logits)}
     timings["eval_s"] = time.perf_counter() - t0
     pool_points = stages.member_points(result.diagnostics) if result.diagnostics else None
     sel = result.selection
@@ -244,8 +257,9 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
         g, comps = avg_gap(metrics, retr_m)
         gap = {"avg_gap": g, "components": comps}
     t0 = time.perf_counter()
-    by_rule = {r.name: rule_result(stages, result, r, retr_m) for r, _ in also}
-    rule_report = rule_result(stages, result, rule, retr_m, own=True).get("report") if rule.final_report else None
+    by_rule = {r.name: rule_result(stages, result, r, retr_m, memo=memo) for r, _ in also}
+    rule_report = (rule_result(stages, result, rule, retr_m, own=True, memo=memo).get("report")
+                   if rule.final_report else None)
     if also:
         timings["by_rule_s"] = time.perf_counter() - t0
     rec: dict[str, Any] = {

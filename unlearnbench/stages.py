@@ -69,6 +69,7 @@ class Stages:
         self._cache: dict[str, dict] = {}
         self._metrics: dict[str, dict] = {}
         self._reference: dict[str, float] = {}  # Retrain on metrics past the full evaluation (``reference``)
+        self._reference_logits: dict = {}  # its logits per split, for those metrics (``Evaluator.measure``)
         self._record_manifest()
         self.param_keys = self._param_keys()
 
@@ -329,6 +330,8 @@ class Stages:
         if todo:
             model = self.task.new_model()
             model.load_state_dict(self.retrain())
-            self._reference.update(self.evaluator.measure(model.to(self.device), todo))
+            # Retrain's logits are kept for the process: the rules ask for their metrics one set at a time
+            # (selection-time subsamples, then each test half of oracle_split_test's report)
+            self._reference.update(self.evaluator.measure(model.to(self.device), todo, self._reference_logits))
             have.update(self._reference)
         return {n: have[n] for n in names}
