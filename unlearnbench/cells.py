@@ -86,6 +86,14 @@ def prepare_trial(res: Any, trial: int, store, data_root: str | None, executor, 
     for kind in ("original", "retrain") if task.scoring.has_oracle else ("original",):
         entries.append(("metrics", stages.metrics_key(kind), True))
         stages.metrics_of(kind)
+        key, _ = stages.outputs_of(kind)  # PROTOCOL §8.7.0: computed once, not in every cell
+        if key is not None:
+            entries.append(("outputs", key, False))
+    from .ensemble.outputs import LABELS_KIND, labels_key
+
+    labels = labels_key(store, task.manifest_hash)
+    if store.has(LABELS_KIND, labels):
+        entries.append((LABELS_KIND, labels, False))
     timings: dict = {}
     for name, size, subset, augment in sorted(pools):
         for member, _ in stages.pool_stream(name, size, timings, subset=subset, augment=augment):

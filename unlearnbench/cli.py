@@ -278,6 +278,35 @@ def leaderboard(runs_dir, out_dir, strict, allow_dirty, compare):
             click.echo(f"warning: {scen}: {w}", err=True)
 
 
+@main.command()
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False))
+@click.option("--store", type=click.Path(file_okay=False), help=STORE_HELP)
+@click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="binning=inclusive|reference, utility=unclipped|capped, variance=per_example|fixed")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="also write the result as JSON here")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON instead of a table")
+def evaluate(spec, store, overrides, out_file, as_json):
+    """Compute the ensemble metrics (PROTOCOL §8.7) from cached per-example outputs: KLOM per split,
+    the NeurIPS 2023 forgetting quality with both utility ratios and the score, and U-LiRA.
+
+    SPEC is a JSON file naming each ensemble's models by their outputs' store keys, or by run.json
+    records (unlearnbench.ensemble.evaluate documents its layout). Nothing is trained or forwarded."""
+    from .ensemble.evaluate import evaluate as run_evaluate
+    from .ensemble.evaluate import parse_options, table
+    from .errors import ConfigError
+    from .store import Store
+
+    try:
+        doc = json.loads(Path(spec).read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{spec} is not a readable JSON ensemble spec: {e}") from None
+    result = run_evaluate(Store(store) if store else Store(), doc, base=Path(spec).parent,
+                          options=parse_options(list(overrides)))
+    if out_file:
+        Path(out_file).write_text(json.dumps(result, indent=1))
+    click.echo(json.dumps(result, indent=1) if as_json else table(result))
+
+
 @main.command("config")
 @with_common
 def config_cmd(method, scenario, config_file, overrides):

@@ -91,7 +91,7 @@ def diagnostic_pass(stages: "Stages", method: str, result: "Result") -> "Selecti
 
 
 def rule_result(stages: "Stages", result: "Result", rule: Any, retr_m: dict | None, own: bool = False,
-                memo: dict | None = None) -> dict:
+                memo: dict | None = None, outputs: "Outputs | None" = None) -> dict:
     """What the record holds for one ``selection.also`` rule (PROTOCOL §5(d)): its choice on the
     method's curve (``Selection.also``), the model there (θ_0 − λτ on a λ curve, the method's own
     ``Result.by_rule`` entry when it composes selections, the searched state at that point), its full
@@ -100,7 +100,8 @@ def rule_result(stages: "Stages", result: "Result", rule: Any, retr_m: dict | No
     ``own``: ``rule`` is the run's own rule, whose choice is the method's result. ``memo`` maps a weights
     digest to its final metrics and the logits behind them (``Evaluator.measure``'s cache): rules that choose
     the same weights (often (b) and (b''), or (b) and the run's own rule) are evaluated once, and a
-    ``final_report`` forwards no split its model's metrics already forwarded."""
+    ``final_report`` forwards no split its model's metrics already forwarded. ``outputs``, when given,
+    receives the per-example outputs of the rule's model (PROTOCOL §8.7.0), under the rule's name."""
     from .taskvec import edited_state
 
     name = rule.name
@@ -138,6 +139,8 @@ def rule_result(stages: "Stages", result: "Result", rule: Any, retr_m: dict | No
     if not own:
         metrics = dict(metrics)
         out["metrics"] = metrics
+        if outputs is not None:
+            outputs.add(name, stages.outputs_for(state, model=model, logits=cache), group="by_rule")
         if retr_m is not None:
             g, comps = avg_gap(metrics, retr_m)
             out["gap"] = {"avg_gap": g, "components": comps}
@@ -148,6 +151,25 @@ def rule_result(stages: "Stages", result: "Result", rule: Any, retr_m: dict | No
         out["report"] = rule.final_report(lambda names: stages.evaluator.measure(model, list(names), cache),
                                           stages.reference)
     return out
+
+
+class Outputs:
+    """The record's ``outputs`` section: the store key of each final model's per-example outputs (PROTOCOL
+    §8.7.0, ``ensemble.outputs``; ``by_rule``: each ``selection.also`` rule's model), the key of the labels
+    they are scored against, and under ``missing`` why a key is null. A section of its own, so every field
+    a record held before stays as it was."""
+
+    def __init__(self, stages: "Stages") -> None:
+        from .ensemble.outputs import OUTPUTS_VERSION, labels_key
+
+        self.doc: dict[str, Any] = {"version": OUTPUTS_VERSION,
+                                    "labels": labels_key(stages.store, stages.task.manifest_hash)}
+
+    def add(self, name: str, got: tuple[str | None, str | None], group: str | None = None) -> None:
+        key, why = got
+        (self.doc.setdefault(group, {}) if group else self.doc)[name] = key
+        if why is not None:
+            self.doc.setdefault("missing", {})[f"{group}.{name}" if group else name] = why
 
 
 def build_task(res: Resolved, trial: int, data_root: str | None, raw_cache: dict | None = None):
@@ -217,6 +239,10 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
         stages.retrain()
     orig_m = stages.metrics_of("original")
     retr_m = stages.metrics_of("retrain") if task.scoring.has_oracle else None
+    outputs = Outputs(stages)
+    outputs.add("original", stages.outputs_of("original"))
+    if task.scoring.has_oracle:
+        outputs.add("retrain", stages.outputs_of("retrain"))
 
     also = res.also_for(task)
     ctx = Ctx(stages, meth, cfg.method, rule, cfg.selection, cfg.pool, also)
@@ -243,6 +269,7 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
     # what rule_result reuses when another rule chose these same weights (PROTOCOL §5(d) rows)
     memo = {tensor_digest(result.state): (metrics, own_logits)}
     timings["eval_s"] = time.perf_counter() - t0
+    outputs.add("unlearned", stages.outputs_for(result.state, model=model, logits=own_logits))  # no new forward
     pool_points = stages.member_points(result.diagnostics) if result.diagnostics else None
     sel = result.selection
     info = {**ctx.info, **result.info}
@@ -257,7 +284,7 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
         g, comps = avg_gap(metrics, retr_m)
         gap = {"avg_gap": g, "components": comps}
     t0 = time.perf_counter()
-    by_rule = {r.name: rule_result(stages, result, r, retr_m, memo=memo) for r, _ in also}
+    by_rule = {r.name: rule_result(stages, result, r, retr_m, memo=memo, outputs=outputs) for r, _ in also}
     rule_report = (rule_result(stages, result, rule, retr_m, own=True, memo=memo).get("report")
                    if rule.final_report else None)
     if also:
@@ -293,6 +320,8 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
         "pool_points": pool_points,
         "timings": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in timings.items()},
         "artifacts": dict(stages.keys),
+        # per-example outputs of every final model (PROTOCOL §8.7.0): what the ensemble metrics read
+        "outputs": outputs.doc,
         # what the weights were, not only how they were made: the leaderboard checks that every
         # record of one trial unlearned the same original (unlearnbench.report.consistency),
         # and a rerun can check it got the same unlearned model

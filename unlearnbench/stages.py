@@ -70,6 +70,7 @@ class Stages:
         self._metrics: dict[str, dict] = {}
         self._reference: dict[str, float] = {}  # Retrain on metrics past the full evaluation (``reference``)
         self._reference_logits: dict = {}  # its logits per split, for those metrics (``Evaluator.measure``)
+        self._eval_logits: dict[str, tuple] = {}  # kind -> (model, its logits per split), until outputs_of reads it
         self._record_manifest()
         self.param_keys = self._param_keys()
 
@@ -308,8 +309,10 @@ class Stages:
         if doc is None:
             model = self.task.new_model()
             model.load_state_dict(state)
-            doc = self.evaluator.measure(model.to(self.device), self.evaluator.report_names())
+            lg: dict = {}
+            doc = self.evaluator.measure(model.to(self.device), self.evaluator.report_names(), cache=lg)
             self.store.put_json("metrics", key, doc)
+            self._eval_logits[kind] = (model, lg)  # the outputs then need no forward of their own
         self._metrics[kind] = doc
         return doc
 
@@ -335,3 +338,39 @@ class Stages:
             self._reference.update(self.evaluator.measure(model.to(self.device), todo, self._reference_logits))
             have.update(self._reference)
         return {n: have[n] for n in names}
+
+    # -- per-example outputs (PROTOCOL §8.7.0) ------------------------------------------------------------
+    def outputs_of(self, kind: str) -> tuple[str | None, str | None]:
+        """(store key, None) of the original's or Retrain's per-example outputs, computed where missing;
+        (None, why) where they cannot be stored (``outputs_for``)."""
+        state = self.original() if kind == "original" else self.retrain()
+        model, lg = self._eval_logits.pop(kind, (None, None))
+        return self.outputs_for(state, digest=self.digests[kind], model=model, logits=lg)
+
+    def outputs_for(self, state: dict, *, digest: str | None = None, model=None,
+                    logits: dict | None = None) -> tuple[str | None, str | None]:
+        """(store key, None) of the per-example outputs (φ, arg-max) of the model with weights ``state`` on
+        every example of the manifest (``ensemble.outputs``), computed and stored where missing. ``model``:
+        those weights already loaded; ``logits``: splits already forwarded through them (the final
+        evaluation's cache), so only the examples they lack are forwarded.
+
+        (None, why) when they cannot be stored, and the run goes on (its metrics do not depend on them):
+        a logit is not finite (a diverged model has no φ), or a read-only store lacks them."""
+        from .ensemble import outputs
+
+        spec = self._spec(outputs.KIND, weights=digest or tensor_digest(state), outputs=outputs.OUTPUTS_VERSION)
+        key = self.store.key(spec)
+        if self.store.has(outputs.KIND, key):
+            return key, None
+        if self.store.problem:
+            return None, "the store is read-only and lacks them"
+        if model is None:
+            model = self.task.new_model()
+            model.load_state_dict(state)
+            model = model.to(self.device)
+        tensors = outputs.compute(self.task, model, self.device, logits)
+        if tensors is None:
+            return None, "the model's logits are not all finite"
+        self.store.put_new(outputs.KIND, key, tensors, spec, self.task.manifest_hash)
+        outputs.store_labels(self.store, self.task)
+        return key, None

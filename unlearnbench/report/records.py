@@ -30,7 +30,7 @@ OPTIONAL: dict[str, tuple[type, ...]] = {
     "schema": (int,), "variant": (list,), "selection": (dict,), "info": (dict,), "sparsity": (dict,),
     "gap": (dict,), "provenance": (dict,), "weights_digest": (dict,), "scoring": (dict,), "pool_points": (list,),
     "artifacts": (dict,), "lambda": (int, float), "oracle": (bool,), "manifest_hash": (str,),
-    "protocol": (int,), "split_sizes": (dict,),
+    "protocol": (int,), "split_sizes": (dict,), "outputs": (dict,),
 }
 METRIC_SECTIONS = ("metrics", "original", "retrain")
 STRICT_NOTE = "(--strict stops at the first bad record: move it away, or run its cell again)"
