@@ -141,7 +141,8 @@ def _rule_comparisons(scen: str, meth: dict[str, list[dict]], roles: dict[str, l
            cmp("b", f"(b) consensus ({neg or '–'}) − all ({all_ or '–'})", meth.get(neg, []), meth.get(all_, [])),
            cmp("b", f"(b) all ({all_ or '–'}) − conflict ({conflict or '–'})", meth.get(all_, []),
                meth.get(conflict, []))]
-    out += [cmp("d", f"(d) {neg} − {base}", meth.get(neg, []), meth[base]) for base in roles["trained"] if base in meth]
+    out += [cmp("d", f"(d) {neg} − {base}", meth.get(neg, []), meth[base])
+            for base in roles["trained"] if base in meth]
     if rule is not None:  # optimism is a property of the oracle's choice
         out.append(cmp("e", f"(e) {neg or 'consensus'}'s optimism − {ta or 'single best'}'s", meth.get(neg, []),
                        meth.get(ta, []), lambda r: _optimism(r, rule), "optimism"))
