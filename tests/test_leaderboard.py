@@ -368,9 +368,7 @@ def test_the_tradeoff_plot_zooms_past_collapsed_methods_and_labels_them_on_the_e
     marks = [(kw.get("marker"), kw.get("facecolors"), kw.get("c")) for n, a, kw in calls if n == "scatter" and a[0]]
     assert ("*", None, "#000000") in marks and ("o", "none", None) in marks  # Retrain and the Original
     assert ("<", None, "#0072B2") in marks  # the collapsed merge method, on the edge in its family's colour
-    first = (tmp_path / "digits-10pct-tradeoff.png").read_bytes()
-    plots.make_plots("digits-10pct", recs, rows, tmp_path, {})
-    assert (tmp_path / "digits-10pct-tradeoff.png").read_bytes() == first  # deterministic
+    # deterministic: test_build_writes_every_artifact compares its bytes, and the regenerate test the boards'
 
 
 def test_a_forest_plot_per_claim_draws_each_boards_2se_interval_and_zero(tmp_path, monkeypatch):
@@ -392,9 +390,7 @@ def test_a_forest_plot_per_claim_draws_each_boards_2se_interval_and_zero(tmp_pat
     se = statistics.stdev(diffs) / len(diffs) ** 0.5
     assert bars[0][0] == [pytest.approx(-1.5)] and bars[0][1][0] == [pytest.approx(2 * se)]
     assert len(bars) == 2 and any(n == "axvline" and a[0] == 0.0 for n, a, _ in calls)
-    first = (tmp_path / "claims-a.png").read_bytes()
-    forest_plots(every, tmp_path)
-    assert (tmp_path / "claims-a.png").read_bytes() == first
+    # deterministic: the regenerate test compares the committed boards' claims-*.png byte for byte
 
 
 def test_the_page_marks_each_columns_best_and_links_every_row_to_its_evidence(tmp_path, host):

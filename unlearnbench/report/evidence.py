@@ -72,8 +72,6 @@ def evidence_cell(ev: Evidence) -> str:
         return "–"
     summary = f"{len(ev.records)} run{'s' if len(ev.records) != 1 else ''}" if ev.records else (
         "paper" if not ev.command else "run it")
-    if ev.config_hash:
-        summary += f" · {ev.config_hash[:8]}"
     parts = []
     if ev.records:  # the link text is the seed: the page carries ~120 rows of these
         parts.append("<div>Records, seed " + " ".join(f'<a href="{e(href)}">{t}</a>' for t, href in ev.records)
