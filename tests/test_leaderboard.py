@@ -299,3 +299,129 @@ def test_the_n_ablation_plot_averages_random_subsets(tmp_path, monkeypatch):
     drawn.clear()
     plots.make_plots("digits-class", recs, [], tmp_path, {})
     assert drawn == []
+
+
+# -- the page a researcher reads (issue 19) --------------------------------------------------------------
+
+class _Plugin:
+    """A method plugin as the families read it: only what it declares."""
+
+    def __init__(self, uses_pool=False, oracle=False):
+        self.uses_pool, self.oracle, self.uses, self.title = uses_pool, oracle, frozenset({"forget"}), ""
+
+
+class _Registry(dict):
+    def names(self):
+        return sorted(self)
+
+
+def test_a_methods_family_is_what_its_plugin_declares_never_its_name():
+    """Issue 19 acceptance 1: merge = reads the fine-tune pool (Method.uses_pool), Retrain = the oracle, the
+    rest training-based; a method the board cannot look up is "other", whatever it is called."""
+    from types import SimpleNamespace
+
+    from unlearnbench.report.families import family_of, style_of
+
+    host = SimpleNamespace(methods=_Registry(negmerge=_Plugin(uses_pool=False), gradient_ascent=_Plugin(uses_pool=True),
+                                             oracle_x=_Plugin(oracle=True)))
+    assert family_of("negmerge", host) == "training-based"  # named like a merge, declares no pool
+    assert family_of("gradient_ascent", host) == "merge"
+    assert family_of("oracle_x", host) == "reference" and family_of("unknown", host) == "other"
+    assert family_of("negmerge", None) == "other"
+    style = style_of({f"m{i:02d}": "merge" for i in range(24)} | {"t": "training-based"})
+    assert len(set(style.values())) == 25  # no two rows of a family share both colour and marker
+    assert style["t"][0] == "#D55E00" and {c for c, _ in style.values()} <= {"#0072B2", "#56B4E9", "#D55E00"}
+
+
+def _drawn(monkeypatch):
+    """Every scatter/annotate/set_xlim call of a plot, recorded."""
+    import matplotlib.axes
+
+    calls = []
+    for name in ("scatter", "annotate", "set_xlim", "errorbar", "axvline"):
+        real = getattr(matplotlib.axes.Axes, name)
+
+        def spy(ax, *a, _real=real, _name=name, **kw):
+            calls.append((_name, a, kw))
+            return _real(ax, *a, **kw)
+
+        monkeypatch.setattr(matplotlib.axes.Axes, name, spy)
+    return calls
+
+
+def test_the_tradeoff_plot_zooms_past_collapsed_methods_and_labels_them_on_the_edge(tmp_path, monkeypatch):
+    """Issue 19 acceptance 1: the view spans the methods that kept their retain accuracy; a collapsed one
+    (Acc D_r 45) is a labelled marker on the left edge; Retrain a star, the Original a hollow circle."""
+    from unlearnbench.report import plots
+
+    recs = [rec("good", t, m(99, 96, 95, 10)) for t in range(2)] + [rec("fair", t, m(97, 90, 94, 12)) for t in range(2)]
+    recs += [rec("collapsed", t, m(45, 10, 44, 0)) for t in range(2)]
+    rows = aggregate(recs)["digits-10pct"]
+    for r in rows:
+        r.family = {"good": "merge", "fair": "training-based", "collapsed": "merge"}.get(r.label, r.family)
+    calls = _drawn(monkeypatch)
+    assert plots.make_plots("digits-10pct", recs, rows, tmp_path, {}) == ["digits-10pct-tradeoff.png"]
+    x0, x1 = [a for n, a, _ in calls if n == "set_xlim" and len(a) == 2][-1]  # the plot's own (last) call
+    assert 90 < x0 < 97 and x1 > 100  # zoomed to 97..100 (with a margin), not down to 45
+    edge = [a[0] for n, a, _ in calls if n == "annotate" and "collapsed" in a[0]]
+    assert edge == ["◀ collapsed (45.0, 10.0)"]
+    marks = [(kw.get("marker"), kw.get("facecolors"), kw.get("c")) for n, a, kw in calls if n == "scatter" and a[0]]
+    assert ("*", None, "#000000") in marks and ("o", "none", None) in marks  # Retrain and the Original
+    assert ("<", None, "#0072B2") in marks  # the collapsed merge method, on the edge in its family's colour
+    # deterministic: test_build_writes_every_artifact compares its bytes, and the regenerate test the boards'
+
+
+def test_a_forest_plot_per_claim_draws_each_boards_2se_interval_and_zero(tmp_path, monkeypatch):
+    """Issue 19 acceptance 2: one plot per claim letter; each (board, rule) a row at its mean per-seed
+    difference with ±2 SE (claims.verdict's), and the zero line."""
+    import statistics
+
+    from unlearnbench.report.claims import Comparison
+    from unlearnbench.report.forest import forest_plots
+
+    diffs = [-1.0, -2.0, -1.5]
+    every = [Comparison("digits-class", "oracle-free (the run's own rule)", "a", "(a) x − y", list(enumerate(diffs))),
+             Comparison("digits-class", "ORACLE (oracle_avg_gap)", "a", "(a) x − y", [(0, 1.0), (1, -1.0)]),
+             Comparison("digits-class", "ORACLE (oracle_avg_gap)", "e", "(e) x − y", [], "optimism")]
+    calls = _drawn(monkeypatch)
+    made = forest_plots(every, tmp_path)
+    assert [(c, n) for c, n, _ in made] == [("a", "claims-a.png")]  # (e) has nothing to draw
+    bars = [(a[0], kw["xerr"]) for n, a, kw in calls if n == "errorbar"]
+    se = statistics.stdev(diffs) / len(diffs) ** 0.5
+    assert bars[0][0] == [pytest.approx(-1.5)] and bars[0][1][0] == [pytest.approx(2 * se)]
+    assert len(bars) == 2 and any(n == "axvline" and a[0] == 0.0 for n, a, _ in calls)
+    # deterministic: the regenerate test compares the committed boards' claims-*.png byte for byte
+
+
+def test_the_page_marks_each_columns_best_and_links_every_row_to_its_evidence(tmp_path, host):
+    """Issue 19 acceptances 3-5: the best of a column is the value closest to Retrain's (Retrain's Acc Df
+    is 95 here, so 96 beats 90); every row links its records (relative, into runs/), its resolved config
+    and hash, and the command that reruns it; nothing on the page reaches the network."""
+    import re
+
+    runs = tmp_path / "runs"
+    recs = [rec("negmerge", t, m(99, 96, 95, 10)) for t in range(2)] + \
+        [rec("finetune", t, m(98, 90, 94, 11), chash="h-ft") for t in range(2)]
+    for r in recs:
+        p = runs / r["_file"]
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps({k: v for k, v in r.items() if k != "_file"}))
+    build(runs, tmp_path, host)
+    page = (tmp_path / "index.html").read_text()
+    row = {lab: re.search(rf'<tr data-family="([^"]+)"[^>]*data-label="{lab}".*?</tr>', page).group(0)
+           for lab in ("negmerge", "finetune")}
+    assert 'data-family="merge"' in row["negmerge"] and 'data-splits="forget-only"' in row["negmerge"]
+    assert 'data-family="training-based"' in row["finetune"]
+    tds = [re.findall(r"<td[^>]*>", row[lab]) for lab in ("negmerge", "finetune")]
+    assert "cb" in tds[0][4] and "cb" not in tds[1][4]  # Acc Df: 96 is closer to Retrain's 95 than 90 is
+    assert "cb" in tds[0][6] and "cb" not in tds[1][6]  # MIA: Retrain's is 10
+    assert "cb" in tds[1][10]  # wall time: lower is better (finetune's records say 1.0 s as well: a tie)
+    links = re.findall(r'href="([^"#]+)"', page)
+    recs_linked = [x for x in links if x.startswith("runs/")]
+    assert set(recs_linked) == {f"runs/{r['_file']}" for r in recs}  # (Original and Retrain link some again)
+    assert row["negmerge"].count('href="runs/') == 2
+    assert all((tmp_path / x).is_file() for x in links if not x.startswith("#"))  # every link resolves
+    cfg = json.loads((tmp_path / "configs" / "h-ft.json").read_text())
+    assert cfg["config_hash"] == "h-ft" and cfg["config"] == recs[2]["config"]
+    assert "unlearnbench reproduce runs/digits-10pct/finetune</code>" in row["finetune"]
+    assert not re.search(r'(src|href)="(https?:)?//', page) and "<link" not in page  # no network request

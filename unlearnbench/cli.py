@@ -262,7 +262,10 @@ def reproduce(records, scenarios, methods, seeds, out_dir, store, data_root, str
 @click.option("--compare", "compare", type=click.Path(exists=True, file_okay=False), default=None,
               help="another protocol version's run records: README.md gets each method's Avg. Gap under both")
 def leaderboard(runs_dir, out_dir, strict, allow_dirty, compare):
-    """Write Markdown + CSV tables per scenario, plots and a sortable HTML page from RUNS_DIR.
+    """Write Markdown + CSV tables per scenario, plots and a static HTML page from RUNS_DIR.
+
+    The page (index.html) links each row's records relative to RUNS_DIR's parent: build it there
+    (`unlearnbench leaderboard runs --out .`) and the folder works from disk or any static host.
 
     The records must be of one protocol version (PROTOCOL §11), and protocol-2 records must come
     from committed code (their provenance's git_sha has no -dirty) unless --allow-dirty."""
@@ -276,6 +279,10 @@ def leaderboard(runs_dir, out_dir, strict, allow_dirty, compare):
     for scen, ws in done["warnings"].items():
         for w in ws:
             click.echo(f"warning: {scen}: {w}", err=True)
+    if Path(out_dir).resolve() != Path(runs_dir).resolve().parent:  # report/evidence.py: links from runs' parent
+        click.echo(f"warning: index.html links the records relative to the folder that holds {runs_dir} "
+                   f"(as runs/...); opened from {out_dir} those links do not resolve: build with --out "
+                   f"{Path(runs_dir).resolve().parent}", err=True)
 
 
 @main.command()

@@ -11,8 +11,10 @@ best Avg. Gap is marked only when it is separated from the runner-up by more tha
 - ``consistency``: the like-for-like check (one original model per trial);
 - ``checks``: one protocol version per build, committed code, and the lines a v2 board prints
   (character check per trial, code commits, smoke scenarios);
-- ``render``: Markdown, CSV, the HTML page and the index;
-- ``plots``: the PNG plots;
+- ``render``: Markdown, CSV and the index;
+- ``page``: the HTML page (switchable tables, filters, each row's evidence: ``evidence``; families of
+  methods: ``families``), a static site with the board folder;
+- ``plots``: the PNG plots; ``forest``: the claims' forest plots;
 - ``summary``: the table ``unlearnbench run`` prints.
 """
 from __future__ import annotations
@@ -23,8 +25,10 @@ from typing import Any, Callable
 from ..data import write_atomic
 from .checks import BoardError, board_notes, check_clean, check_protocols
 from .consistency import consistency
+from .evidence import CONFIG_DIR, config_docs, config_file
 from .records import RecordError, load_records, read_record
-from .render import compare_versions, format_cell, render_csv, render_html, render_index, render_markdown
+from .page import render_html
+from .render import compare_versions, format_cell, render_csv, render_index, render_markdown
 from .rows import NOISE_Z, Row, aggregate, beats_original, optimism_rows, row_from, scoring_of, variant_label
 from .summary import format_table, summarise
 
@@ -87,12 +91,26 @@ def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None, *,
                                                              notes[scen], optimism.get(scen)))
         write_atomic(out_dir / f"{scen}.csv", render_csv(rows))
         written += [f"{scen}.md", f"{scen}.csv", *(f"plots/{p}" for p in plots[scen])]
-    write_atomic(out_dir / "index.html", render_html(tables, plots, warnings, notes, optimism))
+    # the page links records and configs relative to the board folder, the folder that holds runs_dir (as
+    # --compare's path is): the same text wherever a build writes it (evidence's docstring)
+    runs = runs_dir.resolve().name
+    used = {r.extra["config_hash"] for rows in tables.values() for r in rows if r.extra.get("config_hash")}
+    docs = {f: d for f, d in config_docs(records, runs).items() if any(f == config_file(h) for h in used)}
+    if docs:
+        (out_dir / CONFIG_DIR).mkdir(exist_ok=True)
+    for f, text in docs.items():
+        write_atomic(out_dir / f, text)
+    written += list(docs)
+    forests = None
     if (protocol or 1) >= 2:  # the paper's claims, checked on these records (issue 16 acceptance 6)
-        from .claims import claims_page
+        from .claims import claims_page, comparisons
+        from .forest import forest_plots
 
         write_atomic(out_dir / "claims.md", claims_page(records, host))
-        written.append("claims.md")
+        forests = forest_plots(comparisons(records, host), out_dir / "plots")
+        written += ["claims.md", *(f"plots/{name}" for _, name, _ in forests)]
+    write_atomic(out_dir / "index.html", render_html(tables, plots, warnings, notes, optimism, records=records,
+                                                     runs=runs, forests=forests, claims=forests is not None))
     versions = None
     if compare is not None:  # another protocol's records: each method's Avg. Gap under both, side by side
         old = load_runs(compare, strict=strict, warn=warn)

@@ -9,13 +9,14 @@
 """
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 
 PNG_META = {"Software": None}  # no version string in the file: regenerated plots compare equal
 
 
-def _fig():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,7 +26,7 @@ def _fig():
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def save_png(fig, path: Path) -> None:
     """The PNG, written atomically (a reader never sees half an image)."""
     import io
 
@@ -48,29 +49,137 @@ def make_plots(scen: str, records: list[dict], rows: list, out: Path, titles: di
     return made
 
 
+# A method that lost more than this many points of retain accuracy against the Original has collapsed
+# (a destroyed model forgets everything): the view zooms to the others and draws it on the axis edge,
+# labelled with its numbers, so the methods that matter are not squeezed into one corner (issue 19).
+ZOOM_DR = 10.0
+
+
+def _finite(v) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def _xy(r) -> tuple[float, float] | None:
+    x, y = ((r.cells.get(c) or {}).get("mean") for c in ("acc_retain", "acc_forget"))
+    return (x, y) if _finite(x) and _finite(y) else None
+
+
+def _view(points: list[tuple[float, float]]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The axes' limits around ``points``, with a margin of 6 % of the span (at least 0.5 points)."""
+    out = []
+    for vals in zip(*points):
+        lo, hi = min(vals), max(vals)
+        pad = max(0.06 * (hi - lo), 0.5)
+        out.append((lo - pad, hi + pad))
+    return out[0], out[1]
+
+
+def _spread(ys: list[float], lo: float, hi: float, gap: float) -> list[float]:
+    """Label heights for edge markers at ``ys`` (sorted), at least ``gap`` apart, inside [lo, hi]."""
+    out: list[float] = []
+    for y in ys:
+        out.append(max(y, out[-1] + gap) if out else y)
+    over = out[-1] - hi if out else 0.0
+    if over > 0:  # pushed past the top: shift all down, but never below the bottom
+        out = [max(lo, v - over) for v in out]
+        for i in range(1, len(out)):
+            out[i] = max(out[i], out[i - 1] + gap)
+    return out
+
+
 def _tradeoff(scen, records, rows, out, titles):
-    plt = _fig()
-    fig, ax = plt.subplots(figsize=(8.5, 4.6), dpi=110)
+    """Forget vs retain accuracy (the paper's Figure 1): every pool member as a grey point and each method
+    (default configuration, oracle-free) as a marker by family (``families``); Retrain, the target, a black
+    star on dashed cross-hairs, and the Original (no unlearning) a large hollow circle. Zoomed to the
+    methods within ``ZOOM_DR`` points of the Original's Acc D_r; the rest are labelled on the left edge."""
+    from matplotlib.lines import Line2D
+
+    from .families import FAMILIES, REFERENCE, TITLES, style_of
+
+    # default configurations only: variants (pool.size sweeps, ...) have plots of their own
+    shown = [r for r in rows if r.role in ("reference", "measured") and not r.oracle and "[" not in r.label
+             and _xy(r) is not None]
+    if not any(r.role == "measured" for r in shown):
+        return None
+    refs = {r.method: r for r in shown if r.role == "reference"}
+    methods = [r for r in shown if r.role == "measured"]
+    orig = refs.get("original")
+    floor = (_xy(orig)[0] if orig is not None else max(_xy(r)[0] for r in methods)) - ZOOM_DR
+    inside = [r for r in methods if _xy(r)[0] >= floor]
+    edge = sorted((r for r in methods if _xy(r)[0] < floor), key=lambda r: (_xy(r)[1], r.label))
+    (x0, x1), (y0, y1) = _view([_xy(r) for r in inside + list(refs.values())])
+    style = style_of({r.label: r.family for r in methods})
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(9.0, 5.0), dpi=110)
+    handles: list = []
     pts = [p for r in records for p in (r.get("pool_points") or [])]
     if pts:
-        ax.scatter([p["acc_retain"] for p in pts], [p["acc_forget"] for p in pts], s=9, c="0.7",
-                   label="pool members (each at its own λ*)", zorder=1)
-    markers = "os^vD<>phX*P"
-    # default configurations only: variants (pool.size sweeps, ...) have plots of their own
-    shown = [r for r in rows if r.role in ("reference", "measured") and not r.oracle and "[" not in r.label]
-    if not shown:
-        plt.close(fig)
-        return None
-    for i, r in enumerate(shown):
-        x, y = r.cells["acc_retain"]["mean"], r.cells["acc_forget"]["mean"]
-        ax.scatter([x], [y], marker=markers[i % len(markers)], s=40, label=r.label, zorder=2)
-    ax.set_xlabel("Acc D_r (%)")
+        seen = [p for p in pts if x0 <= p["acc_retain"] <= x1 and y0 <= p["acc_forget"] <= y1]
+        ax.scatter([p["acc_retain"] for p in seen], [p["acc_forget"] for p in seen], s=8, c="0.78", zorder=1)
+        hidden = len(pts) - len(seen)
+        handles.append(Line2D([], [], ls="", marker="o", ms=3, color="0.78",
+                              label="pool members (each at its own λ*)" + (f"; {hidden} outside the view" if hidden
+                                                                          else "")))
+    ret = refs.get("retrain")
+    if ret is not None:  # the target: where a method should land
+        rx, ry = _xy(ret)
+        ax.axvline(rx, color="0.35", lw=0.7, ls="--", zorder=1)
+        ax.axhline(ry, color="0.35", lw=0.7, ls="--", zorder=1)
+    for fam in FAMILIES:  # the legend grouped by family, each group under its title
+        group = [r for r in (ret, orig) if r is not None] if fam == REFERENCE else \
+            sorted((r for r in methods if r.family == fam), key=lambda r: r.label)
+        if not group:
+            continue
+        handles.append(Line2D([], [], ls="", label=TITLES[fam]))  # a header: bolded below
+        for r in group:
+            label = r.label
+            if r is ret:
+                kw = dict(marker="*", s=190, c="#000000", zorder=4)
+                label += ": the target"
+            elif r is orig:
+                kw = dict(marker="o", s=130, facecolors="none", edgecolors="#000000", linewidths=1.8, zorder=4)
+            else:
+                colour, marker = style[r.label]
+                kw = dict(marker=marker, s=42, c=colour, edgecolors="white", linewidths=0.4, zorder=3)
+            if r in edge:
+                label += " (off the view: left edge)"
+            else:
+                ax.scatter(*map(list, zip(_xy(r))), **kw)
+            handles.append(Line2D([], [], ls="", label=label, marker=kw["marker"], ms=math.sqrt(kw["s"]) * 0.8,
+                                  mfc=kw.get("c", "none"), mec=kw.get("edgecolors", kw.get("c")),
+                                  mew=kw.get("linewidths", 0.4)))
+    for r, name in ((ret, "Retrain"), (orig, "no unlearning")):
+        if r is not None:
+            right = _xy(r)[0] > (x0 + x1) / 2  # the label on the side with room
+            ax.annotate(name, _xy(r), xytext=(-9 if right else 9, -11), textcoords="offset points", fontsize=7,
+                        fontweight="bold", ha="right" if right else "left")
+    if edge:  # collapsed methods: a labelled marker on the left edge at their Acc D_f (clamped into the view)
+        gap = 0.065 * (y1 - y0)
+        ys = _spread([min(max(_xy(r)[1], y0 + gap / 2), y1 - gap / 2) for r in edge], y0 + gap / 2, y1 - gap / 2, gap)
+        for r, ly in zip(edge, ys):
+            x, y = _xy(r)
+            colour, marker = style[r.label]
+            yy = min(max(y, y0), y1)
+            ax.scatter([x0], [yy], marker="<", s=46, c=colour, clip_on=False, zorder=5)
+            ax.annotate(f"◀ {r.label} ({x:.1f}, {y:.1f})", (x0, yy), xytext=(x0 + 0.012 * (x1 - x0), ly),
+                        textcoords="data", fontsize=6.5, va="center", color=colour, zorder=6,
+                        bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.7),
+                        arrowprops=dict(arrowstyle="-", color=colour, lw=0.5) if abs(ly - yy) > 1e-9 else None)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_xlabel("Acc D_r (%)" + (f"   (zoomed: {len(edge)} method(s) below Acc D_r {floor:.1f} are marked on the "
+                                   "left edge with their (Acc D_r, Acc D_f))" if edge else ""))
     ax.set_ylabel("Acc D_f (%)")
-    ax.set_title(f"{scen}: forget vs retain (mean over seeds)")
-    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    ax.set_title(f"{scen}: forget vs retain (mean over seeds; oracle-free selection)")
+    leg = ax.legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0,
+                    handletextpad=0.4, labelspacing=0.35)
+    for h, t in zip(handles, leg.get_texts()):
+        if t.get_text() in TITLES.values():
+            t.set_fontweight("bold")
     name = f"{scen}-tradeoff.png"
-    fig.tight_layout(rect=(0, 0, 1, 1))
-    _save(fig, out / name)
+    fig.tight_layout()
+    save_png(fig, out / name)
     plt.close(fig)
     return name
 
@@ -118,7 +227,7 @@ def _nsweep(scen, method, by_n, out, title, name):
     sp_runs = [[x["sparsity"]["u_all"] for x in by_n[n]] for n in ns]
     af_runs = [[x["metrics"]["acc_forget"] for x in by_n[n]] for n in ns]
     sp, af = [statistics.mean(v) for v in sp_runs], [statistics.mean(v) for v in af_runs]
-    plt = _fig()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
     ax2 = ax.twinx()
     if _random_subsets(by_n):  # v2: each n is several random subsets (x seeds): mean ± std over them
@@ -137,7 +246,7 @@ def _nsweep(scen, method, by_n, out, title, name):
     ax.set_title(f"{scen}: {title} vs n (P T4)")
     fig.legend(loc="lower right", fontsize=6)
     fig.tight_layout()
-    _save(fig, out / name)
+    save_png(fig, out / name)
     plt.close(fig)
     return name
 
@@ -154,7 +263,7 @@ def _depth(scen, records, rows, out, titles):
     if not groups:
         return None
     layers = list(next(iter(groups.values())))
-    plt = _fig()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
     width = 0.8 / len(groups)
     for i, (method, d) in enumerate(sorted(groups.items())):
@@ -168,6 +277,6 @@ def _depth(scen, records, rows, out, titles):
     ax.legend(fontsize=6)
     name = f"{scen}-depth.png"
     fig.tight_layout()
-    _save(fig, out / name)
+    save_png(fig, out / name)
     plt.close(fig)
     return name

@@ -1,19 +1,15 @@
-"""The boards as text: a Markdown table and a CSV per scenario, one sortable HTML page, and the
-index (leaderboards/README.md).
+"""The boards as text: a Markdown table and a CSV per scenario, and the index (leaderboards/README.md).
+The HTML page is ``page``'s.
 
 Missing numbers stay visibly missing ("–"), oracle-selected rows get their own table, and the
-paper's rows are labelled as the paper's. The page's style (board.css) and its sorting script
-(sort.js) are package data beside this module, inlined into the page so it opens from disk.
+paper's rows are labelled as the paper's.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
-import html
 import io
 import math
-import re
-from importlib import resources
 
 from .rows import METRICS, Row, seeds_over
 
@@ -66,7 +62,7 @@ HEAD = ["Method", "Used splits", "Selection", "Acc Dr", "Acc Df", "Acc Dtest", "
         "Avg. Gap (paired)", "Seeds", "Wall s"]
 
 
-def _cells(row: Row) -> list[str]:
+def cells(row: Row) -> list[str]:
     sel = row.selection + (" (ORACLE)" if row.oracle else "")
     if row.role == "missing":
         sel = "not run yet"
@@ -81,11 +77,17 @@ def _cells(row: Row) -> list[str]:
 
 def _md_table(rows: list[Row]) -> str:
     lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
-    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    lines += ["| " + " | ".join(cells(r)) + " |" for r in rows]
     return "\n".join(lines)
 
 
 def _sections(rows: list[Row]) -> list[tuple[str, list[Row]]]:
+    return [(title, rs) for _, title, rs in sections(rows)]
+
+
+def sections(rows: list[Row]) -> list[tuple[str, str, list[Row]]]:
+    """The board's tables in order, each (view, title, rows): view "free" (the oracle-free ranking),
+    "oracle" (rows an ORACLE rule chose) or "paper" (the paper's numbers); the page switches by view."""
     ref = [r for r in rows if r.role == "reference"]
     def rank(r):
         if r.gap is not None:
@@ -103,17 +105,18 @@ def _sections(rows: list[Row]) -> list[tuple[str, list[Row]]]:
                      key=lambda r: (rank(r), r.label))
     paper = [r for r in rows if r.role == "paper"]
     missing = sorted([r for r in rows if r.role == "missing"], key=lambda r: r.label)
-    out = [("Methods (oracle-free selection)", ref + measured + missing)]
+    out = [("free", "Methods (oracle-free selection)", ref + measured + missing)]
     if by_rule:  # protocol 2: every method again, at the ORACLE rule's choice on the same curves (§5(d))
         orig = [dataclasses.replace(r, mark=r.oracle_mark) for r in ref if r.method == "original"]
-        out.append((f"ORACLE: the same runs at `{by_rule[0].extra['rule']}`'s choice (reads test and the Retrain "
-                    "model; comparable with the paper's tuned rows, not a usable unlearning procedure; "
+        out.append(("oracle", f"ORACLE: the same runs at `{by_rule[0].extra['rule']}`'s choice (reads test and the "
+                    "Retrain model; comparable with the paper's tuned rows, not a usable unlearning procedure; "
                     "PROTOCOL §5(b), §5(d))", orig + by_rule))
     if oracle:
-        out.append(("Oracle selection: reads test and the Retrain model, reproduces the paper's tuning; "
+        out.append(("oracle", "Oracle selection: reads test and the Retrain model, reproduces the paper's tuning; "
                     "not a usable unlearning procedure (PROTOCOL §5(b))", oracle))
     if paper:
-        out.append((f"The paper's reported numbers ({paper[0].source}), for orientation; not measured here", paper))
+        out.append(("paper", f"The paper's reported numbers ({paper[0].source}), for orientation; not measured here",
+                    paper))
     return out
 
 
@@ -186,11 +189,11 @@ def render_csv(rows: list[Row]) -> str:
     return buf.getvalue()
 
 
-def _sort_key(row: Row, i: int) -> str:
+def sort_key(row: Row, i: int) -> str:
     cols = [None, None, None, *[c for c, _ in METRICS], "gap", "paired", "seeds", "wall"]
     key = cols[i]
     if key is None:
-        return _cells(row)[i]
+        return cells(row)[i]
     if key == "gap":
         v = row.gap
     elif key == "paired":
@@ -202,60 +205,6 @@ def _sort_key(row: Row, i: int) -> str:
     else:
         v = (row.cells.get(key) or {}).get("mean")
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.6f}"
-
-
-def _asset(name: str) -> str:
-    """A file shipped beside this module (package data), as text."""
-    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
-
-
-def _css() -> str:
-    """board.css as the page inlines it: comments dropped, each line stripped, all joined."""
-    text = re.sub(r"/\*.*?\*/", "", _asset("board.css"), flags=re.S)
-    return "".join(line.strip() for line in text.splitlines())
-
-
-def render_html(tables: dict[str, list[Row]], plots: dict[str, list[str]],
-                warnings: dict[str, list[str]] | None = None, notes: dict[str, list[str]] | None = None,
-                optimism: dict[str, list[dict]] | None = None) -> str:
-    e = html.escape
-    body = []
-    for scen, rows in tables.items():
-        body.append(f'<section id="{e(scen)}"><h2>{e(scen)}</h2>')
-        for w in (warnings or {}).get(scen, []):
-            body.append(f'<p class="warn"><strong>Not like for like.</strong> {e(w)}</p>')
-        for n in (notes or {}).get(scen, []):  # Markdown bold and code, as the .md board has them
-            body.append("<p>" + re.sub(r"`([^`]*)`", r"<code>\1</code>",
-                                       re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", e(n))) + "</p>")
-        for title, rs in _sections(rows):
-            body.append(f"<h3>{e(title)}</h3><table class=\"sortable\"><thead><tr>"
-                        + "".join(f"<th>{e(h)}</th>" for h in HEAD) + "</tr></thead><tbody>")
-            for r in rs:
-                # "df": the mark sits on a board column (Acc Df, 5th), not on the gap
-                cls = f' class="{r.mark}{" df" if r.rank != "avg_gap" else ""}"' if r.mark else ""
-                cells = _cells(r)
-                body.append(f"<tr{cls}>" + "".join(
-                    f'<td data-sort="{e(_sort_key(r, i))}">{e(c.replace("**", ""))}</td>'
-                    for i, c in enumerate(cells)) + "</tr>")
-            body.append("</tbody></table>")
-        opt = (optimism or {}).get(scen)
-        if opt:  # the Markdown table, as HTML rows
-            lines = optimism_table(opt).splitlines()
-            head = [c.strip() for c in lines[0].strip("|").split("|")]
-            body.append(f"<h3>Selection optimism (ORACLE)</h3><p>{e(OPTIMISM_NOTE).replace('`', '')}</p>"
-                        "<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr></thead><tbody>"
-                        + "".join("<tr>" + "".join(f"<td>{e(c.strip())}</td>" for c in ln.strip("|").split("|"))
-                                  + "</tr>" for ln in lines[2:]) + "</tbody></table>")
-        for p in plots.get(scen, []):
-            body.append(f'<figure><img src="plots/{e(p)}" alt="{e(p)}"><figcaption>{e(p)}</figcaption></figure>')
-        body.append("</section>")
-    nav = " · ".join(f'<a href="#{e(s)}">{e(s)}</a>' for s in tables)
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>unlearnbench leaderboard"
-            f"</title><style>{_css()}</style></head><body>"
-            "<h1>unlearnbench leaderboard</h1><p>Generated by <code>unlearnbench leaderboard</code> from recorded "
-            "runs; mean ± std over seeds; click a column to sort. Bold row: lowest Avg. Gap (CLIP negation: lowest "
-            "Acc Df) beyond seed noise; ≈: within noise of the lowest. Oracle-selected rows are in their own table.</p>"
-            f"<nav>{nav}</nav>" + "".join(body) + f"<script>\n{_asset('sort.js')}</script></body></html>\n")
 
 
 def compare_versions(old: dict[str, list[Row]], old_protocol: int | None, new: dict[str, list[Row]],
@@ -298,7 +247,9 @@ def render_index(tables: dict[str, list[Row]], records: list[dict], versions: st
     cmd = "unlearnbench leaderboard runs --out ." + (f" --compare {compare}" if compare else "")
     lines = ["# Leaderboards", "",
              f"Generated by `{cmd}` (from this folder) from the run records in `runs/`; "
-             "never edited by hand. Open `index.html` for sortable tables with the plots.", "",
+             "never edited by hand. Open `index.html` (a static page: from disk or any static host) for the "
+             "tables with their filters, each row's records, config and rerun command, the plots, and the claims "
+             "as forest plots.", "",
              "| Scenario | Methods measured | Seeds | Devices | Table |", "|---|---|---|---|---|"]
     for scen, rows in tables.items():
         recs = [r for r in records if r["scenario"] == scen]

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..metrics import GAP_METRICS
 from ..scenario import Scoring
+from .families import REFERENCE, family_of
 from .records import is_missing
 
 METRICS = [("acc_retain", "Acc Dr"), ("acc_forget", "Acc Df"), ("acc_test", "Acc Dtest"), ("mia", "MIA")]
@@ -83,6 +84,7 @@ class Row:
     # row shows the original's numbers, so it is never ranked or bolded
     none_feasible: int = 0
     oracle_mark: str = ""  # the Original row's mark inside the ORACLE table (protocol-2 boards)
+    family: str = ""  # reference | merge | training-based | other, from the method plugin (``families``)
 
 
 def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Row]]:
@@ -106,8 +108,10 @@ def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Ro
         for label, key in (("Original (no unlearning)", "original"), ("Retrain (oracle)", "retrain")):
             if key == "retrain" and not has_oracle:
                 continue
-            rows.append(row_from(label, key, [scoring_of(per_trial[t]).to_board(per_trial[t][key]) for t in trials],
-                                 [per_trial[t].get("retrain") for t in trials], trials, "reference"))
+            ref = row_from(label, key, [scoring_of(per_trial[t]).to_board(per_trial[t][key]) for t in trials],
+                           [per_trial[t].get("retrain") for t in trials], trials, "reference")
+            ref.extra = {"records": [per_trial[t]["_file"] for t in trials]}  # the records its numbers are read from
+            rows.append(ref)
         for (method, _), recs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
             recs = sorted(recs, key=lambda r: r["trial"])
             if _is_oracle_method(recs[0], host):
@@ -126,7 +130,7 @@ def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Ro
             row.wall_s = statistics.mean(r["timings"]["total_s"] for r in recs)
             row.extra = {"lambda": _mean_std([r.get("lambda") for r in recs]),
                          "sparsity": _mean_std([(r.get("sparsity") or {}).get("u_all") for r in recs]),
-                         "records": [r["_file"] for r in recs]}
+                         "records": [r["_file"] for r in recs], "config_hash": recs[0]["config_hash"]}
             rows.append(row)
         v2 = all(int(r.get("protocol", 1)) >= 2 for r in all_recs)
         if v2 and has_oracle:  # PROTOCOL §5(d): each method's result under the ORACLE rule, same curves
@@ -153,12 +157,14 @@ def aggregate(records: list[dict], host: Any | None = None) -> dict[str, list[Ro
                                     used_splits="+".join(sorted(host.methods.get(name).uses)),
                                     cells={c: None for c, _ in METRICS}, rank=scoring.rank,
                                     legend=scoring.legend))
+        for row in rows:  # what the method plugin declares (families.family_of), never a list of names
+            row.family = REFERENCE if row.role == "reference" else family_of(row.method, host)
         paper = _paper(scen, host)
         for p in (paper or {}).get("rows", []):
             rows.append(Row(label=f"paper: {p['label']}", method=p["method"], role="paper",
                             used_splits=p["used_splits"], cells={k: v for k, v in p["cells"].items() if k != "avg_gap"},
                             gap=(p["cells"]["avg_gap"] or {}).get("mean"), source=paper["table"], rank=scoring.rank,
-                            legend=scoring.legend))
+                            legend=scoring.legend, family=family_of(p["method"], host)))
         out[scen] = rows
     return out
 
@@ -196,7 +202,7 @@ def _oracle_rows(groups: dict, rows: list[Row], host: Any | None) -> list[Row]:
                        [r["trial"] for r in recs], "measured")
         row.method, row.used_splits, row.oracle = method, recs[0]["used_splits"], True
         row.selection = ORACLE_RULE if any(g[1] for g in got) else "none (no rule chose)"
-        row.extra = {"rule": ORACLE_RULE, "records": [r["_file"] for r in recs],
+        row.extra = {"rule": ORACLE_RULE, "records": [r["_file"] for r in recs], "config_hash": recs[0]["config_hash"],
                      "lambda": _mean_std([(r.get("by_rule") or {}).get(ORACLE_RULE, {}).get("lambda") for r in recs])}
         row.wall_s = statistics.mean(r["timings"]["total_s"] for r in recs)
         out.append(row)

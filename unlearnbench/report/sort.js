@@ -8,6 +8,7 @@ document.querySelectorAll('table.sortable').forEach(function (table) {
       th.setAttribute('data-dir', asc ? 'asc' : 'desc');
       rows.sort(function (a, b) {
         var x = a.cells[col].getAttribute('data-sort'), y = b.cells[col].getAttribute('data-sort');
+        if (x === null) { x = a.cells[col].textContent; y = b.cells[col].textContent; }  // a text column
         var nx = parseFloat(x), ny = parseFloat(y);
         var c = (isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny;
         return asc ? c : -c;
