@@ -69,32 +69,34 @@ def compute(task: "Task", model: "torch.nn.Module", device: str = "cpu",
     phi = np.zeros(len(rows), dtype=np.float64)
     pred = np.zeros(len(rows), dtype=np.int64)
     filled = np.zeros(len(rows), dtype=bool)
-    labels = task.data.y
 
-    def fill(cols: np.ndarray, lg: "torch.Tensor") -> bool:
+    def fill(cols: np.ndarray, lg: "torch.Tensor", y: "torch.Tensor") -> bool:
         if not torch.isfinite(lg).all():
             return False
-        y = labels[torch.as_tensor(rows[cols], dtype=torch.long)]
         phi[cols] = margins(lg, y)
         pred[cols] = lg.argmax(1).numpy()
         filled[cols] = True
         return True
 
     by_size = sorted(man["splits"], key=lambda s: (-len(man["splits"][s]), s))
-    for split in [s for s in by_size if logits and s in logits]:
+    cached = [s for s in by_size if logits and s in logits]
+    for split in cached + [s for s in by_size if s not in cached]:
         cols = columns(man, split, rows)
         new = ~filled[cols]
-        if new.any() and not fill(cols[new], logits[split][torch.as_tensor(np.flatnonzero(new))]):
-            return None
-    for split in by_size:
-        cols = columns(man, split, rows)
-        cols = cols[~filled[cols]]
-        if len(cols):
+        if not new.any():
+            continue
+        # the split's own tensors: a task whose indices address several arrays (CLIP: the control data
+        # set's rows after the forget set's) gives each split its rows and labels (``Task.tensors``)
+        x, y = task.tensors(split)
+        at = torch.as_tensor(np.flatnonzero(new))
+        if split in cached:
+            lg = logits[split][at]
+        else:
             task.route(model, split)
-            x = task.data.x[torch.as_tensor(rows[cols], dtype=torch.long)]
-            if not fill(cols, forward(model, x, device)):
-                task.route(model, None)
-                return None
+            lg = forward(model, x[at], device)
+        if not fill(cols[new], lg, y[at]):
+            task.route(model, None)
+            return None
     task.route(model, None)
     phi32 = phi.astype(np.float32)
     if not np.isfinite(phi32).all():  # a margin beyond float32's range
@@ -137,9 +139,12 @@ def store_labels(store: "Store", task: "Task") -> str:
 
     key = labels_key(store, task.manifest_hash)
     if not store.has(LABELS_KIND, key):
-        rows = torch.as_tensor(examples(task.manifest), dtype=torch.long)
+        rows = examples(task.manifest)
+        y = torch.zeros(len(rows), dtype=torch.int64)
+        for split in task.manifest["splits"]:  # each split's own labels (``Task.tensors``: CLIP's control set)
+            y[torch.as_tensor(columns(task.manifest, split, rows), dtype=torch.long)] = task.tensors(split)[1].to(torch.int64)
         spec = {"kind": LABELS_KIND, "manifest": task.manifest_hash, "version": OUTPUTS_VERSION}
-        store.put_new(LABELS_KIND, key, {"y": task.data.y[rows].to(torch.int64)}, spec, task.manifest_hash)
+        store.put_new(LABELS_KIND, key, {"y": y}, spec, task.manifest_hash)
     return key
 
 
