@@ -96,6 +96,12 @@ def table_batch(ctx, batch: int) -> int:
     return int(ctx.recipe.batch) if ctx.search_by_default else int(batch)
 
 
+def method_recipe(ctx, lr: float, epochs: int, batch: int, augment: bool, **kw):
+    """§7's common recipe with this method's batch and optimiser settings; ``augment=false``
+    trains on the eval transform, as [SCRUB] and [DU] do (§7.4 common settings)."""
+    return recipe(ctx, lr, epochs).with_(batch=batch, augment=ctx.recipe.augment if augment else "none", **kw)
+
+
 def state_of(model) -> dict[str, "torch.Tensor"]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from unlearnbench import Choice, ConfigError, Recipe, hookimpl, opt
 
-from ._common import (LrSearch, SearchGrid, Trained, lr_search_opt, search_grid_opt, state_of, table_batch,
+from ._common import (LrSearch, method_recipe, SearchGrid, Trained, lr_search_opt, search_grid_opt, state_of, table_batch,
                       unlearn_gen)
 
 if TYPE_CHECKING:
@@ -182,8 +182,7 @@ class _PerEpochSchedule(Trained):
     schedule = ""
 
     def recipe_for(self, ctx, lr: float, epochs: int) -> Recipe:
-        return Recipe(epochs=int(epochs), batch=table_batch(ctx, BATCH), lr=float(lr), momentum=0.9, wd=5e-4,
-                      schedule=self.schedule, augment=ctx.recipe.augment if ctx.cfg.augment else "none")
+        return method_recipe(ctx, lr, epochs, table_batch(ctx, BATCH), bool(ctx.cfg.augment), schedule=self.schedule)
 
     def record_recipe(self, ctx, chosen: dict) -> None:
         """The full-E recipe, since the schedule spans all E; under the v2 search ``info.epoch`` is

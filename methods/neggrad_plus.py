@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from unlearnbench import Choice, ConfigError, Paired, hookimpl, opt
 
-from ._common import LrSearch, SearchGrid, Trained, lr_search_opt, recipe, search_grid_opt, table_batch, unlearn_gen
+from ._common import (LrSearch, SearchGrid, Trained, lr_search_opt, method_recipe, search_grid_opt, table_batch,
+                      unlearn_gen)
 
 GPU_BATCH = 256  # [DU] B_r = B_f = 256; on the CPU scenarios both are the scenario's batch (§7.4.1)
 
@@ -51,12 +52,6 @@ class NegGradPlusConfig:
     augment: bool = augment_opt("[OURS] §7.4 common settings; [SCRUB], [DU]: false")
     lr_search: LrSearch = lr_search_opt()
     search_grid: SearchGrid = search_grid_opt()
-
-
-def method_recipe(ctx, lr: float, epochs: int, batch: int, augment: bool, **kw):
-    """§7's common recipe with this method's batch and optimiser settings; ``augment=false``
-    trains on the eval transform, as [SCRUB] and [DU] do (§7.4 common settings)."""
-    return recipe(ctx, lr, epochs).with_(batch=batch, augment=ctx.recipe.augment if augment else "none", **kw)
 
 
 def ngplus_loss(beta: float, prox: float = 0.0, theta0: list | None = None):

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Callable
 
 from unlearnbench import Choice, ConfigError, Phase, hookimpl, opt
 
-from ._common import LrSearch, SearchGrid, Trained, lr_search_opt, search_grid_opt, state_of
-from .neggrad_plus import augment_opt, method_recipe
+from ._common import LrSearch, SearchGrid, Trained, lr_search_opt, method_recipe, search_grid_opt, state_of
+from .neggrad_plus import augment_opt
 
 if TYPE_CHECKING:
     import torch
