@@ -10,33 +10,36 @@ Splits, by the [NM] rule: D_f^val is 10% of the data set's train split, at most 
 by torch.randperm with generator seed 0 in the order the files are read; D_f^train is the
 rest. The drawn indices are stored in the manifest, never regenerated (§1.3).
 
-Implemented forget data sets, each in its native (torchvision / [TTA]) layout: MNIST (IDX),
+The eight forget data sets of [P T1], each in its native (torchvision / [TTA]) layout: MNIST (IDX),
 SVHN (.mat), EuroSAT (the [TTA] train/val/test class folders; its val split is predefined),
-Cars (the Stanford release with its devkit .mat files) and DTD (the release's split 1, as
-[TTA] uses it). ImageNet (the control) is read from the standard class-folder layout. GTSRB,
-RESISC45 and SUN397 are not implemented yet.
+Cars (the Stanford release with its devkit .mat files), DTD (the release's split 1, as [TTA]
+uses it), GTSRB (the .ppm train class folders and the test CSV), RESISC45 (the class folders and
+[TTA]'s split lists) and SUN397 (partition 01, from the release or [TTA]'s prepared folders).
+ImageNet (the control) is read from the standard class-folder layout.
 
 Storage: a data set is kept in memory as uint8 at its native size (MNIST 28 × 28) or, for
 photos, as CLIP's eval view (Resize 224 bicubic + CenterCrop 224); the model does the rest of
 the preprocessing. Train-time crops are taken from that stored image [OURS].
 
 The package: ``datasets`` (the loaders), ``model`` (the encoder and its heads), ``pools`` (the
-§6.1–6.2 pools and epoch tables), ``augment`` (the pools' crops); this module holds the scoring,
-the task, the scenario and the paper's rows.
+§6.1–6.2 pools and epoch tables), ``augment`` (the pools' crops), ``paper`` (the paper's rows); this
+module holds the scoring, the task and the scenario.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from unlearnbench import Choice, ConfigError, DataNotFound, RawData, Scenario, Scoring, Task, hookimpl, paper_table
+from unlearnbench import Choice, ConfigError, DataNotFound, RawData, Scenario, Scoring, Task, hookimpl
 from unlearnbench.data import data_roots
 from unlearnbench import sha256_hex, stream_seed
 
 from .augment import AUGMENTATIONS
-from .datasets import (CARS_TEMPLATES, DTD_TEMPLATES, EUROSAT_CLASSES, EUROSAT_TEMPLATES, MNIST_CLASSES,
-                       MNIST_TEMPLATES, load_cars, load_dtd, load_eurosat, load_imagenet_control, load_mnist,
+from .datasets import (CARS_TEMPLATES, DTD_TEMPLATES, EUROSAT_CLASSES, EUROSAT_TEMPLATES, GTSRB_TEMPLATES,
+                       MNIST_CLASSES, MNIST_TEMPLATES, RESISC45_TEMPLATES, SUN397_TEMPLATES, load_cars, load_dtd,
+                       load_eurosat, load_gtsrb, load_imagenet_control, load_mnist, load_resisc45, load_sun397,
                        load_svhn, nm_val_split)
+from .paper import dataset_paper
 from .pools import CLIP_EPOCHS_RANDAUG, CLIP_EPOCHS_TA, CLIP_POOLS
 
 # -- the task and the scenario -------------------------------------------------------------------
@@ -127,6 +130,10 @@ FORGET_SETS = {
                            EUROSAT_TEMPLATES),
     "cars": DatasetSpec("Cars", load_cars, None, CARS_TEMPLATES),
     "dtd": DatasetSpec("DTD", load_dtd, None, DTD_TEMPLATES),
+    # the loaders name the classes: GTSRB by ClassId, RESISC45 and SUN397 by folder (PROTOCOL §1.3)
+    "gtsrb": DatasetSpec("GTSRB", load_gtsrb, None, GTSRB_TEMPLATES),
+    "resisc45": DatasetSpec("RESISC45", load_resisc45, None, RESISC45_TEMPLATES),
+    "sun397": DatasetSpec("SUN397", load_sun397, None, SUN397_TEMPLATES),
 }
 
 
@@ -233,24 +240,7 @@ def _pretrained(task: ClipTask, weights: str, heads: dict):
     return load, tag
 
 
-# The paper's reported numbers for these scenarios (PROTOCOL §9.3-9.4), shown as labelled rows
-# beside the measured ones, never mixed with them. % (mean, std or None); "80.58d" = derived.
-# CLIP ViT-B/32, standard TA, MNIST column (PROTOCOL §9.2): Acc D_r is ImageNet val (the
-# control), Acc D_f MNIST test; one run each, no Avg. Gap (there is no Retrain).
-PAPER_CLIP_MNIST = paper_table("P T B1, B6, C1 (ViT-B/32)", [
-    ("task-arithmetic", "TA single best†", "forget+val", 60.6, 21.2, None, None, None),
-    ("uniform", "Uniform (= All)", "forget+val", 61.4, 20.5, None, None, None),
-    ("greedy", "Greedy‡", "forget+val", 62.0, 21.3, None, None, None),
-    ("ties", "TIES", "forget+val", 62.4, 26.1, None, None, None),
-    ("magmax", "MagMax", "forget+val", 60.7, 20.1, None, None, None),
-    ("negmerge", "NegMerge", "forget+val", 59.9, 20.5, None, None, None),
-    ("conflict", "Conflict", "forget+val", 61.9, 24.0, None, None, None),
-    ("negmerge-min", "NegMerge (min)", "forget+val", 61.0, 25.2, None, None, None),
-    ("negmerge-max", "NegMerge (max)", "forget+val", 60.2, 28.7, None, None, None),
-])
-
-
 @hookimpl
 def register_scenarios(register):
     for name in FORGET_SETS:
-        register(ClipNegation(name, paper=PAPER_CLIP_MNIST if name == "mnist" else None))
+        register(ClipNegation(name, paper=dataset_paper(name)))  # its column of [P T B1] (PROTOCOL §9.2)

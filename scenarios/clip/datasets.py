@@ -33,6 +33,9 @@ DEFINITIONS = {
     "eurosat": Definition("EuroSAT", side=64, classes=10),
     "cars": Definition("Stanford Cars", n_train=8_144, n_test=8_041, classes=196),
     "dtd": Definition("DTD", n_train=3_760, n_test=1_880, classes=47),  # split 1: train1 + val1 | test1
+    "gtsrb": Definition("GTSRB", n_train=26_640, n_test=12_630, classes=43),  # GTSRB-Training_fixed | Final_Test
+    "resisc45": Definition("RESISC45", n_train=18_900, n_test=6_300, classes=45),  # resisc45-train.txt only
+    "sun397": Definition("SUN397", n_train=19_850, n_test=19_850, classes=397),  # partition 01: 50 + 50 per class
 }
 IMAGENET_HELP = (
     "ImageNet (the control data set) was not found. Put ILSVRC-2012 at <root>/imagenet with "
@@ -296,3 +299,213 @@ def load_imagenet_control(data_root: str | None, n_classes: int = 1000) -> tuple
                   num_classes=n_classes, source=str(base))
     _CONTROL_CACHE[key] = raw, {"imagenet_train_n": len(train), "imagenet_train_held": [int(i) for i in held]}
     return _CONTROL_CACHE[key]
+
+
+# -- GTSRB, RESISC45, SUN397 ([TTA]'s loaders, which [NM] inherits; PROTOCOL §1.3) --------------------
+
+# OpenAI CLIP's data/prompts.md descriptions, by ClassId, as [TTA] copies them (its typos kept: they are
+# the prompts the paper's heads were built from)
+GTSRB_CLASSES = (
+    "red and white circle 20 kph speed limit", "red and white circle 30 kph speed limit",
+    "red and white circle 50 kph speed limit", "red and white circle 60 kph speed limit",
+    "red and white circle 70 kph speed limit", "red and white circle 80 kph speed limit",
+    "end / de-restriction of 80 kph speed limit", "red and white circle 100 kph speed limit",
+    "red and white circle 120 kph speed limit", "red and white circle red car and black car no passing",
+    "red and white circle red truck and black car no passing", "red and white triangle road intersection warning",
+    "white and yellow diamond priority road", "red and white upside down triangle yield right-of-way", "stop",
+    "empty red and white circle", "red and white circle no truck entry",
+    "red circle with white horizonal stripe no entry", "red and white triangle with exclamation mark warning",
+    "red and white triangle with black left curve approaching warning",
+    "red and white triangle with black right curve approaching warning",
+    "red and white triangle with black double curve approaching warning",
+    "red and white triangle rough / bumpy road warning", "red and white triangle car skidding / slipping warning",
+    "red and white triangle with merging / narrow lanes warning",
+    "red and white triangle with person digging / construction / road work warning",
+    "red and white triangle with traffic light approaching warning",
+    "red and white triangle with person walking warning",
+    "red and white triangle with child and person walking warning",
+    "red and white triangle with bicyle warning", "red and white triangle with snowflake / ice warning",
+    "red and white triangle with deer warning", "white circle with gray strike bar no speed limit",
+    "blue circle with white right turn arrow mandatory", "blue circle with white left turn arrow mandatory",
+    "blue circle with white forward arrow mandatory", "blue circle with white forward or right turn arrow mandatory",
+    "blue circle with white forward or left turn arrow mandatory", "blue circle with white keep right arrow mandatory",
+    "blue circle with white keep left arrow mandatory", "blue circle with white arrows indicating a traffic circle",
+    "white circle with gray strike bar indicating no passing for cars has ended",
+    "white circle with gray strike bar indicating no passing for trucks has ended",
+)
+GTSRB_TEMPLATES = tuple(f'a {v} photo of a "{{}}" traffic sign.' for v in ("zoomed in", "centered", "close up"))
+RESISC45_TEMPLATES = tuple(f"{k} {v} of {a}{{}}." for a in ("", "a ", "the ")
+                           for v in ("imagery", "photo", "view") for k in ("satellite", "aerial"))
+SUN397_TEMPLATES = ("a photo of a {}.", "a photo of the {}.")
+
+
+def _need_files(paths: list[str], listed_in: str) -> None:
+    """Every image a split list names must be there: a missing one means an incomplete copy."""
+    for p in paths:
+        if not os.path.isfile(p):
+            raise DataNotFound(f"{listed_in} lists {p}, which is not there: the copy of the data set is incomplete")
+
+
+def load_gtsrb(data_root: str | None) -> RawData:
+    """GTSRB as [TTA] reads it, under <root>/gtsrb: GTSRB/Training/<ClassId:05d>/*.ppm (the class folders
+    sorted, the .ppm files sorted in each; the folders' GT-*.csv ignored) is the train split, and
+    GTSRB/Final_Test/Images/*.ppm in the order of GT-final_test.csv (``;``-separated, its Filename and
+    ClassId) the test split. Class c is named by the c-th CLIP description."""
+    import csv
+
+    import numpy as np
+    import torch
+
+    def ok(b):
+        return (b / "GTSRB" / "Training").is_dir() and (b / "GTSRB" / "Final_Test" / "Images").is_dir()
+
+    base = _first_dir(data_root, ("gtsrb",), ok,
+                      "GTSRB was not found: unpack GTSRB-Training_fixed.zip and GTSRB_Final_Test_Images.zip into "
+                      "<root>/gtsrb (giving gtsrb/GTSRB/Training/00000..00042 and gtsrb/GTSRB/Final_Test/Images), "
+                      "put GT-final_test.csv (GTSRB_Final_Test_GT.zip) in <root>/gtsrb, and pass --data-root.")
+    train_dir, test_dir, gt = base / "GTSRB" / "Training", base / "GTSRB" / "Final_Test" / "Images", \
+        base / "GT-final_test.csv"
+    folders = sorted(e.name for e in os.scandir(train_dir) if e.is_dir())
+    # the folder's rank is its label and the test CSV's ClassId is the label: they agree only if the
+    # folders are the ClassIds 00000, 00001, ... with none left out
+    if folders != [f"{i:05d}" for i in range(len(folders))] or len(folders) > len(GTSRB_CLASSES):
+        raise DataNotFound(f"{train_dir} must hold the class folders 00000, 00001, ... (one per ClassId, up to "
+                           f"{len(GTSRB_CLASSES) - 1:05d}), not {folders[:5]}{' ...' if len(folders) > 5 else ''}")
+    d = DEFINITIONS["gtsrb"]
+    d.check_classes(len(folders), str(train_dir))
+    train = []
+    for c, name in enumerate(folders):
+        files = sorted(e.name for e in os.scandir(train_dir / name)
+                       if e.is_file() and e.name.lower().endswith(".ppm"))
+        train += [(str(train_dir / name / f), c) for f in files]
+    if not gt.is_file():
+        raise DataNotFound(f"{gt} is missing: it holds the test labels (GTSRB_Final_Test_GT.zip)")
+    try:
+        with open(gt, newline="") as f:
+            test = [(str(test_dir / row["Filename"]), int(row["ClassId"]))
+                    for row in csv.DictReader(f, delimiter=";", skipinitialspace=True)]
+    except (KeyError, ValueError, TypeError) as e:
+        raise DataNotFound(f"{gt} is not GTSRB's test CSV (';'-separated with Filename and ClassId columns): "
+                           f"{type(e).__name__}: {e}") from None
+    d.check_count("train", len(train), str(train_dir))
+    d.check_count("test", len(test), str(gt))
+    _need_files([p for p, _ in test], str(gt))
+    y = np.array([c for _, c in train + test], dtype=np.int64)
+    d.check_labels(y, str(gt), classes=len(folders))
+    x, digest = read_images([p for p, _ in train + test])
+    names = "\n".join(os.path.relpath(p, base) for p, _ in train + test).encode()
+    return RawData(x=torch.from_numpy(x), y=torch.from_numpy(y), train_pool=np.arange(len(train)),
+                   test=np.arange(len(train), len(y)), fingerprint=fingerprint(digest, names, y.tobytes()),
+                   num_classes=len(folders), source=str(base), classnames=GTSRB_CLASSES[:len(folders)])
+
+
+def load_resisc45(data_root: str | None) -> RawData:
+    """RESISC45 as [TTA] reads it: the class folders of <root>/resisc45/NWPU-RESISC45 (sorted; files sorted
+    in each, ImageFolder's order), keeping the files whose names resisc45-train.txt lists as the train
+    split (its val list is not used, PROTOCOL §1.3) and those resisc45-test.txt lists as the test split.
+    Class names are the folder names with ``_`` as spaces."""
+    import numpy as np
+    import torch
+
+    def ok(b):
+        return (b / "NWPU-RESISC45").is_dir() and all((b / f"resisc45-{p}.txt").is_file() for p in ("train", "test"))
+
+    base = _first_dir(data_root, ("resisc45",), ok,
+                      "RESISC45 was not found: unpack NWPU-RESISC45.rar into <root>/resisc45 (giving "
+                      "resisc45/NWPU-RESISC45/<class>/*.jpg), put the split lists resisc45-train.txt and "
+                      "resisc45-test.txt (of Neumann et al. 2019, as [TTA] uses) beside it, and pass --data-root.")
+    images = base / "NWPU-RESISC45"
+    classes = sorted(e.name for e in os.scandir(images) if e.is_dir())
+    d = DEFINITIONS["resisc45"]
+    d.check_classes(len(classes), str(images))
+    every = [(c, name) for c, cls in enumerate(classes)
+             for name in sorted(e.name for e in os.scandir(images / cls) if e.is_file())]
+    parts = {}
+    for part in ("train", "test"):
+        lst = base / f"resisc45-{part}.txt"
+        wanted = {ln.strip() for ln in lst.read_text().splitlines() if ln.strip()}
+        parts[part] = [(str(images / classes[c] / name), c) for c, name in every if name in wanted]
+        found = {os.path.basename(p) for p, _ in parts[part]}
+        if wanted - found:
+            raise DataNotFound(f"{lst} lists {sorted(wanted - found)[0]!r}, which is in no class folder of {images}"
+                               f" ({len(wanted - found)} listed files missing)")
+        d.check_count(part, len(parts[part]), str(lst))
+    files = parts["train"] + parts["test"]
+    x, digest = read_images([p for p, _ in files])
+    y = np.array([c for _, c in files], dtype=np.int64)
+    names = "\n".join(os.path.relpath(p, base) for p, _ in files).encode()
+    return RawData(x=torch.from_numpy(x), y=torch.from_numpy(y), train_pool=np.arange(len(parts["train"])),
+                   test=np.arange(len(parts["train"]), len(files)), fingerprint=fingerprint(digest, names, y.tobytes()),
+                   num_classes=len(classes), source=str(base), classnames=tuple(c.replace("_", " ") for c in classes))
+
+
+SUN397_PARTITION = ("Training_01.txt", "Testing_01.txt")  # partition 01 [TTA]
+
+
+def sun397_folder(category: str) -> str:
+    """[TTA]'s prepared folder name of a SUN397 category: ``/b/bakery/shop`` -> ``b_bakery_shop``."""
+    return category.strip().strip("/").replace("/", "_")
+
+
+def load_sun397(data_root: str | None) -> RawData:
+    """SUN397, partition 01, from either of its layouts, which give one manifest (PROTOCOL §1.3):
+
+    - the release, <root>/SUN397 (or <root>/sun397/SUN397) with ClassName.txt, Training_01.txt and
+      Testing_01.txt beside the letter folders; each category is mapped to [TTA]'s folder name
+      (``sun397_folder``);
+    - [TTA]'s prepared class folders <root>/sun397/train (Training_01) and sun397/val (Testing_01).
+
+    Either way the class order is the folder names sorted as strings, files sorted by name in each class
+    (ImageFolder's order), and a class's zero-shot name is its folder name without the letter prefix, ``_``
+    as spaces (``bakery shop``)."""
+    import numpy as np
+    import torch
+
+    def release(b):
+        return all((b / f).is_file() for f in ("ClassName.txt", *SUN397_PARTITION))
+
+    def prepared(b):
+        return (b / "train").is_dir() and (b / "val").is_dir()
+
+    base = _first_dir(data_root, ("sun397", "SUN397", "sun397/SUN397"), lambda b: release(b) or prepared(b),
+                      "SUN397 was not found: unpack SUN397.tar.gz into <root> (giving <root>/SUN397/a/abbey/...) and "
+                      "Partitions.zip into <root>/SUN397 (ClassName.txt, Training_01.txt, Testing_01.txt), or put "
+                      "[TTA]'s prepared sun397/train and sun397/val class folders in <root>; pass --data-root.")
+    d = DEFINITIONS["sun397"]
+    if release(base):
+        lines = [ln for ln in (base / "ClassName.txt").read_text().splitlines() if ln.strip()]
+        classes = sorted(sun397_folder(c) for c in lines)
+        index = {c: i for i, c in enumerate(classes)}
+        parts = []
+        for part in SUN397_PARTITION:
+            rows = []
+            for ln in (base / part).read_text().splitlines():
+                if not ln.strip():
+                    continue
+                rel = ln.strip().lstrip("/")
+                folder = sun397_folder(os.path.dirname(rel))
+                if folder not in index:
+                    raise DataNotFound(f"{base / part} lists {ln.strip()!r}, whose category is not in ClassName.txt")
+                rows.append((folder, os.path.basename(rel), str(base / rel)))
+            rows.sort(key=lambda r: (r[0], r[1]))  # ImageFolder's order on the prepared folders
+            _need_files([p for *_, p in rows], str(base / part))
+            parts.append([(p, index[f]) for f, _, p in rows])
+        train, test = parts
+        where = (base / "ClassName.txt", base / SUN397_PARTITION[0], base / SUN397_PARTITION[1])
+    else:
+        classes = sorted(e.name for e in os.scandir(base / "train") if e.is_dir())
+        if sorted(e.name for e in os.scandir(base / "val") if e.is_dir()) != classes:
+            raise DataNotFound(f"{base}: train/ and val/ must hold the same class folders")
+        train, test = list_class_folders(base / "train"), list_class_folders(base / "val")
+        where = (base / "train", base / "train", base / "val")
+    d.check_classes(len(classes), str(where[0]))
+    d.check_count("train", len(train), str(where[1]))
+    d.check_count("test", len(test), str(where[2]))
+    files = train + test
+    x, digest = read_images([p for p, _ in files])
+    y = np.array([c for _, c in files], dtype=np.int64)
+    return RawData(x=torch.from_numpy(x), y=torch.from_numpy(y), train_pool=np.arange(len(train)),
+                   test=np.arange(len(train), len(files)),
+                   fingerprint=fingerprint(digest, "\n".join(classes).encode(), y.tobytes()),
+                   num_classes=len(classes), source=str(base),
+                   classnames=tuple(c[2:].replace("_", " ") for c in classes))

@@ -26,7 +26,8 @@ REAL = datasets.DEFINITIONS
 def small_sets(monkeypatch):
     """This module's data sets are small (Cars 3 classes, DTD 3): the loaders check them without
     the releases' counts and class counts (test_clip_real_definitions_refuse_small_sets shows the real checks)."""
-    monkeypatch.setattr(datasets, "DEFINITIONS", {k: d.small(classes=None if k in ("cars", "dtd") else d.classes)
+    few = ("cars", "dtd", "gtsrb", "resisc45", "sun397")
+    monkeypatch.setattr(datasets, "DEFINITIONS", {k: d.small(classes=None if k in few else d.classes)
                                                   for k, d in REAL.items()})
 
 
@@ -105,6 +106,58 @@ def write_cars(root, seed=0):
         savemat(base / mat, {"annotations": annos})
 
 
+def solid(value, w, h, fmt="PPM"):
+    """A one-colour w×h image (red = ``value``): its eval view is that colour, so a stored row says which file
+    it was read from."""
+    import io
+
+    buf = io.BytesIO()
+    PIL.new("RGB", (w, h), (value, 7, 7)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+GTSRB_TEST = [("00002.ppm", 1), ("00000.ppm", 2), ("00003.ppm", 0), ("00001.ppm", 1)]  # the CSV's order
+
+
+def write_gtsrb(root, classes=3, per_class=4):
+    """GTSRB as [TTA] reads it: Training/<ClassId:05d>/*.ppm (each folder's GT-*.csv beside them),
+    Final_Test/Images/*.ppm and GT-final_test.csv. Train image j of class c is red 10c + j; test file k red 200 + k."""
+    base = root / "gtsrb" / "GTSRB"
+    for c in range(classes):
+        d = base / "Training" / f"{c:05d}"
+        d.mkdir(parents=True)
+        (d / f"GT-{c:05d}.csv").write_text("Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId\n")
+        for j in reversed(range(per_class)):  # written out of order: read sorted
+            (d / f"{c:05d}_{j:05d}.ppm").write_bytes(solid(10 * c + j, 30 + j, 32))
+    images = base / "Final_Test" / "Images"
+    images.mkdir(parents=True)
+    (images / "GT-final_test.test.csv").write_text("Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2\n")
+    rows = ["Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId"]
+    for name, c in GTSRB_TEST:
+        (images / name).write_bytes(solid(200 + int(name[:5]), 40, 36))
+        rows.append(f"{name};40;36;5;5;35;31;{c}")
+    (root / "gtsrb" / "GT-final_test.csv").write_text("\n".join(rows) + "\n")
+
+
+RESISC45 = ["airplane", "baseball_diamond", "sea_ice"]
+
+
+def write_resisc45(root):
+    """NWPU-RESISC45/<class>/<class>_00k.jpg, k = 1..6, and the split lists: 1-4 train, 5 val, 6 test
+    (listed out of order). Image k of class c is red 40c + k."""
+    base = root / "resisc45"
+    lists = {"train": [], "val": [], "test": []}
+    for c, name in enumerate(RESISC45):
+        d = base / "NWPU-RESISC45" / name
+        d.mkdir(parents=True)
+        for k in range(1, 7):
+            f = f"{name}_{k:03d}.jpg"
+            (d / f).write_bytes(solid(40 * c + k, 256, 256, fmt="PNG"))  # PNG: lossless, any name
+            lists["train" if k <= 4 else "val" if k == 5 else "test"].append(f)
+    for part, names in lists.items():
+        (base / f"resisc45-{part}.txt").write_text("\n".join(names[::-1]) + "\n")
+
+
 @pytest.fixture(scope="module")
 def clip_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("clipdata")
@@ -113,6 +166,8 @@ def clip_root(tmp_path_factory):
     write_svhn(root)
     write_eurosat(root)
     write_cars(root)
+    write_gtsrb(root)
+    write_resisc45(root)
     return root
 
 
@@ -489,3 +544,130 @@ def test_diagnostic_pass_on_clip_reads_the_scenarios_test_splits(clip_root, tmp_
     star = curve[[p["lambda"] for p in curve].index(diag["lambda"])]["diagnostic"]
     assert star == {k: plain["metrics"][k] for k in ("acc_forget_test", "acc_control_test")}
     assert diag["info"]["diagnostic"] and "diagnostic" not in plain["info"]  # what keeps it off the board
+
+
+def _heads(monkeypatch, task):
+    """The zero-shot heads' (class names, templates) a task builds its θ_0 from."""
+    import unlearnbench.scenarios.clip as clip
+
+    monkeypatch.setattr(clip, "_pretrained", lambda task, weights, heads: heads)
+    return task.pretrained()["forget"]
+
+
+def test_gtsrb_reads_the_ppm_class_folders_and_labels_the_test_set_from_its_csv(host, clip_root, monkeypatch):
+    scen, cfg = scen_cfg(host, "clip-gtsrb", **TINY)
+    t = scen.build_task(cfg, 0, str(clip_root))
+    s = t.manifest["sizes"]
+    assert (s["forget_train"], s["forget_val"], s["forget_test"]) == (11, 1, 4)  # [NM]: int(0.1 · 12) held out
+    x, y = t.data.x, t.data.y
+    train, test = t.data.train_pool, t.data.test
+    # train: class folders sorted, files sorted in each (the GT-*.csv beside them ignored)
+    assert x[train, 0, 112, 112].tolist() == [10 * c + j for c in range(3) for j in range(4)]
+    assert y[train].tolist() == [c for c in range(3) for _ in range(4)]
+    # test: the CSV's order and its ClassId, not the folder's file order
+    assert x[test, 0, 112, 112].tolist() == [200 + int(n[:5]) for n, _ in GTSRB_TEST]
+    assert y[test].tolist() == [c for _, c in GTSRB_TEST]
+    assert x.shape[1:] == (3, 224, 224)  # CLIP's eval view of each traffic sign
+    names, templates = _heads(monkeypatch, t)
+    assert names == ["red and white circle 20 kph speed limit", "red and white circle 30 kph speed limit",
+                     "red and white circle 50 kph speed limit"]  # OpenAI CLIP's descriptions by ClassId [TTA]
+    assert templates == ['a zoomed in photo of a "{}" traffic sign.', 'a centered photo of a "{}" traffic sign.',
+                         'a close up photo of a "{}" traffic sign.']
+    assert len(datasets.GTSRB_CLASSES) == 43 and datasets.GTSRB_CLASSES[14] == "stop"
+    # the per-data-set epochs (PROTOCOL §2.2, §6.1): RandAugment pools 40, the TA config 11
+    assert scen.pools["default"].base.epochs == 40 and scen.pools["ta_paper"].base.epochs == 11
+
+
+def test_resisc45_takes_the_train_list_only_and_names_classes_by_folder(host, clip_root, monkeypatch):
+    scen, cfg = scen_cfg(host, "clip-resisc45", **TINY)
+    t = scen.build_task(cfg, 0, str(clip_root))
+    s = t.manifest["sizes"]
+    assert (s["forget_train"], s["forget_val"], s["forget_test"]) == (11, 1, 3)
+    x, y = t.data.x, t.data.y
+    assert len(y) == 15  # the val list's files are in neither split (PROTOCOL §1.3)
+    assert x[t.data.train_pool, 0, 0, 0].tolist() == [40 * c + k for c in range(3) for k in range(1, 5)]
+    assert x[t.data.test, 0, 0, 0].tolist() == [40 * c + 6 for c in range(3)] and y[t.data.test].tolist() == [0, 1, 2]
+    names, templates = _heads(monkeypatch, t)
+    assert names == ["airplane", "baseball diamond", "sea ice"]
+    assert len(templates) == 18 and templates[:2] == ["satellite imagery of {}.", "aerial imagery of {}."]
+    assert templates[6] == "satellite imagery of a {}." and templates[-1] == "aerial view of the {}."
+    assert scen.pools["default"].base.epochs == 40 and scen.pools["ta_paper"].base.epochs == 15
+
+
+SUN = {"/a/abbey": "abbey", "/a/apartment_building/outdoor": "apartment building outdoor",
+       "/b/bakery/shop": "bakery shop"}
+
+
+def write_sun397(root, prepared=False, seed=0):
+    """SUN397 partition 01, 3 categories with 4 train and 2 test images each: the release (SUN397/ with
+    ClassName.txt and the partition lists, listed out of order, and an image in no list) or [TTA]'s
+    prepared sun397/train and sun397/val folders. The same bytes either way."""
+    rng = np.random.default_rng(seed)
+    lists = {"Training_01.txt": [], "Testing_01.txt": []}
+    for cat in SUN:
+        for j in range(6):
+            part = "Training_01.txt" if j < 4 else "Testing_01.txt"
+            name = f"sun_{'zyxwvu'[j]}{cat[-2:]}.jpg"
+            data = jpeg(rng, 50 + 5 * j, 40)
+            if prepared:
+                d = root / "sun397" / ("train" if j < 4 else "val") / cat.strip("/").replace("/", "_")
+            else:
+                d = root / "SUN397" / cat.strip("/")
+                lists[part].append(f"{cat}/{name}")
+            d.mkdir(parents=True, exist_ok=True)
+            (d / name).write_bytes(data)
+        if not prepared:
+            (root / "SUN397" / cat.strip("/") / "sun_unlisted.jpg").write_bytes(jpeg(np.random.default_rng(9), 30, 30))
+    if not prepared:
+        (root / "SUN397" / "ClassName.txt").write_text("\n".join(SUN) + "\n")
+        for part, lines in lists.items():
+            (root / "SUN397" / part).write_text("\n".join(lines[::-1]) + "\n")
+
+
+def test_sun397_release_and_tta_folders_give_one_manifest(host, clip_root, tmp_path, monkeypatch):
+    tasks = []
+    for sub, prepared in (("release", False), ("prepared", True)):
+        root = tmp_path / sub
+        write_sun397(root, prepared=prepared)
+        (root / "imagenet").symlink_to(clip_root / "imagenet")
+        scen, cfg = scen_cfg(host, "clip-sun397", **TINY)
+        tasks.append(scen.build_task(cfg, 0, str(root)))
+    a, b = tasks
+    assert a.manifest == b.manifest and a.manifest_hash == b.manifest_hash
+    assert torch.equal(a.data.x, b.data.x) and torch.equal(a.data.y, b.data.y)
+    s = a.manifest["sizes"]
+    assert (s["forget_train"], s["forget_val"], s["forget_test"]) == (11, 1, 6)  # the unlisted images: in neither
+    # class order: the prepared folder names sorted; a class's name drops the letter prefix, "_" as spaces
+    names, templates = _heads(monkeypatch, a)
+    assert names == list(SUN.values()) == list(b.data.classnames)
+    assert templates == ["a photo of a {}.", "a photo of the {}."]
+    assert a.data.y[a.data.train_pool].tolist() == [c for c in range(3) for _ in range(4)]
+    assert scen.pools["default"].base.epochs == 40 and scen.pools["ta_paper"].base.epochs == 14
+
+
+def test_gtsrb_resisc45_sun397_definitions_and_layout_errors(clip_root, tmp_path, monkeypatch):
+    """The releases' counts refuse the small files; a broken layout names the file at fault."""
+    monkeypatch.setattr(datasets, "DEFINITIONS", REAL)
+    with pytest.raises(DataNotFound, match=r"Training: expected 43 classes for GTSRB, found 3"):
+        datasets.load_gtsrb(str(clip_root))
+    with pytest.raises(DataNotFound, match=r"NWPU-RESISC45: expected 45 classes for RESISC45, found 3"):
+        datasets.load_resisc45(str(clip_root))
+    monkeypatch.setattr(datasets, "DEFINITIONS", {**REAL, "gtsrb": REAL["gtsrb"].small(classes=None, n_train=26_640)})
+    with pytest.raises(DataNotFound, match=r"Training: expected 26,640 train images for GTSRB, found 12"):
+        datasets.load_gtsrb(str(clip_root))
+    write_sun397(tmp_path / "s")
+    with pytest.raises(DataNotFound, match=r"ClassName.txt: expected 397 classes for SUN397, found 3"):
+        datasets.load_sun397(str(tmp_path / "s"))
+    monkeypatch.setattr(datasets, "DEFINITIONS", {k: d.small(classes=None) for k, d in REAL.items()})
+    write_gtsrb(tmp_path / "g")
+    (tmp_path / "g" / "gtsrb" / "GTSRB" / "Training" / "00001").rename(tmp_path / "g" / "gtsrb" / "GTSRB" /
+                                                                       "Training" / "00007")
+    with pytest.raises(DataNotFound, match=r"class folders 00000, 00001"):  # a folder's rank is its ClassId
+        datasets.load_gtsrb(str(tmp_path / "g"))
+    write_resisc45(tmp_path / "r")
+    (tmp_path / "r" / "resisc45" / "NWPU-RESISC45" / "sea_ice" / "sea_ice_002.jpg").unlink()
+    with pytest.raises(DataNotFound, match=r"resisc45-train.txt lists 'sea_ice_002.jpg', which is in no class folder"):
+        datasets.load_resisc45(str(tmp_path / "r"))
+    (tmp_path / "s" / "SUN397" / "b" / "bakery" / "shop" / "sun_zop.jpg").unlink()
+    with pytest.raises(DataNotFound, match=r"Training_01.txt lists .*sun_zop.jpg, which is not there"):
+        datasets.load_sun397(str(tmp_path / "s"))
