@@ -15,7 +15,7 @@ from .errors import (ConfigError, DataNotFound, ManifestMismatch, PluginError, S
 from .hookspecs import hookimpl
 from .method import MergeMethod, Method, Result
 from .recipe import PoolGrid, Recipe, classifier_pool
-from .scenario import ClassifierScenario, RawData, Scenario, Scoring, Task, paper_table
+from .scenario import ClassifierScenario, RawData, Scenario, ScenarioGroup, Scoring, Task, paper_table
 from .seeding import sha256_hex, stream_seed
 from .selection import Selection, SelectionRule
 from .store import tensor_digest
@@ -26,7 +26,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Choice", "ClassifierScenario", "ConfigError", "Ctx", "DataNotFound", "ManifestMismatch", "MergeMethod", "Method",
-    "Paired", "Phase", "PluginError", "PoolGrid", "RawData", "Recipe", "Result", "Scenario", "Scoring", "Selection", "SelectionRule",
+    "Paired", "Phase", "PluginError", "PoolGrid", "RawData", "Recipe", "Result", "Scenario", "ScenarioGroup",
+    "Scoring", "Selection", "SelectionRule",
     "SplitAccessError", "StoreError", "StreamKeys", "Task", "UnlearnbenchError", "classifier_pool", "count_dtype",
     "data", "hookimpl", "opt", "paper_table", "random_resized_crop", "sha256_hex", "stream_seed", "tensor_digest",
     "__version__",

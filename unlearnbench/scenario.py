@@ -268,6 +268,9 @@ class Scenario:
     # Non-empty: a smoke scenario, too small or noisy to rank methods; the sentence its board prints
     # (PROTOCOL §10.2 #47: digits-10pct).
     smoke: str = ""
+    # The table this scenario is one column of, averaged with the others (``ScenarioGroup``); None: it
+    # has only its own board.
+    group: "ScenarioGroup | None" = None
 
     def load_raw(self, data_root: str | None) -> RawData:  # pragma: no cover
         raise NotImplementedError
@@ -276,6 +279,44 @@ class Scenario:
                    raw: RawData | None = None) -> Task:  # pragma: no cover
         """One trial's Task; ``raw`` is ``load_raw``'s result when the caller already has it."""
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ScenarioGroup:
+    """Scenarios a paper reports as one table, each a column, with their unweighted mean (PROTOCOL §8.4:
+    CLIP's eight forget data sets, [P T1]). Every member scenario sets ``Scenario.group`` to the same
+    group; the leaderboard then writes ``<name>.md`` and ``<name>.csv`` (``report.groups``): one table per
+    value of the config key ``split_by`` (CLIP: the architecture), a row per method with its ``columns``
+    for each member and their mean over all the members. A member without records is visibly missing,
+    and a row that lacks a member has no mean: it says how many members it has, never a mean over fewer.
+
+    - ``members``: (scenario name, column header), in column order; the mean is over all of them;
+    - ``columns``: (record metric, header), shown in each member's cell as "a / b" and averaged;
+    - ``split_labels``: (value of ``split_by``, header), in table order (other values follow, as they are);
+    - ``reference``: the label of the row of the records' ``original`` model (θ_0);
+    - ``paper``: the paper's rows, each ``{"split", "label", "method", "cells": {member: {metric: value}},
+      "mean": {metric: value}}`` (a value None or absent: not reported), from ``paper_source``."""
+
+    name: str
+    title: str
+    members: tuple[tuple[str, str], ...]
+    columns: tuple[tuple[str, str], ...]
+    split_by: str = ""
+    split_labels: tuple[tuple[str, str], ...] = ()
+    paper: tuple[Mapping[str, Any], ...] = ()
+    paper_source: str = ""
+    legend: str = ""
+    reference: str = "Original (no unlearning)"  # the row of each record's ``original`` model
+
+    def __post_init__(self):
+        names = [m for m, _ in self.members]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"scenario group {self.name!r} needs distinct members, not {names}")
+        for row in self.paper:
+            stray = set(row.get("cells") or {}) - set(names)
+            if stray:
+                raise ValueError(f"scenario group {self.name!r}: paper row {row.get('label')!r} has cells for "
+                                 f"{sorted(stray)}, which are not members")
 
 
 PAPER_COLUMNS = ("acc_retain", "acc_forget", "acc_test", "mia", "avg_gap")

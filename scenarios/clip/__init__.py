@@ -22,8 +22,8 @@ photos, as CLIP's eval view (Resize 224 bicubic + CenterCrop 224); the model doe
 the preprocessing. Train-time crops are taken from that stored image [OURS].
 
 The package: ``datasets`` (the loaders), ``model`` (the encoder and its heads), ``pools`` (the
-§6.1–6.2 pools and epoch tables), ``augment`` (the pools' crops), ``paper`` (the paper's rows); this
-module holds the scoring, the task and the scenario.
+§6.1–6.2 pools and epoch tables), ``augment`` (the pools' crops), ``paper`` (the paper's rows and
+the ``clip`` board's group, [P T1]); this module holds the scoring, the task and the scenario.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from .datasets import (CARS_TEMPLATES, DTD_TEMPLATES, EUROSAT_CLASSES, EUROSAT_T
                        MNIST_CLASSES, MNIST_TEMPLATES, RESISC45_TEMPLATES, SUN397_TEMPLATES, load_cars, load_dtd,
                        load_eurosat, load_gtsrb, load_imagenet_control, load_mnist, load_resisc45, load_sun397,
                        load_svhn, nm_val_split)
-from .paper import dataset_paper
+from .paper import CLIP_GROUP, dataset_paper
 from .pools import CLIP_EPOCHS_RANDAUG, CLIP_EPOCHS_TA, CLIP_POOLS
 
 # -- the task and the scenario -------------------------------------------------------------------
@@ -143,6 +143,8 @@ class ClipNegation(Scenario):
     Config = ClipConfig
     suite_defaults = {"selection": {"name": "control_threshold", "grid": "unit"}}  # λ in {0, ..., 1} [NM], [TTA]
     threads = 8
+
+    group = CLIP_GROUP  # the clip board: the eight data sets side by side and their mean [P T1], §8.4
 
     def __init__(self, dataset: str, paper: dict | None = None):
         self.dataset = dataset

@@ -14,6 +14,8 @@ best Avg. Gap is marked only when it is separated from the runner-up by more tha
 - ``render``: Markdown, CSV and the index;
 - ``page``: the HTML page (switchable tables, filters, each row's evidence: ``evidence``; families of
   methods: ``families``), a static site with the board folder;
+- ``groups``: the boards over a group of scenarios (``Scenario.group``), each member a column, with
+  their unweighted mean;
 - ``plots``: the PNG plots; ``forest``: the claims' forest plots;
 - ``summary``: the table ``unlearnbench run`` prints.
 """
@@ -26,6 +28,7 @@ from ..data import write_atomic
 from .checks import BoardError, board_notes, check_clean, check_protocols
 from .consistency import consistency
 from .evidence import CONFIG_DIR, config_docs, config_file
+from .groups import group_tables, groups_of, render_group_csv, render_group_markdown
 from .records import RecordError, load_records, read_record
 from .page import render_html
 from .render import compare_versions, format_cell, render_csv, render_index, render_markdown
@@ -56,7 +59,8 @@ def load_runs(runs_dir: str | Path, *, strict: bool = False, bad: list[str] | No
 def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None, *, strict: bool = False,
           warn: Callable[[str], None] | None = None, allow_dirty: bool = False,
           compare: str | Path | None = None) -> dict:
-    """Write <scenario>.md/.csv, plots/*.png and index.html under ``out_dir``; returns what was written
+    """Write <scenario>.md/.csv, <group>.md/.csv (``groups``), plots/*.png and index.html under ``out_dir``;
+    returns what was written
     (``bad``: one message per record skipped as unreadable; ``strict``: the first one is an error).
     Records of two protocol versions, or protocol-2 records from uncommitted code (unless
     ``allow_dirty``), are a BoardError before anything is written (``checks``)."""
@@ -111,6 +115,15 @@ def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None, *,
         written += ["claims.md", *(f"plots/{name}" for _, name, _ in forests)]
     write_atomic(out_dir / "index.html", render_html(tables, plots, warnings, notes, optimism, records=records,
                                                      runs=runs, forests=forests, claims=forests is not None))
+    # boards over a group of scenarios (``Scenario.group``: [P T1]'s mean over data sets), where one has records
+    grouped = []
+    for group in groups_of(host):
+        tabs = group_tables(group, records)
+        if tabs:
+            write_atomic(out_dir / f"{group.name}.md", render_group_markdown(group, tabs))
+            write_atomic(out_dir / f"{group.name}.csv", render_group_csv(group, tabs))
+            written += [f"{group.name}.md", f"{group.name}.csv"]
+            grouped.append((group.name, group.title))
     versions = None
     if compare is not None:  # another protocol's records: each method's Avg. Gap under both, side by side
         old = load_runs(compare, strict=strict, warn=warn)
@@ -122,7 +135,7 @@ def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None, *,
         versions = compare_versions(aggregate(old, host), check_protocols(old), tables, protocol, rel)
     write_atomic(out_dir / "README.md", render_index(tables, records, versions,
                                                      rel if compare is not None else None,
-                                                     claims=(protocol or 1) >= 2))
+                                                     claims=(protocol or 1) >= 2, groups=grouped))
     written += ["index.html", "README.md"]
     return {"records": len(records), "bad": bad, "scenarios": list(tables), "written": written,
             "warnings": {s: w for s, w in warnings.items() if s in tables}}
