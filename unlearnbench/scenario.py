@@ -268,6 +268,10 @@ class Scenario:
     # Non-empty: a smoke scenario, too small or noisy to rank methods; the sentence its board prints
     # (PROTOCOL §10.2 #47: digits-10pct).
     smoke: str = ""
+    # The §8.7 ensemble sizes ``unlearnbench ensemble`` builds by default (``ensemble.build.PRESETS``):
+    # faithful = the references' own (PROTOCOL §8.7.4: affordable on digits); minimal = the cheapest
+    # faithful configuration, for scenarios where one model costs minutes
+    ensemble_preset: str = "faithful"
 
     def load_raw(self, data_root: str | None) -> RawData:  # pragma: no cover
         raise NotImplementedError
