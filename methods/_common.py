@@ -82,12 +82,9 @@ def unlearn_gen(ctx, *key: Any) -> "torch.Generator":
     """A CPU generator of the trial's ``unlearn`` stream (PROTOCOL §7.4 "Randomness"), keyed by the
     method's name and ``key``: random subsets and fresh initialisations of the §7.4 methods. Their
     data order is the same stream unkeyed (``ctx.train(..., stream="unlearn")``). This is run r = 0,
-    the trial's own run, so no run index enters the key [OURS]."""
-    import torch
-
-    from unlearnbench import stream_seed
-
-    return torch.Generator().manual_seed(stream_seed(ctx.trial, "unlearn", ctx.method.name, *key))
+    the trial's own run, so no run index enters the key [OURS]; an ensemble run r ≠ 0 (PROTOCOL §8.7.0)
+    gets its own, through ``ctx.stream``."""
+    return ctx.stream("unlearn", ctx.method.name, *key)
 
 
 def table_batch(ctx, batch: int) -> int:

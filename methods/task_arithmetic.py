@@ -21,6 +21,11 @@ class TaskArithmetic(Method):
     uses_pool = True
     claim_role = "single_best"  # NegMerge's main comparison [P T1, T2]
 
+    def replay_pool(self, record: dict) -> list[int] | None:
+        """An ensemble run replays the chosen member's recipe (its config, fine-tuned afresh for the run's
+        pool) at the recorded λ* (PROTOCOL §8.7.0: no search, so no choice among members)."""
+        return [int(record["info"]["best_member"]["index"])]
+
     def unlearn(self, ctx) -> Result:
         best = None
         scores = []

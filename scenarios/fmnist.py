@@ -88,6 +88,9 @@ class FashionMNIST(ClassifierScenario):
     recipe = Recipe(epochs=30, batch=128, lr=0.05, momentum=0.9, wd=5e-4, schedule="cosine")  # [OURS], [PILOT]
     search_baseline_lr = True  # reference lrs were tuned for ResNet-18/CIFAR-10 [PROTOCOL §7.3]
     pools = {"default": POOL}
+    # PROTOCOL §8.7.4: one fmnist model costs ~5 min here, so the cheapest faithful sizes (challenge and
+    # KLOM N = 64, U-LiRA K = 32, M = 5 with a fixed σ), from a stored artifact or -o eval.ensembles=on
+    ensemble_preset = "minimal"
 
     def load_raw(self, data_root: str | None) -> RawData:
         return load(data_root)

@@ -179,6 +179,7 @@ def run(method, scenario, config_file, overrides, seeds, store, runs_dir, data_r
         progress.say(f"== {res.method.name} on {res.scenario.name}, trial {trial} (config {res.hash[:12]})")
         records.append(run_trial(res, int(trial), store=st, runs_dir=Path(runs_dir), data_root=data_root,
                                  raw_cache=raw_cache))
+    _ensembles_after([res], st, Path(runs_dir), data_root, [int(t) for t in res.cfg.seeds])
     if as_json:
         click.echo(json.dumps([{k: v for k, v in r.items() if k != "_path"} for r in records], indent=1,
                               default=float))
@@ -190,6 +191,22 @@ def run(method, scenario, config_file, overrides, seeds, store, runs_dir, data_r
     click.echo(format_table(summarise(records)))
     total = sum(r["timings"]["total_s"] for r in records)
     click.echo(f"wall {total:.1f}s; records in {Path(runs_dir) / res.scenario.name / res.run_name}")
+
+
+def _ensembles_after(resolved: list, store, runs_dir: Path, data_root, trials: list[int]) -> None:
+    """-o eval.ensembles=on: after the runs, the §8.7 ensembles of each (scenario, method) whose trial 0 ran
+    (``unlearnbench ensemble``, at ``eval.preset``'s sizes). Off by default: hours per method on fmnist."""
+    from .ensemble.build import build_and_score, sizes_for
+
+    todo: dict[str, list] = {}
+    for res in resolved:
+        if str(res.cfg.eval.ensembles) == "on" and 0 in trials and not res.method.oracle:
+            todo.setdefault(res.scenario.name, []).append(res)
+    for scen, group in todo.items():
+        progress.say(f"== ensembles of {scen} (-o eval.ensembles=on, preset {group[0].cfg.eval.preset})")
+        build_and_score(_host(), scen, [r.run_name for r in group], store=store, runs_dir=runs_dir,
+                        data_root=data_root, sizes=sizes_for(group[0].scenario, str(group[0].cfg.eval.preset)),
+                        echo=click.echo)  # each record's own config says how its members run (executor, threads)
 
 
 @main.command()
@@ -212,6 +229,8 @@ def sweep(methods, scenarios, seeds, config_file, overrides, store, runs_dir, da
                       echo=click.echo, strict=strict)
     click.echo(f"sweep: {done['ran']} run(s) now, {done['skipped']} already recorded, "
                f"{done['failed']} failed; records in {runs_dir}")
+    s = _seeds(seeds)
+    _ensembles_after(resolved, Store(store), Path(runs_dir), data_root, s if s is not None else [])
     if done["failed"]:
         sys.exit(1)
 
@@ -312,6 +331,47 @@ def evaluate(spec, store, overrides, out_file, as_json):
     if out_file:
         Path(out_file).write_text(json.dumps(result, indent=1))
     click.echo(json.dumps(result, indent=1) if as_json else table(result))
+
+
+@main.command()
+@click.option("--scenario", "-s", required=True, help="scenario name (`unlearnbench list scenarios`)")
+@click.option("--methods", default="", help="comma-separated run folders of trial-0 records (method names, or "
+              "NAME@VARIANT) to score; none: only the No unlearning and Retrain (independent) rows")
+@click.option("--preset", default="auto", show_default=True,
+              type=click.Choice(["auto", "faithful", "smoke", "minimal"]),
+              help="ensemble sizes: faithful = challenge N 512, KLOM N 100, U-LiRA 64x10; smoke = 64, 64, 16x10; "
+                   "minimal = 64, 64, 32x5 with variance=fixed; auto = the scenario's (PROTOCOL §8.7.4)")
+@click.option("--challenge-n", type=click.IntRange(min=0), help="runs from O_0 and oracles of the challenge metric (0: off)")
+@click.option("--klom-n", type=click.IntRange(min=0), help="originals, runs and oracles of KLOM (0: off)")
+@click.option("--lira-k", type=click.IntRange(min=0), help="U-LiRA halves K (0: off, with --lira-m 0)")
+@click.option("--lira-m", type=click.IntRange(min=0), help="U-LiRA forget sets per half M")
+@_override_option("how the members run (-o executor=processes, -o executor.workers=2, -o threads=1) or a metric "
+                  "option (binning=inclusive|reference, utility=unclipped|capped, variance=per_example|fixed)")
+@store_options()
+def ensemble(scenario, methods, preset, challenge_n, klom_n, lira_k, lira_m, overrides, store, runs_dir, data_root):
+    """Build the ensembles of PROTOCOL §8.7.0 for the trial-0 records of METHODS and score them under KLOM,
+    the NeurIPS 2023 forgetting quality and U-LiRA; write <runs-dir>/<scenario>/<method>/ensemble.json
+    (and <scenario>/ensemble.json: No unlearning, Retrain (independent)), which `leaderboard` shows.
+
+    Each ensemble run replays its record's chosen recipe (hyperparameters, epoch, λ*) with a fresh run seed.
+    Every member is an executor job and is stored as it finishes: interrupted, the command resumes. The
+    same happens after `run` or `sweep` with -o eval.ensembles=on."""
+    from .ensemble.build import build_and_score, sizes_for, summary_lines
+    from .ensemble.evaluate import OPTIONS, parse_options
+    from .store import Store
+
+    metric = [o for o in overrides if o.partition("=")[0] in OPTIONS]
+    config = [o for o in overrides if o.partition("=")[0] not in OPTIONS]
+    opts = parse_options(metric)
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    host = _host()
+    sizes = sizes_for(host.scenarios.get(scenario), preset, challenge=challenge_n, klom=klom_n, lira_k=lira_k,
+                      lira_m=lira_m, variance=opts["variance"] if any(o.startswith("variance=") for o in metric)
+                      else None)
+    results = build_and_score(host, scenario, names, store=Store(store), runs_dir=Path(runs_dir),
+                              data_root=data_root, sizes=sizes, overrides=config, options=opts, echo=click.echo)
+    for line in summary_lines(results):
+        click.echo(line)
 
 
 @main.command("config")

@@ -30,7 +30,7 @@ DEFAULT_SCENARIO = "digits-class"
 
 SECTIONS = ("scenario", "method", "selection", "executor")  # `-o executor=ray` is executor.name=ray
 # Keys that change how a run executes but not what it computes: left out of the hash.
-UNHASHED = ("seeds", "threads", "executor")
+UNHASHED = ("seeds", "threads", "executor", "eval")  # eval: what is computed after a run, never its numbers
 
 
 @dataclass
@@ -68,6 +68,7 @@ class SuiteConfig:
     threads: int = 0  # torch intra-op threads; 0 = the scenario's choice, capped by free cores
     pool: PoolConfig = field(default_factory=PoolConfig)
     executor: ExecutorConfig = field(default_factory=lambda: ExecutorConfig())  # defined after Choice
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig())  # defined after Choice
 
 
 class Choice(str, Enum):
@@ -122,6 +123,24 @@ class ExecutorConfig:
     address: str = ""  # ray: "" starts a local instance; auto joins this machine's cluster; ray://host:port
     num_gpus: float = 0.0  # ray: GPUs each job asks for (fractions share a GPU)
     retries: int = 1  # a failed job runs once more, then is reported and the rest go on
+
+
+class Switch(Choice):
+    off = "off"  # `-o eval.ensembles=on` arrives as a YAML boolean; the config reads it back as a word
+    on = "on"
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation beyond a run's own record, after it (PROTOCOL §8.7): left out of the config hash and of
+    variant names, since it never changes the run's numbers."""
+
+    # on: after the runs, build the §8.7.0 ensembles of trial 0 (resumable, through the executor) and score
+    # the method under KLOM, the NeurIPS 2023 forgetting quality and U-LiRA (``unlearnbench ensemble``);
+    # hours per method on fmnist on a 2-core CPU (§8.7.4), minutes on a GPU
+    ensembles: Switch = Switch.off
+    # the ensemble sizes: auto = the scenario's (§8.7.4), or faithful | smoke | minimal (ensemble.build.PRESETS)
+    preset: str = "auto"
 
 
 def section_class(title: str, base_fields: list[tuple[str, type, Any]], plugin_cfg: type | None) -> type:
@@ -605,7 +624,7 @@ def check_kappa(kappa: Any, key: str = "selection.kappa") -> None:
 
 
 # How a run executes, not what it computes: never part of a variant's name.
-EXECUTION = ("seeds", "threads", "device", "executor")
+EXECUTION = ("seeds", "threads", "device", "executor", "eval")
 
 
 def flatten(d: Any, prefix: str = "") -> dict:

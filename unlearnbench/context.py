@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
 
     from .config import PoolConfig, SelectionCommon
+    from .ensemble.replay import Replay
     from .method import Method
     from .recipe import Recipe
     from .selection import SelectionRule
@@ -38,10 +39,17 @@ INSTEAD = ("ctx.data(split) for a declared split, ctx.original() / ctx.new_model
 
 class Ctx:
     def __init__(self, stages: "Stages", method: "Method", cfg: "DictConfig", rule: "SelectionRule",
-                 rule_cfg: "SelectionCommon", pool_cfg: "PoolConfig", also: Sequence[tuple] = ()):
+                 rule_cfg: "SelectionCommon", pool_cfg: "PoolConfig", also: Sequence[tuple] = (), *,
+                 run: Any = 0, replay: "Replay | None" = None):
         """``cfg`` is the method's config section, ``rule_cfg`` the selection section (the common
         keys and the rule's own options), ``pool_cfg`` the pool section: read-only OmegaConf nodes.
-        ``also``: (rule, config) of each ``selection.also`` rule, which chooses on the same curves."""
+        ``also``: (rule, config) of each ``selection.also`` rule, which chooses on the same curves.
+
+        ``run`` and ``replay`` serve the ensemble runs of PROTOCOL §8.7.0: ``run`` 0 is the trial's own
+        run (every generator as it always was); any other run draws every generator from the ``unlearn``
+        stream keyed by ("run", run) (``stream``). ``replay`` (``ensemble.replay.Replay``) freezes the
+        recipe the trial-0 record chose: ``search`` builds only the chosen setting at its chosen epoch
+        and ``select`` returns λ*, so nothing is searched or swept."""
         self.__stages = stages
         self.__also = tuple(also)
         self.__task = stages.task
@@ -49,6 +57,8 @@ class Ctx:
         self.__rule_cfg = rule_cfg
         self.__pool_cfg = pool_cfg
         self.trial = stages.task.trial
+        self.run = run
+        self.replay = replay
         self.device = stages.device
         self.method = method
         self.cfg = cfg  # the method's config section (read-only)
@@ -100,9 +110,18 @@ class Ctx:
         """A fresh CPU generator of this trial's ``order`` stream, sub-keyed by the method's name and
         ``key`` (and ``more``): the same draws on every rerun, and a stream no other method and no
         other key shares. A key is required: with none it would be ``ctx.train``'s own stream."""
+        return self.stream("order", self.method.name, key, *more)
+
+    def stream(self, name: str, *key: Any) -> "torch.Generator":
+        """A fresh CPU generator of this trial's stream ``name`` sub-keyed by ``key``. In ensemble run
+        r ≠ 0 (PROTOCOL §8.7.0: U_A's runs take fresh ``unlearn``-stream run seeds) every stream a method
+        draws from becomes the ``unlearn`` stream keyed by ("run", r, name, *key): disjoint from the
+        trial's own draws and from every other run's, with no other seed convention."""
         from .seeding import torch_gen
 
-        return torch_gen(self.trial, "order", self.method.name, key, *more)
+        if self.run == 0:
+            return torch_gen(self.trial, name, *key)
+        return torch_gen(self.trial, "unlearn", "run", self.run, name, *key)
 
     # -- models -------------------------------------------------------------------
     def original(self) -> dict[str, "torch.Tensor"]:
@@ -152,10 +171,9 @@ class Ctx:
               phases: Sequence[Any] = (), before_step: Callable[[], None] | None = None) -> "torch.nn.Module":
         """The shared training loop (``unlearnbench.training.train``, which documents the hooks,
         the second loader ``paired`` and the extra ``phases``), seeded from this trial's named stream."""
-        from .seeding import torch_gen
         from .training import train
 
-        gen = torch_gen(self.trial, stream, self.method.name)
+        gen = self.stream(stream, self.method.name)
         if augment is None:  # the scenario's named augmentations too
             augment = self.__task.augment_for(recipe)
         return train(model, x, y, recipe, gen, device=self.device, desc=f"{self.method.name}", loss_fn=loss_fn,
@@ -170,8 +188,12 @@ class Ctx:
 
     def select(self, tau: dict, lambdas: list[float] | None = None) -> Selection:
         """Choose λ for θ_0 − λτ with the run's selection rule, on the rule's splits only, visiting
-        the grid as ``selection.strategy`` says (``unlearnbench.selection.sweep``)."""
+        the grid as ``selection.strategy`` says (``unlearnbench.selection.sweep``). Replaying a
+        record (``replay``): its λ*, nothing swept."""
         from .taskvec import InPlaceEditor
+
+        if self.replay is not None:
+            return self.replay.selection()
 
         rule, rcfg, task = self.__rule, self.__rule_cfg, self.__task
         model = self.new_model(self.__stages.original())
@@ -210,7 +232,12 @@ class Ctx:
         The settings are jobs of the run's executor (``-o executor=...``): with ``processes`` or
         ``ray`` they train in parallel, each in a worker that holds a detached ctx (``Ctx.__reduce__``),
         and their ``ctx.info`` entries are merged back in candidate order. A setting that fails twice is
-        recorded with its error and never chosen."""
+        recorded with its error and never chosen.
+
+        Replaying a record (``replay``): only the recorded choice is built, and its chosen epoch taken
+        (θ_0 where the record chose the null point), so nothing is searched (PROTOCOL §8.7.0)."""
+        if self.replay is not None:
+            return self.replay.search(build, self.original)
         rule, rcfg, task = self.__rule, self.__rule_cfg, self.__task
         allowed = frozenset(rule.reads_for(rcfg, task))
         reference = self.__stages.reference(rule.needs(rcfg, task)) if "retrain" in allowed else None
@@ -249,7 +276,8 @@ class Ctx:
         stages = self.__stages
         detached = DetachedStages.of(stages, [s for s in ("forget", "retain", "val") if s in self.method.uses])
         return _rebuild_ctx, (detached, self.method, self.cfg, self.__rule, self.__rule_cfg, self.__pool_cfg,
-                              {k: _copy(v) for k, v in self.info.items()}, set(self.touched), self.__also)
+                              {k: _copy(v) for k, v in self.info.items()}, set(self.touched), self.__also,
+                              self.run, self.replay)
 
     def bookkeeping(self) -> dict:
         """What a job's ctx recorded (``info``, ``timings``, ``touched``), for the driver's ctx to merge."""
@@ -288,10 +316,10 @@ def _merge_info(into: dict, new: dict) -> None:
 
 
 def _rebuild_ctx(stages: "DetachedStages", method, cfg, rule, rule_cfg, pool_cfg, info, touched,
-                 also=()) -> "Ctx":
+                 also=(), run=0, replay=None) -> "Ctx":
     from .executor import register_context
 
-    ctx = Ctx(stages, method, cfg, rule, rule_cfg, pool_cfg, also)  # type: ignore[arg-type]
+    ctx = Ctx(stages, method, cfg, rule, rule_cfg, pool_cfg, also, run=run, replay=replay)  # type: ignore[arg-type]
     ctx.info.update(info)
     ctx.touched |= touched
     register_context(ctx)

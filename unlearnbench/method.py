@@ -61,6 +61,12 @@ class Method:
     def unlearn(self, ctx: "Ctx") -> Result:  # pragma: no cover
         raise NotImplementedError
 
+    def replay_pool(self, record: dict) -> list[int] | None:
+        """The pool members (canonical indices) an ensemble run replaying ``record`` streams (PROTOCOL
+        §8.7.0: the record's recipe, frozen): None, the pool the record's config names. A method that
+        chose one member (Task Arithmetic's single best) names it, so the run merges only that one."""
+        return None
+
     def validate_definition(self) -> None:
         extra = set(self.uses) - VALID_SPLITS
         if extra:

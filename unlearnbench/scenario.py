@@ -271,6 +271,10 @@ class Scenario:
     # The table this scenario is one column of, averaged with the others (``ScenarioGroup``); None: it
     # has only its own board.
     group: "ScenarioGroup | None" = None
+    # The §8.7 ensemble sizes ``unlearnbench ensemble`` builds by default (``ensemble.build.PRESETS``):
+    # faithful = the references' own (PROTOCOL §8.7.4: affordable on digits); minimal = the cheapest
+    # faithful configuration, for scenarios where one model costs minutes
+    ensemble_preset: str = "faithful"
 
     def load_raw(self, data_root: str | None) -> RawData:  # pragma: no cover
         raise NotImplementedError

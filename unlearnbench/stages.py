@@ -5,7 +5,7 @@ and every load checks it (PROTOCOL §1.2)."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from . import progress
 from .errors import ConfigError
@@ -71,6 +71,10 @@ class Stages:
         self._reference: dict[str, float] = {}  # Retrain on metrics past the full evaluation (``reference``)
         self._reference_logits: dict = {}  # its logits per split, for those metrics (``Evaluator.measure``)
         self._eval_logits: dict[str, tuple] = {}  # kind -> (model, its logits per split), until outputs_of reads it
+        # an ensemble run (PROTOCOL §8.7.0): run r ≠ 0 fine-tunes a fresh pool with seeds (pool, r, config);
+        # ``pool_only``: the pool indices a replayed run streams (the member a single-best method chose)
+        self.run: Any = 0
+        self.pool_only: list[int] | None = None
         self._record_manifest()
         self.param_keys = self._param_keys()
 
@@ -221,6 +225,8 @@ class Stages:
         from .taskvec import task_vector
 
         chosen = self.pool_members(name, size, subset, augment)
+        if self.pool_only is not None:
+            chosen = [c for c in chosen if c[0] in self.pool_only]
         members = [r for _, r in chosen]
         if info is not None:
             info["pool"] = {"name": name, "n": len(members), "of": len(self.pool_grid(name)), "subset": subset,
@@ -232,7 +238,8 @@ class Stages:
         timings["pool_n"] = len(members)
         specs = []
         for recipe in members:
-            seed = stream_seed(self.task.trial, "pool", recipe.spec())  # [OURS] keyed by config, not position
+            # [OURS] keyed by config, not position; run r ≠ 0 of an ensemble: (pool, r, config) (§8.7.0)
+            seed = stream_seed(self.task.trial, "pool", *(() if self.run == 0 else (self.run,)), recipe.spec())
             specs.append((recipe, seed, self._spec("pool-member", original=okey, recipe=recipe.spec(), data="forget",
                                                    seed=seed)))
         if self.executor.name != "local":

@@ -78,6 +78,9 @@ def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None, *,
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "plots").mkdir(exist_ok=True)
     written, plots, notes, optimism = [], {}, {}, {}
+    from .ensemble import claims_section, ensemble_csv, ensemble_section, load_results
+
+    ensembles = load_results(runs_dir)  # PROTOCOL §8.7: only where ensemble.json results exist
     for scen, rows in tables.items():
         recs = [r for r in records if r["scenario"] == scen]
         plots[scen] = make_plots(scen, recs, rows, out_dir / "plots", titles)
@@ -91,8 +94,12 @@ def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None, *,
                     "gaps)" + (f": {', '.join(beat)}." if beat else "; on this board no method can be told "
                                                                     "apart from leaving the model as it was."))
             optimism[scen] = optimism_rows(recs, host)
-        write_atomic(out_dir / f"{scen}.md", render_markdown(scen, rows, plots[scen], warnings.get(scen),
-                                                             notes[scen], optimism.get(scen)))
+        md = render_markdown(scen, rows, plots[scen], warnings.get(scen), notes[scen], optimism.get(scen))
+        if scen in ensembles:  # its own table, never mixed into Avg. Gap (issue 18 acceptance 4)
+            md = md.rstrip("\n") + "\n" + ensemble_section(scen, ensembles[scen], sorted({r.method for r in rows if r.role == "measured"}))
+            write_atomic(out_dir / f"{scen}-ensemble.csv", ensemble_csv(ensembles[scen]))
+            written.append(f"{scen}-ensemble.csv")
+        write_atomic(out_dir / f"{scen}.md", md)
         write_atomic(out_dir / f"{scen}.csv", render_csv(rows))
         written += [f"{scen}.md", f"{scen}.csv", *(f"plots/{p}" for p in plots[scen])]
     # the page links records and configs relative to the board folder, the folder that holds runs_dir (as
@@ -110,7 +117,10 @@ def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None, *,
         from .claims import claims_page, comparisons
         from .forest import forest_plots
 
-        write_atomic(out_dir / "claims.md", claims_page(records, host))
+        page = claims_page(records, host)
+        if any(e.get("methods") for e in ensembles.values()):  # issue 18 acceptance 5
+            page = page.rstrip("\n") + "\n" + claims_section(ensembles)
+        write_atomic(out_dir / "claims.md", page)
         forests = forest_plots(comparisons(records, host), out_dir / "plots")
         written += ["claims.md", *(f"plots/{name}" for _, name, _ in forests)]
     write_atomic(out_dir / "index.html", render_html(tables, plots, warnings, notes, optimism, records=records,
