@@ -137,3 +137,26 @@ def load_backbone(spec: str, model_state: dict, arch: str) -> tuple[dict, str]:
             raise ConfigError(f"{what}: {k!r} holds {state[k].dtype}, not floating-point weights; {WEIGHTS_HELP}")
     backbone = {k: state[k] for k in want}
     return backbone, f"timm-swin:{tensor_digest(backbone)}"
+
+
+class Backbone:
+    """A Swin task's ``Task.pretrained``: ``() -> (backbone, tag)``, the file read on first use and kept
+    (``Stages.init_weights`` asks on every stage). It pickles without what it read, so a job sent to an
+    executor's worker carries four fields, not the weights or the data set. ``random``: no file, the
+    init-stream draw alone, tagged ``random`` in the keys."""
+
+    def __init__(self, spec: str, arch: str, size: int, num_classes: int, random: bool = False):
+        self.spec, self.arch, self.size, self.num_classes, self.random = spec, arch, size, num_classes, random
+        self._held: tuple[dict, str] | None = None
+
+    def __call__(self) -> tuple[dict, str]:
+        if self._held is None:
+            if self.random:
+                self._held = {}, "random"
+            else:
+                model_state = build_swin(self.arch, self.size, self.num_classes).state_dict()
+                self._held = load_backbone(self.spec, model_state, self.arch)
+        return self._held
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_held": None}

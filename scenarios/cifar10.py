@@ -278,7 +278,7 @@ class CIFAR10Swin(CIFAR10):
             raise ConfigError(f"scenario.pretrained={spec!r}: there is no such file; {WEIGHTS_HELP}")
 
     def build_task(self, cfg, trial, data_root, raw=None):
-        from ._swin import load_backbone
+        from ._swin import Backbone
 
         self.check_config(cfg)
         base = super().build_task(cfg, trial, data_root, raw=raw)
@@ -290,17 +290,7 @@ class CIFAR10Swin(CIFAR10):
         task.pools = {n: replace(g, base=g.base.with_(augment=aug)) for n, g in self.pools.items()}
         task.augmentations = {**task.augmentations, aug: partial(random_resized_crop, scale=(0.08, 1.0),
                                                                  modes=("bilinear",), flip=True, size=size)}
-        held: dict = {}
-
-        def pretrained():  # read once per task, on first use: (backbone, tag), the tag in the init key
-            if "tag" not in held:
-                if spec == RANDOM:
-                    held["weights"], held["tag"] = {}, RANDOM
-                else:
-                    held["weights"], held["tag"] = load_backbone(spec, task.new_model().state_dict(), arch)
-            return held["weights"], held["tag"]
-
-        task.pretrained = pretrained
+        task.pretrained = Backbone(spec, arch, size, task.num_classes, random=spec == RANDOM)
         return task
 
 

@@ -175,6 +175,8 @@ def test_pretrained_digest_is_in_every_key(host, tmp_path, cifar_root, one_epoch
             assert torch.equal(init["layers.1.downsample.reduction.weight"], sd["layers.1.downsample.reduction.weight"])
             assert init["head.fc.weight"].shape == (10, 32)  # the scenario's head, not the file's 1000-way one
             head = init["head.fc.weight"]
+            blob = pickle.dumps(st.task.pretrained)  # what a job for an executor's worker carries
+            assert len(blob) < 1000 and pickle.loads(blob)()[1] == st.task.pretrained()[1]  # not the weights
         else:
             assert torch.equal(init["head.fc.weight"], head)  # same trial, same drawn head
     assert keys["a"] == keys["a-ms"]  # one θ_init: the digest is of the weights, not the file's bytes
