@@ -3,7 +3,9 @@
 PROTOCOL §1.1: the official 50k train split gives 5,000 val (500 per class) and 45,000
 train; the official 10k test is D_test. Model: CIFAR ResNet-18 with the [SAL] recipe
 (182 epochs, multistep lr, RandomCrop 32 pad 4 + HFlip), §2.1; pool: §6.3. A GPU scenario:
-one model is hours on CPU.
+one model is hours on CPU. The same data and forget sets also serve VGG-16-BN [P T B10] and
+timm's Swin-T from ImageNet weights at 224 px [P T B11] (``cifar10-swin-10pct``: AdamW, RRC 224
++ flip, the §6.3 `cifar10/swin_t` pool; the model and its weights file are ``_swin.py``'s).
 
 Files are found under ``--data-root`` (or UNLEARNBENCH_DATA), in either of the native
 formats the CIFAR page distributes, unpacked or as the downloaded archive:
@@ -25,7 +27,11 @@ import pickle
 import tarfile
 from pathlib import Path
 
-from unlearnbench import ClassifierScenario, DataNotFound, PoolGrid, RawData, Recipe, classifier_pool, hookimpl, paper_table
+from dataclasses import dataclass, fields, make_dataclass, replace
+from functools import partial
+
+from unlearnbench import (Choice, ClassifierScenario, ConfigError, DataNotFound, PoolGrid, RawData, Recipe, Task,
+                          classifier_pool, hookimpl, opt, paper_table, random_resized_crop)
 from unlearnbench.data import Definition, find_or_download, fingerprint
 
 # What the release holds (checked by the loader; the test suite uses DEFINITION.small() for its small files).
@@ -66,9 +72,24 @@ POOL_VGG16 = classifier_pool("default", 0.01, 64, (40, 50, 60), "crop_flip", "[P
 POOL_RANDAUG = PoolGrid(
     "pool_randaug", Recipe(epochs=50, batch=256, lr=0.05, wd=5e-5, schedule="constant", augment="crop_flip",
                            randaug_n=1), (("randaug_m", (1, 2, 3, 4, 5)),), "[P T D4]")
-# For a Swin-T scenario (PROTOCOL §6.3; none is registered yet: the suite has no Swin-T architecture).
+
+
+def rrc_name(size: int) -> str:
+    """The Swin-T recipes' augmentation at ``size`` px: RandomResizedCrop(size) from the stored 32-px
+    image, then HFlip. The size is in the name, so in every recipe's store key."""
+    return f"rrc{size}_flip"
+
+
+SWIN_SIZE = 224  # PROTOCOL §2.1: Swin-T at 224 px
+# PROTOCOL §2.1 `cifar10 / swin_t` [OURS]: AdamW lr 1e-4, wd 0.05, 30 epochs, batch 128, cosine after
+# a 2-epoch linear warmup, RRC 224 + HFlip.
+SWIN_RECIPE = Recipe(epochs=30, batch=128, lr=1e-4, wd=0.05, optimizer="adamw", schedule="cosine", warmup_epochs=2,
+                     augment=rrc_name(SWIN_SIZE))
+# The `cifar10/swin_t` pool of PROTOCOL §6.3 [OURS]: AdamW lr 1e-5 constant, batch 64, the scenario's
+# RRC + flip, epochs x wd x label smoothing = 27 members.
 POOL_SWIN_T = PoolGrid(
-    "default", Recipe(epochs=40, batch=64, lr=1e-5, optimizer="adamw", schedule="constant", augment="rrc_flip"),
+    "default", Recipe(epochs=40, batch=64, lr=1e-5, optimizer="adamw", schedule="constant",
+                      augment=rrc_name(SWIN_SIZE)),
     (("epochs", (40, 50, 60)), ("wd", (1e-4, 5e-5, 1e-5)), ("label_smoothing", (0.0, 0.05, 0.1))),
     "[OURS]: sources silent")
 
@@ -198,6 +219,81 @@ class CIFAR10(ClassifierScenario):
         return load(data_root)
 
 
+RANDOM = "random"  # scenario.pretrained=random: an explicit random init, for smoke runs only
+
+
+class SwinArch(Choice):
+    swin_t = "swin_t"
+    swin_test = "swin_test"
+
+
+@dataclass
+class SwinTask(Task):
+    """A trial of the Swin-T scenario: the model is timm's Swin at ``size`` px (``_swin.build_swin``)."""
+
+    swin: str = "swin_t"
+    size: int = SWIN_SIZE
+
+    def new_model(self):
+        from ._swin import build_swin
+
+        return build_swin(self.swin, self.size, self.num_classes)
+
+
+class CIFAR10Swin(CIFAR10):
+    """[P T B11]: the same data, splits and forget sets with timm's Swin-T from ImageNet-1k weights at
+    224 px (PROTOCOL §2.1), its AdamW recipe and its §6.3 pool. The weights come from a local file,
+    ``-o scenario.pretrained=PATH`` (``_swin.py`` says which files fit); nothing is downloaded.
+    PROTOCOL §2.1 needs the pretraining (Retrain test 97.67 [P T B11]), so there is no silent default:
+    without the option the run is refused, and ``scenario.pretrained=random`` is a random init that is
+    named as such in every store key and record (smoke runs only)."""
+
+    title = "CIFAR-10, Swin-T from ImageNet weights at 224 px; GPU scale"
+    arch = "swin_t"
+    recipe = SWIN_RECIPE
+    pools = {"default": POOL_SWIN_T}
+
+    def __init__(self, name: str, forget: str, pct: float = 10.0, paper: dict | None = None):
+        super().__init__(name, forget, pct=pct, paper=paper)
+        self.Config = make_dataclass(f"{type(self).__name__}{self.Config.__name__}", [
+            ("pretrained", str, opt("", "ImageNet-1k Swin-T weights: a .safetensors or .pth state dict (timm's or "
+                                    "Microsoft's layout); 'random': random init, smoke runs only", "PROTOCOL §2.1")),
+            ("arch", SwinArch, opt(SwinArch.swin_t, "swin_t (timm's swin_tiny_patch4_window7_224); swin_test: a "
+                                   "two-stage 16-dim Swin for tests", "PROTOCOL §2.1")),
+            ("size", int, opt(SWIN_SIZE, "input size in px: RandomResizedCrop(size) in training, Resize(size) in "
+                              "evaluation", "PROTOCOL §2.1")),
+        ], bases=(self.Config,))
+
+    def check_config(self, cfg) -> None:
+        from ._swin import WEIGHTS_HELP, check_arch
+
+        super().check_config(cfg)
+        check_arch(str(cfg.arch), int(cfg.size))
+        spec = str(cfg.pretrained)
+        if not spec:
+            raise ConfigError(f"scenario {self.name!r} starts from ImageNet weights (PROTOCOL §2.1) and "
+                              f"scenario.pretrained is not set: {WEIGHTS_HELP} (or -o scenario.pretrained=random "
+                              "for a random-init smoke run)")
+        if spec != RANDOM and not Path(spec).expanduser().is_file():
+            raise ConfigError(f"scenario.pretrained={spec!r}: there is no such file; {WEIGHTS_HELP}")
+
+    def build_task(self, cfg, trial, data_root, raw=None):
+        from ._swin import Backbone
+
+        self.check_config(cfg)
+        base = super().build_task(cfg, trial, data_root, raw=raw)
+        arch, size, spec = str(cfg.arch), int(cfg.size), str(cfg.pretrained)
+        aug = rrc_name(size)
+        task = SwinTask(**{f.name: getattr(base, f.name) for f in fields(Task)}, swin=arch, size=size)
+        task.arch = f"{arch}-{size}px"  # in every store key (Stages._spec)
+        task.recipe = self.recipe.with_(augment=aug)
+        task.pools = {n: replace(g, base=g.base.with_(augment=aug)) for n, g in self.pools.items()}
+        task.augmentations = {**task.augmentations, aug: partial(random_resized_crop, scale=(0.08, 1.0),
+                                                                 modes=("bilinear",), flip=True, size=size)}
+        task.pretrained = Backbone(spec, arch, size, task.num_classes, random=spec == RANDOM)
+        return task
+
+
 class CIFAR10VGG(CIFAR10):
     """[P T B10]: the same data and recipe with VGG-16-BN, whose pool uses lr 0.01 and batch 64 (§6.3)."""
 
@@ -253,6 +349,13 @@ PAPER_CIFAR10_VGG16_10PCT = paper_table("P T B10", [
     ("task-arithmetic", "TA single best†", "forget", 97.26, 94.90, 90.10, 10.34, 1.64),
     ("negmerge", "NegMerge", "forget", 98.00, 95.74, 91.01, 10.10, 1.50),
 ])
+PAPER_CIFAR10_SWIN_10PCT = paper_table("P T B11", [
+    ("retrain", "Retrain", "retain", 100.00, 97.76, 97.67, 4.74, 0.00),
+    ("random-label-forget", "RL-forget", "forget", 99.96, 99.96, 97.71, 0.64, 1.60),
+    ("salun-forget", "SalUn-forget", "forget", 98.98, 99.04, 96.40, 3.36, 1.24),
+    ("task-arithmetic", "TA single best†", "forget", 98.50, 97.84, 95.98, 4.04, 0.99),
+    ("negmerge", "NegMerge", "forget", 98.79, 97.80, 95.93, 4.60, 0.78),
+])
 
 
 @hookimpl
@@ -261,3 +364,4 @@ def register_scenarios(register):
     register(CIFAR10("cifar10-50pct", "random", pct=50.0, paper=PAPER_CIFAR10_50PCT))
     register(CIFAR10("cifar10-class", "class", paper=PAPER_CIFAR10_CLASS))
     register(CIFAR10VGG("cifar10-vgg16-10pct", "random", paper=PAPER_CIFAR10_VGG16_10PCT))
+    register(CIFAR10Swin("cifar10-swin-10pct", "random", paper=PAPER_CIFAR10_SWIN_10PCT))

@@ -97,18 +97,23 @@ def _float(xb: "torch.Tensor") -> "torch.Tensor":
     return xb if xb.is_floating_point() else xb.float().div(255.0)
 
 
-def random_resized_crop(xb: "torch.Tensor", gen: "torch.Generator", scale, modes, flip: bool) -> "torch.Tensor":
+def random_resized_crop(xb: "torch.Tensor", gen: "torch.Generator", scale, modes, flip: bool,
+                        size: int | None = None) -> "torch.Tensor":
+    """RandomResizedCrop per image, resized back to the input's size, or to ``size`` x ``size``
+    (torchvision's ``RandomResizedCrop(size)`` on an image smaller than the network's input: CIFAR-10
+    at 32 px for a 224-px Swin-T, PROTOCOL §2.1), then HFlip 0.5 when ``flip``."""
     import torch
     import torch.nn.functional as F
 
     xb = _float(xb)
-    n, _, h, w = xb.shape
-    out = torch.empty_like(xb)
+    n, c, h, w = xb.shape
+    oh, ow = (h, w) if size is None else (size, size)
+    out = torch.empty_like(xb) if size is None else xb.new_empty((n, c, oh, ow))
     for i in range(n):
         top, left, ch, cw = rrc_params(h, w, gen, scale=scale)
         mode = modes[int(torch.randint(0, len(modes), (1,), generator=gen).item())] if len(modes) > 1 else modes[0]
         crop = xb[i:i + 1, :, top:top + ch, left:left + cw]
-        img = F.interpolate(crop, size=(h, w), mode=mode, align_corners=False, antialias=True)[0]
+        img = F.interpolate(crop, size=(oh, ow), mode=mode, align_corners=False, antialias=True)[0]
         if mode == "bicubic":  # bicubic overshoots [0, 1]; bilinear weights are convex
             img = img.clamp_(0, 1)
         if flip and torch.rand(1, generator=gen).item() < 0.5:

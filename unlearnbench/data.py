@@ -400,7 +400,8 @@ def _is_torchscript(path: Path) -> bool:
 def load_state_dict(path: str | os.PathLike, what: str = "state dict", convert: str | None = None) -> dict:
     """The state dict in ``path``, read without running code from it: a ``.safetensors`` file, or
     any other file through ``torch.load(map_location="cpu", weights_only=True)``. A checkpoint that
-    wraps its weights as ``{"state_dict": {...}}`` is unwrapped. Every value must be a tensor.
+    wraps its weights as ``{"state_dict": {...}}`` or ``{"model": {...}}`` is unwrapped. Every value must be a
+    tensor.
 
     Anything else raises DataNotFound with one text: ``<path> is not a loadable <what>: <what was
     wrong>. <how to fix it>``. ``what`` names what the caller wants (``"CLIP state dict"``);
@@ -438,8 +439,10 @@ def load_state_dict(path: str | os.PathLike, what: str = "state dict", convert: 
                 raise refuse(f"the weights-only loader refused what it holds ({detail})") from None
             raise refuse(f"it is not a torch checkpoint the weights-only loader can read ({type(e).__name__}: "
                          f"{' '.join(msg.split())[:300]})") from None
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
+    for wrapper in ("state_dict", "model"):  # training checkpoints; Microsoft's Swin release uses "model"
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+            break
     if not isinstance(obj, dict):
         raise refuse(f"it holds a {type(obj).__name__}, not a dict of tensors")
     bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]

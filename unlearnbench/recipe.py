@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 
-LATE_FIELDS = ("randaug_n", "randaug_m", "warmup_steps", "grad_clip")
+LATE_FIELDS = ("randaug_n", "randaug_m", "warmup_steps", "grad_clip", "warmup_epochs")
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,9 @@ class Recipe:
     randaug_m: int = 0  # RandAugment magnitude
     warmup_steps: int = 0  # linear warmup before the schedule (CLIP: 500) [PROTOCOL §2.2]
     grad_clip: float = 0.0  # gradient-norm clip (CLIP: 1.0); 0 = off
+    # linear warmup of this many epochs (Swin-T: 2) [PROTOCOL §2.1]: in epochs, so that the original
+    # (on D_train) and Retrain (on the smaller D_r) warm up over the same fraction of their schedule
+    warmup_epochs: int = 0
 
     def spec(self) -> dict:
         """The recipe as a store key part. Fields added later are keyed only when they differ

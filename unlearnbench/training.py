@@ -54,7 +54,7 @@ class Phase:
 
 
 def lr_at(recipe: Recipe, step: int, total: int, steps_per_epoch: int, epoch: int | None = None) -> float:
-    warm = recipe.warmup_steps
+    warm = recipe.warmup_steps or recipe.warmup_epochs * steps_per_epoch
     if warm and step < warm:  # linear warmup to lr, then the schedule over the remaining steps [NM]
         return recipe.lr * (step + 1) / warm
     if warm:
