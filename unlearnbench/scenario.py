@@ -239,18 +239,28 @@ class Task:
         import numpy as np
         import torch
 
-        rows, splits_idx, at = [], {}, 0
+        # Rows are read through ``tensors`` (a subclass may address more than ``data``: CLIP's control
+        # rows follow the forget set's), so the detached task's indices all address its own ``data``.
+        xs, ys, splits_idx, at = [], [], {}, 0
         for s in splits:
             if s not in self.manifest["splits"]:
                 continue
-            idx = np.asarray(self.indices(s), dtype=np.int64)
-            rows.append(torch.as_tensor(idx, dtype=torch.long))
-            splits_idx[s] = list(range(at, at + len(idx)))
-            at += len(idx)
-        take = torch.cat(rows) if rows else torch.zeros(0, dtype=torch.long)
-        data = dataclasses.replace(self.data, x=self.data.x[take], y=self.data.y[take],
-                                   train_pool=np.arange(0), test=None, val=None)
-        return dataclasses.replace(self, data=data, manifest={**self.manifest, "splits": splits_idx})
+            x, y = self.tensors(s)
+            xs.append(x)
+            ys.append(y)
+            splits_idx[s] = list(range(at, at + len(y)))
+            at += len(y)
+        x = torch.cat(xs) if xs else self.data.x[:0]
+        y = torch.cat(ys) if ys else self.data.y[:0]
+        data = dataclasses.replace(self.data, x=x, y=y, train_pool=np.arange(0), test=None, val=None)
+        out = dataclasses.replace(self, data=data, manifest={**self.manifest, "splits": splits_idx})
+        # A subclass's own state outside the dataclass fields (CLIP's control set and encoder name,
+        # which new_model needs) is lost by replace; carry it over.
+        names = {f.name for f in dataclasses.fields(self)}
+        for k, v in vars(self).items():
+            if k not in names:
+                setattr(out, k, v)
+        return out
 
 
 class Scenario:

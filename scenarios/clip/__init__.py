@@ -86,6 +86,29 @@ class ClipTask(Task):
             return self.control.x[idx], self.control.y[idx]
         return self.data.x[idx], self.data.y[idx]
 
+    def detached(self, splits: list[str]) -> "ClipTask":
+        # The two data sets differ in image size, so the forget-side splits are detached into ``data``
+        # and the control-side ones into ``control`` (only their rows: no ImageNet images are shipped
+        # to a worker that does not read them), keeping the one-virtual-array indexing.
+        import dataclasses
+
+        import torch
+
+        n = len(self.data.y)
+        known = [s for s in splits if s in self.manifest["splits"]]
+        side = {s: bool(len(self.indices(s))) and min(self.indices(s)) >= n for s in known}
+        out = Task.detached(self, [s for s in known if not side[s]])
+        rows, at = [], len(out.data.y)
+        for s in (s for s in known if side[s]):
+            idx = torch.as_tensor(self.indices(s), dtype=torch.long) - n
+            out.manifest["splits"][s] = list(range(at, at + len(idx)))
+            at += len(idx)
+            rows.append(idx)
+        take = torch.cat(rows) if rows else torch.zeros(0, dtype=torch.long)
+        out.control = dataclasses.replace(self.control, x=self.control.x[take], y=self.control.y[take],
+                                          train_pool=None, test=None, val=None)
+        return out
+
     def route(self, model, split: str | None) -> None:
         if hasattr(model, "head"):
             model.head = "control" if split is not None and split.startswith("control") else "forget"

@@ -230,6 +230,24 @@ def test_task_splits_heads_and_routing(host, clip_root):
     assert acc["acc_control_test"] == pytest.approx(100.0 * (lg.argmax(1) == yc).double().mean().item())
 
 
+def test_a_detached_clip_task_builds_its_model_and_reads_forget_and_control_rows(host, clip_root):
+    # A worker's job gets ``task.detached(splits)``: the CLIP task's control set and encoder name live
+    # outside the dataclass fields, and its control rows follow the forget set's in the indices.
+    scen, cfg = scen_cfg(host, "clip-mnist", **TINY)
+    t = scen.build_task(cfg, 0, str(clip_root))
+    d = t.detached(["forget", "control_val"])
+    for split in ("forget", "control_val"):
+        x, y = d.tensors(split)
+        x0, y0 = t.tensors(split)
+        assert torch.equal(x, x0) and torch.equal(y, y0)
+    m = d.new_model()  # needs clip_arch and the control set's class count
+    assert {k: v.shape for k, v in m.state_dict().items()} == {k: v.shape for k, v in t.new_model().state_dict().items()}
+    # of ImageNet only the rows asked for are shipped
+    assert len(d.control.y) == len(t.indices("control_val")) and d.control.num_classes == t.control.num_classes
+    assert d.frozen == t.frozen
+    assert len(t.detached(["forget"]).control.y) == 0
+
+
 def test_missing_and_corrupt_weights_are_explained(host, clip_root, tmp_path):
     from unlearnbench.scenarios.clip.model import load_weights
 
