@@ -7,6 +7,11 @@ gradients before each step (``before_step``: MSG's mask), which parameters to up
 order (``batches``: RL's sequential schedule), a second loader stepped alongside the first
 (``paired``: NG+'s cycled D_f batches, PROTOCOL §7.4.1), or passes over other data run before the
 main one within each epoch (``phases``: SCRUB's max-epochs on D_f, §7.4.2), all under the one optimiser.
+
+On a GPU (issue 20): the data are copied to the device once per call and stay there; batches are
+gathered there and augmented there when the augmentation is a ``tensor_op`` (crop + flip,
+translations, random resized crops), drawing from the same generator in the same order, so the
+host does a few integer draws per image and no pixel work.
 """
 from __future__ import annotations
 
@@ -117,9 +122,9 @@ def train(
 
     if recipe.optimizer not in ("sgd", "adamw", "adam"):
         raise ValueError(f"optimizer {recipe.optimizer!r} is not supported (sgd, adamw, adam)")
-    if augment is None:  # the recipe names its augmentation (crop_flip for CIFAR-10, §2.1)
-        from .augment import recipe_augmentation
+    from .augment import recipe_augmentation, runs_on_device
 
+    if augment is None:  # the recipe names its augmentation (crop_flip for CIFAR-10, §2.1)
         augment = recipe_augmentation(recipe)
     model.to(device).train()
     # Frozen parameters (requires_grad False: CLIP attention and text leftovers) are never stepped,
@@ -166,6 +171,8 @@ def train(
         step += 1
         pbar.update(1)
 
+    on_dev = runs_on_device(augment) and isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
+    x_dev = None
     with progress.bar(total if show_progress else 0, desc, unit="step") as pbar:
         for epoch in range(recipe.epochs):
             if on_epoch is not None:  # e.g. redraw random labels (RL) or decay a penalty (l1-sparse)
@@ -183,11 +190,16 @@ def train(
                     do_step(lambda: ph.loss_fn(model, px, py), epoch)
             # On a GPU, batches are gathered where the model is: a host-to-device copy from
             # pageable memory each step waits for the step before, so CPU and GPU would take
-            # turns. One copy per epoch, after on_epoch (RL relabels y in place). With a
-            # train-time augmentation (drawn from the CPU stream) or inputs that are not tensors,
-            # batches are made on the host. Same batches either way; on CPU nothing is copied.
-            on_dev = augment is None and isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
-            xs, ys = (x.to(device), y.to(device)) if on_dev else (x, y)
+            # turns. x goes once per call (``x_dev``, below), y once per epoch, after on_epoch (RL
+            # relabels y in place). A tensor_op augmentation (crop + flip, translations, RRC) draws
+            # from the CPU stream and moves the pixels on the device; any other (RandAugment's PIL)
+            # or inputs that are not tensors make batches on the host. Same batches either way.
+            if on_dev:
+                if x_dev is None:
+                    x_dev = x.to(device)
+                xs, ys = x_dev, y.to(device)
+            else:
+                xs, ys = x, y
             if batches is None:
                 order = torch.randperm(n, generator=gen)
                 if on_dev:
