@@ -1,5 +1,6 @@
 """The GPU training path, checked on CPU (issue 20, acceptance 5): the device-side augmentations give
-exactly the images the host ones gave, and the loop's device path trains the same bits."""
+exactly the images the host ones gave, the loop's device path trains the same bits, ``-o amp=bf16``
+is opt-in, recorded, keyed and hashed only when set, and channels-last is used where it helps."""
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +11,7 @@ from torch import nn
 
 from unlearnbench.augment import AUGMENTS, runs_on_device, tensor_op
 from unlearnbench.recipe import Recipe
-from unlearnbench.training import train
+from unlearnbench.training import train, uses_channels_last
 
 
 def _batch(shape, seed=7):
@@ -83,6 +84,72 @@ def test_the_device_path_trains_on_exactly_the_batches_of_the_host_path(name, sh
     assert len(s1) == 6 and all(torch.equal(a, b) for a, b in zip(s1, s2))
     assert all(torch.equal(w1[k], w2[k]) for k in w1) and torch.equal(g1, g2)
     assert not torch.equal(s1[0], x[:8])  # augmented
+
+
+def test_bf16_is_opt_in_and_trains_other_weights_in_fp32():
+    x, y = _batch((16, 3, 8, 8)), torch.randint(0, 4, (16,), generator=torch.Generator().manual_seed(2))
+    recipe = Recipe(epochs=1, batch=8, lr=0.1, schedule="constant")
+
+    def run(**kw):
+        m = train(_conv(), x, y, recipe, torch.Generator().manual_seed(0), show_progress=False, **kw)
+        return {k: v.clone() for k, v in m.state_dict().items()}
+
+    fp32, again, bf16 = run(), run(amp="fp32"), run(amp="bf16")
+    assert all(torch.equal(fp32[k], again[k]) for k in fp32)  # fp32 is the default
+    assert not torch.equal(fp32["0.weight"], bf16["0.weight"])  # autocast ran
+    assert all(v.dtype == fp32[k].dtype for k, v in bf16.items())  # the weights stay fp32
+    assert all(torch.equal(bf16[k], v) for k, v in run(amp="bf16").items())  # and reproduce
+    with pytest.raises(ValueError, match="fp16"):
+        run(amp="fp16")
+
+
+def test_channels_last_only_where_it_helps_and_the_model_leaves_contiguous():
+    from unlearnbench.models import build_model
+
+    cnn, vit_like = build_model("cnn-s", 10, 1), nn.Sequential(nn.Conv2d(3, 8, 4, 4), nn.Flatten(), nn.Linear(8, 2))
+    assert uses_channels_last(cnn, "cuda", "bf16") and uses_channels_last(cnn, "cuda:1", "bf16")
+    assert not uses_channels_last(cnn, "cuda", "fp32")  # fp32 GPU runs keep the committed H200 records' kernels
+    assert not uses_channels_last(cnn, "cpu", "bf16") and not uses_channels_last(vit_like, "cuda", "bf16")
+    x, y = _batch((8, 3, 8, 8)), torch.randint(0, 4, (8,))
+    seen = []
+
+    def loss_fn(m, xb, yb):
+        seen.append(xb.is_contiguous(memory_format=torch.channels_last))
+        return nn.functional.cross_entropy(m(xb), yb)
+
+    m = train(_conv(), x, y, Recipe(epochs=1, batch=4, lr=0.1), torch.Generator().manual_seed(0),
+              channels_last=True, loss_fn=loss_fn, show_progress=False)
+    assert seen == [True, True]
+    assert all(v.is_contiguous() for v in m.state_dict().values())
+
+
+def test_amp_is_recorded_hashed_only_when_set_and_keys_the_trained_artifacts(host, tmp_path, monkeypatch):
+    import numpy as np
+
+    from unlearnbench import RawData
+    from unlearnbench.config import config_hash, resolve
+    from unlearnbench.errors import ConfigError
+    from unlearnbench.runner import build_task
+    from unlearnbench.stages import Stages
+    from unlearnbench.store import Store
+
+    default, bf16 = resolve(host), resolve(host, overrides=["amp=bf16"])
+    d = default.to_dict()
+    assert d["amp"] == "fp32" and bf16.to_dict()["amp"] == "bf16"  # in every record's config
+    assert default.hash == config_hash({k: v for k, v in d.items() if k != "amp"})  # as before the key existed
+    assert bf16.hash != default.hash and bf16.variant == ["amp=bf16"] and bf16.run_name != default.run_name
+    with pytest.raises(ConfigError, match="unknown amp .*'fp16'.*valid: bf16, fp32"):
+        resolve(host, overrides=["amp=fp16"])
+
+    raw = RawData(x=torch.rand(200, 1, 8, 8), y=torch.arange(200) % 10, train_pool=np.arange(200), test=None,
+                  fingerprint="synthetic", num_classes=10, source="test")
+    monkeypatch.setattr(type(default.scenario), "load_raw", lambda self, root: raw)  # not sklearn's digits: fast
+    keys = []
+    for res in (default, bf16):
+        task = build_task(res, 0, None)
+        keys.append(Stages(task, Store(tmp_path))._train_spec("train", "original"))
+    assert "amp" not in keys[0] and keys[1]["amp"] == "bf16" and task.amp == "bf16"
+    assert {k: v for k, v in keys[1].items() if k != "amp"} == keys[0]
 
 
 def test_tensor_op_marks_a_scenarios_own_augmentation():
