@@ -58,7 +58,7 @@ PEAK_TFLOPS: dict[str, tuple[float, float | None, float | None]] = {
 }
 
 # Seconds each stage may take on the GPU (its alarm); their sum plus start-up (~20 s) stays under 300.
-CAPS = {"augment": 12, "flops": 15, "cifar_fp32": 40, "cifar_bf16": 30, "cifar_fp32_cl": 25, "pool_member": 30,
+CAPS = {"augment": 12, "flops": 20, "cifar_fp32": 40, "cifar_bf16": 30, "cifar_fp32_cl": 25, "pool_member": 30,
         "clip_fp32": 40, "clip_bf16": 30, "clip_randaug": 12}
 SMOKE_CAPS = {k: 6 for k in CAPS}  # 9 stages at toy sizes: seconds each on one CPU thread
 
@@ -297,28 +297,35 @@ def main(argv=None) -> int:
         r = throughput(resnet, member, n_member, shape, 10, device, caps["pool_member"], "fp32", None, max_steps)
         return with_limit(r, "fp32", True, "cifar")
 
+    built: dict = {}
+
     def clip_model():
-        """(ClipClassifier, input side): ViT-B/32 on random weights (tiny in smoke mode), heads drawn at random."""
+        """(ClipClassifier, input side): ViT-B/32 on random weights (tiny in smoke mode), heads drawn at random;
+        built once (seconds), and every stage starts from the same weights."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded: pretrained=None
         try:
             from unlearnbench.scenarios.clip.model import clip_classifier
         except Exception:
             return None
-        torch.manual_seed(0)
-        m = clip_classifier(res["clip_arch"], 10, 10)
-        with torch.no_grad():  # zero heads would give zero gradients; the step's cost is the same either way
-            m.head_forget.normal_()
-            m.head_control.normal_()
+        if not built:
+            torch.manual_seed(0)
+            m = clip_classifier(res["clip_arch"], 10, 10)
+            with torch.no_grad():  # zero heads would give zero gradients; the step costs the same either way
+                m.head_forget.normal_()
+                m.head_control.normal_()
+            built["model"], built["state"] = m, {k: v.clone() for k, v in m.state_dict().items()}
+        m = built["model"]
+        m.load_state_dict(built["state"])
         return m, m.image_size[0]
 
     def clip_stage(amp: str):
         def run():
             from unlearnbench.scenarios.clip.pools import CLIP_POOLS
 
-            built = clip_model()
-            if built is None:
+            got = clip_model()
+            if got is None:
                 raise RuntimeError("open_clip is not installed: carry its wheel (benchmarks/device_check.sh)")
-            model, side = built
+            model, side = got
             rec = CLIP_POOLS["pool1_randaug"].members()[0].with_(augment="none", randaug_n=0)
             if a.smoke:
                 rec = rec.with_(batch=4)
