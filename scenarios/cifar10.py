@@ -31,7 +31,8 @@ from dataclasses import dataclass, fields, make_dataclass, replace
 from functools import partial
 
 from unlearnbench import (Choice, ClassifierScenario, ConfigError, DataNotFound, PoolGrid, RawData, Recipe, Task,
-                          classifier_pool, hookimpl, opt, paper_table, random_resized_crop)
+                          classifier_pool, hookimpl, opt, paper_table, random_resized_crop,
+                          tensor_op)
 from unlearnbench.data import Definition, find_or_download, fingerprint
 
 # What the release holds (checked by the loader; the test suite uses DEFINITION.small() for its small files).
@@ -288,8 +289,8 @@ class CIFAR10Swin(CIFAR10):
         task.arch = f"{arch}-{size}px"  # in every store key (Stages._spec)
         task.recipe = self.recipe.with_(augment=aug)
         task.pools = {n: replace(g, base=g.base.with_(augment=aug)) for n, g in self.pools.items()}
-        task.augmentations = {**task.augmentations, aug: partial(random_resized_crop, scale=(0.08, 1.0),
-                                                                 modes=("bilinear",), flip=True, size=size)}
+        task.augmentations = {**task.augmentations, aug: tensor_op(partial(  # runs where the batch is
+            random_resized_crop, scale=(0.08, 1.0), modes=("bilinear",), flip=True, size=size))}
         task.pretrained = Backbone(spec, arch, size, task.num_classes, random=spec == RANDOM)
         return task
 

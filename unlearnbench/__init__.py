@@ -7,7 +7,7 @@ data set's files are, image decoding, safe weights loading, hashing) are in the 
 from __future__ import annotations
 
 from . import data
-from .augment import random_resized_crop
+from .augment import random_resized_crop, tensor_op
 from .config import Choice, opt
 from .context import Ctx
 from .errors import (ConfigError, DataNotFound, ManifestMismatch, PluginError, SplitAccessError, StoreError,
@@ -30,5 +30,5 @@ __all__ = [
     "Scoring", "Selection", "SelectionRule",
     "SplitAccessError", "StoreError", "StreamKeys", "Task", "UnlearnbenchError", "classifier_pool", "count_dtype",
     "data", "hookimpl", "opt", "paper_table", "random_resized_crop", "sha256_hex", "stream_seed", "tensor_digest",
-    "__version__",
+    "tensor_op", "__version__",
 ]

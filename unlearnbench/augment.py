@@ -8,6 +8,14 @@ A recipe with ``randaug_n > 0`` adds timm's RandAugment (``rand-m{M}-n{N}-mstd0.
 named augmentation, per image; timm draws from Python's and NumPy's global generators, so each
 image reseeds them from the training generator (and their state is restored afterwards): the
 draws stay replayable and nothing else's randomness is disturbed.
+
+Where the batch lives (issue 20, PROTOCOL §2.1, §6.3): the crop + flip, the translations and the
+random resized crop are ``tensor_op``s. They draw their offsets, flips and crop boxes from the CPU
+generator on the host, in the order they always did (a few integers per image), and then move the
+pixels wherever the batch already is, with tensor ops. The training loop then keeps the data on
+the device and never copies a batch from the host. The crop + flip and the translations are one
+gather each, so on a GPU they give the same bits as on the host; on CPU every augmentation gives
+exactly the images it gave before (tests/test_device_augment.py).
 """
 from __future__ import annotations
 
@@ -22,7 +30,30 @@ if TYPE_CHECKING:
 Augment = Callable[["torch.Tensor", "torch.Generator"], "torch.Tensor"]
 
 
+def tensor_op(fn):
+    """Mark an augmentation as one that runs where its batch is (the training loop may then keep
+    the data on the device): it draws only from the generator it is given, on the host, and touches
+    pixels with tensor ops alone (no PIL, no NumPy)."""
+    fn.tensor_op = True
+    return fn
 
+
+def runs_on_device(aug: Augment | None) -> bool:
+    """Whether the loop may hand ``aug`` batches that live on the device (``tensor_op``)."""
+    return aug is None or bool(getattr(aug, "tensor_op", False))
+
+
+def _to(t: "torch.Tensor", device) -> "torch.Tensor":
+    """A small host tensor of draws, on ``device``: from pinned memory on CUDA, so the copy is queued
+    behind the running step instead of waiting for it; on CPU the tensor itself."""
+    if device.type == "cpu":
+        return t
+    if device.type == "cuda":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
+
+@tensor_op
 def crop_flip(xb: "torch.Tensor", gen: "torch.Generator", pad: int = 4) -> "torch.Tensor":
     """RandomCrop(size, padding=pad) with zero fill, then RandomHorizontalFlip(0.5), per image.
 
@@ -33,17 +64,21 @@ def crop_flip(xb: "torch.Tensor", gen: "torch.Generator", pad: int = 4) -> "torc
     import torch.nn.functional as F
 
     n, c, h, w = xb.shape
-    padded = F.pad(xb, (pad, pad, pad, pad))
     oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
     ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
     flip = torch.rand(n, generator=gen) < 0.5
-    rows = oy[:, None] + torch.arange(h)[None, :]  # (n, h)
-    cols = torch.arange(w)[None, :].expand(n, w)
-    cols = torch.where(flip[:, None], cols.flip(1), cols) + ox[:, None]  # a flip reverses the crop's columns
-    return padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None],
+    dev = xb.device  # the draws are the host's (the generator's); the pixels move where the batch is
+    if dev.type != "cpu":
+        oy, ox, flip = _to(torch.stack([oy, ox, flip.long()]), dev).unbind(0)
+    padded = F.pad(xb, (pad, pad, pad, pad))
+    rows = oy[:, None] + torch.arange(h, device=dev)[None, :]  # (n, h)
+    cols = torch.arange(w, device=dev)[None, :].expand(n, w)
+    cols = torch.where(flip.bool()[:, None], cols.flip(1), cols) + ox[:, None]  # a flip reverses the crop's columns
+    return padded[torch.arange(n, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
                   rows[:, None, :, None], cols[:, None, None, :]]
 
 
+@tensor_op
 def translate(xb: "torch.Tensor", gen: "torch.Generator", shift: int = 1) -> "torch.Tensor":
     """Each image moved by its own (dx, dy), each uniform in {-shift, ..., shift}, zero fill, no flip:
     the CPU pools' augmentation (PROTOCOL §6.3 v2; ``translate1`` for digits, ``translate2`` for fmnist).
@@ -58,10 +93,13 @@ def translate(xb: "torch.Tensor", gen: "torch.Generator", shift: int = 1) -> "to
     n, c, h, w = xb.shape
     dy = torch.randint(-shift, shift + 1, (n,), generator=gen)
     dx = torch.randint(-shift, shift + 1, (n,), generator=gen)
+    dev = xb.device
+    if dev.type != "cpu":
+        dy, dx = _to(torch.stack([dy, dx]), dev).unbind(0)
     padded = F.pad(xb, (shift, shift, shift, shift))  # padded[r + s, c + s] = xb[r, c]
-    rows = (shift - dy)[:, None] + torch.arange(h)[None, :]  # (n, h): r - dy + s
-    cols = (shift - dx)[:, None] + torch.arange(w)[None, :]  # (n, w)
-    return padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None],
+    rows = (shift - dy)[:, None] + torch.arange(h, device=dev)[None, :]  # (n, h): r - dy + s
+    cols = (shift - dx)[:, None] + torch.arange(w, device=dev)[None, :]  # (n, w)
+    return padded[torch.arange(n, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
                   rows[:, None, :, None], cols[:, None, None, :]]
 
 
@@ -101,7 +139,10 @@ def random_resized_crop(xb: "torch.Tensor", gen: "torch.Generator", scale, modes
                         size: int | None = None) -> "torch.Tensor":
     """RandomResizedCrop per image, resized back to the input's size, or to ``size`` x ``size``
     (torchvision's ``RandomResizedCrop(size)`` on an image smaller than the network's input: CIFAR-10
-    at 32 px for a 224-px Swin-T, PROTOCOL §2.1), then HFlip 0.5 when ``flip``."""
+    at 32 px for a 224-px Swin-T, PROTOCOL §2.1), then HFlip 0.5 when ``flip``. The crop box, the
+    interpolation mode and the flip are drawn on the host from ``gen``; the crop is resized where the
+    batch is (on a GPU, one antialiased resize per image, launched from here and run there; the host
+    draws a few numbers per image and waits for none)."""
     import torch
     import torch.nn.functional as F
 
@@ -122,6 +163,7 @@ def random_resized_crop(xb: "torch.Tensor", gen: "torch.Generator", scale, modes
     return out
 
 
+@tensor_op
 def rrc_flip(xb: "torch.Tensor", gen: "torch.Generator") -> "torch.Tensor":
     """RandomResizedCrop back to the input size (bilinear, antialiased), then RandomHorizontalFlip,
     per image: the CUB-200 train transform [PROTOCOL §2.1]. The scenario stores images at the
@@ -192,8 +234,8 @@ def rand_augment(n: int, m: int, mean=(0.48145466, 0.4578275, 0.40821073)) -> Au
 # translateS: the CPU pools' ±S px translation (PROTOCOL §6.3 v2): the name is in each member's recipe,
 # so in its store key.
 AUGMENTS: dict[str, Augment | None] = {"none": None, "crop_flip": crop_flip, "rrc_flip": rrc_flip,
-                                       "translate1": partial(translate, shift=1),
-                                       "translate2": partial(translate, shift=2)}
+                                       "translate1": tensor_op(partial(translate, shift=1)),
+                                       "translate2": tensor_op(partial(translate, shift=2))}
 
 
 def recipe_augmentation(recipe, extra: Mapping[str, Augment | None] | None = None) -> Augment | None:

@@ -65,6 +65,9 @@ class SelectionCommon:
 class SuiteConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # PROTOCOL §0: T = 3 trials
     device: str = "cpu"
+    # the training precision: fp32 (every reference's, the default) or bf16 (autocast, opt-in, issue 20);
+    # hashed only when set (SUITE_LATE), so every configuration recorded before the key keeps its hash
+    amp: str = "fp32"
     threads: int = 0  # torch intra-op threads; 0 = the scenario's choice, capped by free cores
     pool: PoolConfig = field(default_factory=PoolConfig)
     executor: ExecutorConfig = field(default_factory=lambda: ExecutorConfig())  # defined after Choice
@@ -363,12 +366,17 @@ LEGACY: dict[str, tuple[str, int]] = {
 }
 
 
+# Suite keys added after records were made, left out of the hash at their default (what a record
+# without the key ran): -o amp=bf16 hashes anew, fp32 hashes as before the key existed.
+SUITE_LATE: dict[str, str] = {"amp": "fp32"}
+
+
 def config_hash(d: dict) -> str:
     """The hash of a resolved config (``Resolved.to_dict``): without the UNHASHED keys, and without
     each ``LEGACY`` key at its legacy value (``selection.strategy=grid``, ``selection.target=edited``,
     ...), so configurations recorded before that key existed keep their hashes and a run with another
     value gets a new one."""
-    d = {k: v for k, v in d.items() if k not in UNHASHED}
+    d = {k: v for k, v in d.items() if k not in UNHASHED and not (k in SUITE_LATE and str(v) == SUITE_LATE[k])}
     for dotted, (old, _) in LEGACY.items():
         sec, key = dotted.split(".", 1)
         part = d.get(sec)
@@ -567,6 +575,12 @@ def check_suite(cfg: Any, scen: Any, device_here: bool = True) -> None:
         raise ConfigError(f"threads={threads} is negative: give a number of torch threads >= 1, or 0 for the "
                           "scenario's choice (e.g. -o threads=0)")
     check_device(str(cfg.device), device_here)
+    from .training import AMP
+
+    if str(cfg.amp) not in AMP:
+        from .errors import unknown
+
+        raise unknown("amp (training precision)", str(cfg.amp), AMP)
     size, name = int(cfg.pool.size), str(cfg.pool.name)
     if size < 0:
         raise ConfigError(f"pool.size={size} is negative: give the number of pool members to use, >= 1, "

@@ -178,7 +178,7 @@ class Ctx:
             augment = self.__task.augment_for(recipe)
         return train(model, x, y, recipe, gen, device=self.device, desc=f"{self.method.name}", loss_fn=loss_fn,
                      after_step=after_step, params=params, augment=augment, on_epoch=on_epoch, batches=batches,
-                     paired=paired, phases=phases, before_step=before_step)
+                     paired=paired, phases=phases, before_step=before_step, amp=self.__task.amp)
 
     # -- applying and selecting --------------------------------------------------------
     def apply(self, tau: dict, lam: float) -> dict[str, "torch.Tensor"]:

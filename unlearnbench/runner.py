@@ -180,7 +180,9 @@ def build_task(res: Resolved, trial: int, data_root: str | None, raw_cache: dict
         raw = scen.load_raw(data_root)
         if raw_cache is not None:
             raw_cache[scen.name] = raw
-    return scen.build_task(res.cfg.scenario, trial, data_root, raw=raw)
+    task = scen.build_task(res.cfg.scenario, trial, data_root, raw=raw)
+    task.amp = str(res.cfg.amp)  # a suite key, not the scenario's: every stage and method trains in it
+    return task
 
 
 def write_record(out: Path, rec: dict) -> Path:

@@ -192,6 +192,9 @@ class Task:
     # Pretrained classifier scenarios (CUB-200): returns (weights, tag) where weights are loaded over
     # the init-stream draw (the backbone; the head stays drawn) and tag identifies them in store keys.
     pretrained: "Callable[[], tuple[dict, str]] | None" = None
+    # the training precision (-o amp=...; set by the runner): every training of this trial runs in it,
+    # and its trained artifacts are keyed by it when it is not fp32 (``Stages``)
+    amp: str = "fp32"
 
     @property
     def num_classes(self) -> int:

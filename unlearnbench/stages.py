@@ -35,7 +35,8 @@ def train_member(task: "Task", theta0: dict, recipe, seed: int, keep: list[str],
     g = torch.Generator()
     g.manual_seed(seed)
     fx, fy = task.tensors("forget")
-    train(model, fx, fy, recipe, g, device=device, desc=desc, augment=task.augment_for(recipe), show_progress=False)
+    train(model, fx, fy, recipe, g, device=device, desc=desc, augment=task.augment_for(recipe), show_progress=False,
+          amp=task.amp)
     return {k: v.detach().cpu() for k, v in model.state_dict().items() if k in keep}
 
 
@@ -49,7 +50,7 @@ def train_model(task: "Task", init: dict, split: str, kind: str, device: str) ->
     x, y = task.tensors(split)
     recipe = task.recipe
     train(model, x, y, recipe, torch_gen(task.trial, "order", kind), device=device,
-          desc=f"{kind} (trial {task.trial})", augment=task.augment_for(recipe))
+          desc=f"{kind} (trial {task.trial})", augment=task.augment_for(recipe), amp=task.amp)
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
@@ -97,6 +98,11 @@ class Stages:
         return {"kind": kind, "version": ARTIFACT_VERSION, "scenario": t.scenario, "trial": t.trial,
                 "manifest": t.manifest_hash, "arch": t.arch, "num_classes": t.num_classes, **kw}
 
+    def _trained(self) -> dict:
+        """The key part of a trained artifact's precision: none for fp32 (every key stored before
+        ``amp`` existed), else ``{"amp": "bf16"}``, so bf16 weights never stand in for fp32 ones."""
+        return {} if self.task.amp == "fp32" else {"amp": self.task.amp}
+
     def _get(self, kind: str, spec: dict, compute, label: str) -> dict:
         if kind in self._cache and self.keys.get(kind) == self.store.key(spec):
             return self._cache[kind]
@@ -139,7 +145,7 @@ class Stages:
     def _train_spec(self, split: str, kind: str) -> dict:
         self.init_weights()
         return self._spec(kind, init=self.keys["init"], recipe=self.task.recipe.spec(), data=split,
-                          order_seed=stream_seed(self.task.trial, "order", kind))
+                          order_seed=stream_seed(self.task.trial, "order", kind), **self._trained())
 
     def _train_on(self, split: str, kind: str) -> dict:
         init = self.init_weights()
@@ -241,7 +247,7 @@ class Stages:
             # [OURS] keyed by config, not position; run r ≠ 0 of an ensemble: (pool, r, config) (§8.7.0)
             seed = stream_seed(self.task.trial, "pool", *(() if self.run == 0 else (self.run,)), recipe.spec())
             specs.append((recipe, seed, self._spec("pool-member", original=okey, recipe=recipe.spec(), data="forget",
-                                                   seed=seed)))
+                                                   seed=seed, **self._trained())))
         if self.executor.name != "local":
             self._train_pool_remotely(name, specs, theta0, timings)
         with progress.bar(len(members), f"pool {name} (trial {self.task.trial})", unit="model") as pbar:

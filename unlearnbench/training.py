@@ -7,10 +7,18 @@ gradients before each step (``before_step``: MSG's mask), which parameters to up
 order (``batches``: RL's sequential schedule), a second loader stepped alongside the first
 (``paired``: NG+'s cycled D_f batches, PROTOCOL §7.4.1), or passes over other data run before the
 main one within each epoch (``phases``: SCRUB's max-epochs on D_f, §7.4.2), all under the one optimiser.
+
+On a GPU (issue 20): the data are copied to the device once per call and stay there; batches are
+gathered there and augmented there when the augmentation is a ``tensor_op`` (crop + flip,
+translations, random resized crops), drawing from the same generator in the same order, so the
+host does a few integer draws per image and no pixel work. ``amp="bf16"`` (``-o amp=bf16``, opt-in;
+fp32 is the default and what every reference ran) runs forward and loss under bf16 autocast, with
+channels-last weights and inputs for conv nets on CUDA, where the tensor cores want that layout.
 """
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
@@ -77,6 +85,20 @@ def lr_at(recipe: Recipe, step: int, total: int, steps_per_epoch: int, epoch: in
                      "cosine_epoch)")
 
 
+AMP = ("fp32", "bf16")  # -o amp=...: the training precision; fp32 is every reference's
+
+
+def uses_channels_last(model: "torch.nn.Module", device: str, amp: str) -> bool:
+    """Channels-last where it helps: bf16 on CUDA, for a conv net (two or more 2-d convolutions:
+    ResNet, VGG, the CPU CNNs; not a ViT's one patch embedding). fp32 keeps the default layout, so
+    fp32 GPU runs keep the kernels (and bits) of the committed H200 records."""
+    from torch import nn
+
+    if amp != "bf16" or not str(device).startswith("cuda"):
+        return False
+    return sum(isinstance(m, nn.Conv2d) for m in model.modules()) >= 2
+
+
 def train(
     model: "torch.nn.Module",
     x: "torch.Tensor",
@@ -96,6 +118,8 @@ def train(
     show_progress: bool = True,
     paired: Paired | None = None,
     phases: Sequence[Phase] = (),
+    amp: str = "fp32",
+    channels_last: bool | None = None,
 ) -> "torch.nn.Module":
     """Train ``model`` in place on (x, y) with ``recipe``; returns the model (last iterate).
 
@@ -111,17 +135,31 @@ def train(
     :param batches: the batch order, one sequence of index tensors (rows of x and y) per epoch,
         every epoch the same number of batches; default a fresh shuffle of all of (x, y) per
         epoch, cut into ``recipe.batch``-sized batches.
+    :param amp: "fp32" (default) or "bf16": forward and loss under bf16 autocast, backward and the
+        optimiser step on the fp32 weights (no loss scaling: bf16 has fp32's exponent range).
+    :param channels_last: the conv weights and inputs in channels-last memory during training;
+        None = ``uses_channels_last`` (bf16 conv nets on CUDA). The model is handed back contiguous.
     """
     import torch
     import torch.nn.functional as F
 
     if recipe.optimizer not in ("sgd", "adamw", "adam"):
         raise ValueError(f"optimizer {recipe.optimizer!r} is not supported (sgd, adamw, adam)")
-    if augment is None:  # the recipe names its augmentation (crop_flip for CIFAR-10, §2.1)
-        from .augment import recipe_augmentation
+    from .augment import recipe_augmentation, runs_on_device
 
+    if amp not in AMP:
+        raise ValueError(f"amp={amp!r} is not a training precision ({', '.join(AMP)})")
+    if augment is None:  # the recipe names its augmentation (crop_flip for CIFAR-10, §2.1)
         augment = recipe_augmentation(recipe)
     model.to(device).train()
+    cl = uses_channels_last(model, device, amp) if channels_last is None else channels_last
+    if cl:  # before the optimiser exists, so its state takes the same layout; same Parameter objects
+        model.to(memory_format=torch.channels_last)
+    autocast = (torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if amp == "bf16"
+                else nullcontext())
+
+    def layout(xb):
+        return xb.contiguous(memory_format=torch.channels_last) if cl and xb.dim() == 4 else xb
     # Frozen parameters (requires_grad False: CLIP attention and text leftovers) are never stepped,
     # so weight decay cannot move them either and they stay exact zeros in τ (PROTOCOL §3).
     trainable = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
@@ -153,7 +191,8 @@ def train(
         nonlocal step
         for group in opt.param_groups:
             group["lr"] = lr_at(recipe, step, total, spe, epoch if phases else None)
-        loss = loss_of()
+        with autocast:  # forward and loss; backward runs outside, as torch.autocast asks
+            loss = loss_of()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if before_step is not None:  # on the loss gradient: weight decay and momentum act unmasked (MSG)
@@ -166,6 +205,8 @@ def train(
         step += 1
         pbar.update(1)
 
+    on_dev = runs_on_device(augment) and isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
+    x_dev = None
     with progress.bar(total if show_progress else 0, desc, unit="step") as pbar:
         for epoch in range(recipe.epochs):
             if on_epoch is not None:  # e.g. redraw random labels (RL) or decay a penalty (l1-sparse)
@@ -179,15 +220,20 @@ def train(
                     px, py = ph.x[pb], ph.y[pb]
                     if augment is not None:
                         px = augment(px, gen)
-                    px, py = px.to(device), py.to(device)
+                    px, py = layout(px.to(device)), py.to(device)
                     do_step(lambda: ph.loss_fn(model, px, py), epoch)
             # On a GPU, batches are gathered where the model is: a host-to-device copy from
             # pageable memory each step waits for the step before, so CPU and GPU would take
-            # turns. One copy per epoch, after on_epoch (RL relabels y in place). With a
-            # train-time augmentation (drawn from the CPU stream) or inputs that are not tensors,
-            # batches are made on the host. Same batches either way; on CPU nothing is copied.
-            on_dev = augment is None and isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
-            xs, ys = (x.to(device), y.to(device)) if on_dev else (x, y)
+            # turns. x goes once per call (``x_dev``, below), y once per epoch, after on_epoch (RL
+            # relabels y in place). A tensor_op augmentation (crop + flip, translations, RRC) draws
+            # from the CPU stream and moves the pixels on the device; any other (RandAugment's PIL)
+            # or inputs that are not tensors make batches on the host. Same batches either way.
+            if on_dev:
+                if x_dev is None:
+                    x_dev = x.to(device)
+                xs, ys = x_dev, y.to(device)
+            else:
+                xs, ys = x, y
             if batches is None:
                 order = torch.randperm(n, generator=gen)
                 if on_dev:
@@ -209,7 +255,7 @@ def train(
                 xb, yb = xs[idx], ys[idx]
                 if augment is not None:
                     xb = augment(xb, gen)
-                xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+                xb, yb = layout(xb.to(device, non_blocking=True)), yb.to(device, non_blocking=True)
                 extra: tuple = ()
                 if paired is not None:
                     j = b % len(cut2)
@@ -217,8 +263,10 @@ def train(
                         xb2, yb2 = paired.x[cut2[j]], paired.y[cut2[j]]
                         if augment is not None:
                             xb2 = augment(xb2, paired.gen)
-                        cache2[j] = (xb2.to(device), yb2.to(device))
+                        cache2[j] = (layout(xb2.to(device)), yb2.to(device))
                     extra = cache2[j]
                 do_step(lambda: loss_fn(model, xb, yb, *extra), epoch)
+    if cl:  # the weights leave in the default layout: state dicts, digests and stores see no difference
+        model.to(memory_format=torch.contiguous_format)
     model.eval()
     return model
