@@ -65,7 +65,7 @@ def run_cell(res: Any, trial: int, data_root: str | None, files: dict[str, bytes
         root = Path(tmp) / "store"
         _write_files(root, files, skip_existing=False)
         rec = run_trial(res, trial, store=Store(root), runs_dir=Path(tmp) / "runs", data_root=data_root,
-                        executor=LocalExecutor(), threads=threads)
+                        executor=LocalExecutor(stack=int(res.cfg.executor.stack)), threads=threads)
         made = {rel: b for rel, b in _all_files(root).items() if rel not in files}
     rec.pop("_path", None)
     return rec, made

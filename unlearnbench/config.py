@@ -126,6 +126,10 @@ class ExecutorConfig:
     address: str = ""  # ray: "" starts a local instance; auto joins this machine's cluster; ray://host:port
     num_gpus: float = 0.0  # ray: GPUs each job asks for (fractions share a GPU)
     retries: int = 1  # a failed job runs once more, then is reported and the rest go on
+    # > 1: train up to this many pool members of a trial at once, as one stacked model (torch.func.vmap;
+    # issue 20): equal to one at a time up to float reordering, so such members get store keys of their
+    # own and the record's provenance says so; 0 or 1 = one at a time (the default)
+    stack: int = 0
 
 
 class Switch(Choice):
@@ -613,7 +617,7 @@ def check_suite(cfg: Any, scen: Any, device_here: bool = True) -> None:
 
 def check_executor(ex: Any) -> None:
     """The executor section: counts that are counts, an address only where Ray reads one."""
-    for key in ("workers", "threads_per_worker", "retries"):
+    for key in ("workers", "threads_per_worker", "retries", "stack"):
         if int(ex[key]) < 0:
             raise ConfigError(f"executor.{key}={ex[key]} is negative: give a count >= 0 (0 = the default), "
                               f"e.g. -o executor.{key}=0")

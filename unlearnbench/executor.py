@@ -113,15 +113,23 @@ class Executor:
     retries = 1
 
     def __init__(self, *, workers: int = 1, threads: int = 0, device: str = "cpu", retries: int = 1,
-                 resources: dict | None = None):
+                 resources: dict | None = None, stack: int = 0):
         self.workers = max(1, int(workers))
         self.threads = int(threads)
         self.device = device
         self.retries = int(retries)
         self.resources = dict(resources or {})
+        # > 1: pool members train up to this many at once, as one stacked model (``Stages``,
+        # ``stacked.train_many``), each stack one job; 0 or 1: one member per job, as always
+        self.stack = int(stack) if int(stack) > 1 else 0
+
+    def _stacked(self, d: dict) -> dict:
+        # only when on: a record's provenance says its members were trained stacked (equal to the
+        # one-at-a-time ones up to float reordering), and the default's provenance is unchanged
+        return {**d, "stack": self.stack} if self.stack else d
 
     def describe(self) -> dict:
-        return {"name": self.name, "workers": self.workers, "threads_per_worker": self.threads}
+        return self._stacked({"name": self.name, "workers": self.workers, "threads_per_worker": self.threads})
 
     def run(self, jobs: list[Job], *, desc: str = "jobs", on_done: Callable[[Outcome], None] | None = None,
             unit: str = "job") -> list[Outcome]:
@@ -148,7 +156,7 @@ class LocalExecutor(Executor):
     name = "local"
 
     def describe(self) -> dict:
-        return {"name": self.name}
+        return self._stacked({"name": self.name})
 
     def run(self, jobs, *, desc="jobs", on_done=None, unit="job"):
         out = []
@@ -399,14 +407,16 @@ def executor_for(cfg: Any, device: str = "cpu") -> Executor:
     """The executor the ``executor`` config section names; one per setting per process (workers
     started once serve every pool, search and cell of a run or sweep)."""
     name = ExecutorName.of(cfg.name, "executor.name") if cfg is not None else ExecutorName.local
+    stack = int(getattr(cfg, "stack", 0)) if cfg is not None else 0
     if name == ExecutorName.local:
-        return LocalExecutor(device=device, retries=int(getattr(cfg, "retries", 1)) if cfg is not None else 1)
+        return LocalExecutor(device=device, retries=int(getattr(cfg, "retries", 1)) if cfg is not None else 1,
+                             stack=stack)
     workers = int(cfg.workers) or cores()
     threads = int(cfg.threads_per_worker) or max(1, cores() // workers)
-    key = (str(name), workers, threads, str(cfg.address), float(cfg.num_gpus), device, int(cfg.retries))
+    key = (str(name), workers, threads, str(cfg.address), float(cfg.num_gpus), device, int(cfg.retries), stack)
     if key not in _open:
         kw = dict(workers=workers, threads=threads, device=device, retries=int(cfg.retries),
-                  resources={"num_gpus": float(cfg.num_gpus)} if cfg.num_gpus else {})
+                  resources={"num_gpus": float(cfg.num_gpus)} if cfg.num_gpus else {}, stack=stack)
         _open[key] = RayExecutor(address=str(cfg.address), **kw) if name == ExecutorName.ray else ProcessExecutor(**kw)
     return _open[key]
 

@@ -11,6 +11,7 @@ from . import progress
 from .errors import ConfigError
 from .evaluate import Evaluator
 from .seeding import stream_seed, torch_gen
+from .stacked import stackable
 from .store import tensor_digest
 
 if TYPE_CHECKING:
@@ -38,6 +39,27 @@ def train_member(task: "Task", theta0: dict, recipe, seed: int, keep: list[str],
     train(model, fx, fy, recipe, g, device=device, desc=desc, augment=task.augment_for(recipe), show_progress=False,
           amp=task.amp)
     return {k: v.detach().cpu() for k, v in model.state_dict().items() if k in keep}
+
+
+def train_members(task: "Task", theta0: dict, recipes: list, seeds: list[int], keep: list[str], device: str,
+                  desc: str) -> list[dict]:
+    """Several pool members at once, as one stacked model (``stacked.train_many``; ``executor.stack``):
+    each ``train_member(task, theta0, recipes[i], seeds[i], ...)`` up to float reordering, each from its
+    own generator. Module-level, for an executor's worker, as ``train_member``."""
+    import torch
+
+    from .stacked import train_many
+
+    models = []
+    for _ in recipes:
+        model = task.new_model()
+        model.load_state_dict(theta0)
+        models.append(model)
+    gens = [torch.Generator().manual_seed(seed) for seed in seeds]
+    fx, fy = task.tensors("forget")
+    train_many(models, fx, fy, list(recipes), gens, augments=[task.augment_for(r) for r in recipes], device=device,
+               desc=desc, show_progress=False)
+    return [{k: v.detach().cpu() for k, v in m.state_dict().items() if k in keep} for m in models]
 
 
 def train_model(task: "Task", init: dict, split: str, kind: str, device: str) -> dict:
@@ -243,16 +265,27 @@ class Stages:
         timings.setdefault("pool_trained", 0)
         timings["pool_n"] = len(members)
         specs = []
+        stack = int(getattr(self.executor, "stack", 0))
         for recipe in members:
             # [OURS] keyed by config, not position; run r ≠ 0 of an ensemble: (pool, r, config) (§8.7.0)
             seed = stream_seed(self.task.trial, "pool", *(() if self.run == 0 else (self.run,)), recipe.spec())
+            # a member trained in a stack is its one-at-a-time twin only up to float reordering: its own key,
+            # so the members the records were made from are never mixed with stacked ones (only when on:
+            # every other key is unchanged)
+            # (train_many has no autocast: an amp=bf16 pool is trained one at a time)
+            stacked = {"stacked": True} if stack and stackable(recipe) and self.task.amp == "fp32" else {}
             specs.append((recipe, seed, self._spec("pool-member", original=okey, recipe=recipe.spec(), data="forget",
-                                                   seed=seed, **self._trained())))
+                                                   seed=seed, **stacked, **self._trained())))
+        if stack:
+            self._train_pool_stacked(name, specs, theta0, timings, stack)
         if self.executor.name != "local":
             self._train_pool_remotely(name, specs, theta0, timings)
         with progress.bar(len(members), f"pool {name} (trial {self.task.trial})", unit="model") as pbar:
             for i, (recipe, seed, spec) in enumerate(specs):
-                def compute(recipe=recipe, seed=seed, i=i):
+                def compute(recipe=recipe, seed=seed, i=i, spec=spec):
+                    if spec.get("stacked"):  # stored by _train_pool_stacked unless another driver removed it
+                        return train_members(self.task, theta0, [recipe], [seed], self.param_keys, self.device,
+                                             f"member {i}")[0]
                     return train_member(self.task, theta0, recipe, seed, self.param_keys, self.device, f"member {i}")
 
                 t0 = time.perf_counter()
@@ -263,6 +296,51 @@ class Stages:
                 pbar.update(1)
                 yield ({"index": chosen[i][0], "key": key, "recipe": recipe.spec()},
                        task_vector(theta, theta0, self.param_keys))
+
+    def _train_pool_stacked(self, name: str, specs: list, theta0: dict, timings: dict, stack: int) -> None:
+        """The stackable members the store lacks, up to ``stack`` per stacked model, each stack one job of
+        the executor (the local one too); each member is written as its stack arrives. Members of one stack
+        share a batch size and optimiser (``stacked.stack_key``); those with the most epochs are stacked
+        together, so a stack stays full for as long as it trains."""
+        from .errors import StoreError
+        from .executor import Job, failures
+        from .stacked import stack_key
+
+        mh = self.task.manifest_hash
+        missing = [(i, r, seed, spec) for i, (r, seed, spec) in enumerate(specs)
+                   if spec.get("stacked") and not self.store.has("pool", self.store.key(spec))]
+        if not missing:
+            return
+        by_key: dict[tuple, list] = {}
+        for m in sorted(missing, key=lambda m: (-int(m[1].epochs), m[0])):
+            by_key.setdefault(stack_key(m[1]), []).append(m)
+        groups = [g[j:j + stack] for g in by_key.values() for j in range(0, len(g), stack)]
+        groups.sort(key=lambda g: -int(g[0][1].epochs))  # longest first (LPT), as one member per job is
+        detached = self.task.detached(["forget"])
+        jobs, of_job = [], {}
+        for g in groups:
+            keys = [self.store.key(spec) for _, _, _, spec in g]
+            label = "members " + ",".join(str(i) for i, _, _, _ in g)
+            job = Job(self.store.key({"stack": keys}), train_members,
+                      (detached, theta0, [r for _, r, _, _ in g], [seed for _, _, seed, _ in g], self.param_keys,
+                       self.device, label), label=label)
+            jobs.append(job)
+            of_job[job.key] = [(k, spec) for k, (_, _, _, spec) in zip(keys, g)]
+
+        def write(o):
+            if o.ok:
+                for (key, spec), theta in zip(of_job[o.job.key], o.value):
+                    self.store.put_new("pool", key, theta, spec, mh)
+                    timings["pool_trained"] += 1
+
+        t0 = time.perf_counter()
+        outcomes = self.executor.run(jobs, desc=f"pool {name} (trial {self.task.trial}, stacks of up to {stack})",
+                                     on_done=write, unit="stack")
+        timings["pool_s"] += time.perf_counter() - t0
+        bad = failures(outcomes)
+        if bad:
+            raise StoreError(f"{len(bad)} of {len(jobs)} stacks of pool members failed twice (the others are "
+                             "stored): " + "; ".join(f"{o.job.label}: {o.error}" for o in bad))
 
     def _train_pool_remotely(self, name: str, specs: list, theta0: dict, timings: dict) -> None:
         """Send every member the store lacks to the executor; write each one as it arrives. A member
