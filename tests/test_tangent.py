@@ -151,6 +151,38 @@ def test_linearized_forwards_plain_attributes_to_the_model():
     assert m.head == "b" and lin.head == "b" and lin(torch.randn(4, 2)).shape == (4, 3)
 
 
+def test_linear_clip_vit_two_heads_frozen_attention():
+    """The paper's linear rows are CLIP ViTs [P T1]: attention's fused kernels have no forward-AD rule, so the
+    jvp takes the math path; both zero-shot heads route through the wrapper; a fine-tune step moves the
+    trainable parameters only (frozen attention stays θ_0's exactly, PROTOCOL §2.2, §3)."""
+    pytest.importorskip("open_clip")
+    from unlearnbench.recipe import Recipe
+    from unlearnbench.scenarios.clip.model import clip_classifier
+    from unlearnbench.training import train
+
+    torch.manual_seed(0)
+    m = clip_classifier("tiny", 3, 5)
+    theta0 = state(m)
+    theta0["head_forget"], theta0["head_control"] = torch.randn(3, 32), torch.randn(5, 32)
+    m.load_state_dict(theta0)
+    x = torch.rand(4, 3, 32, 32)
+    lin = Linearized(m, theta0)
+    with torch.inference_mode():  # as the evaluator forwards
+        for head, n in (("forget", 3), ("control", 5)):
+            lin.head = head
+            out = lin(x)
+            assert out.shape == (4, n) and torch.allclose(out, m.eval()(x), atol=1e-5)
+    keys = param_keys(m)
+    frozen = {n for n, p in m.named_parameters() if not p.requires_grad}
+    assert frozen and frozen < set(keys)
+    recipe = Recipe(epochs=1, batch=4, lr=1e-3, optimizer="adamw", wd=0.1, schedule="constant")
+    train(lin, torch.rand(8, 3, 32, 32), torch.randint(0, 3, (8,)), recipe, torch.Generator().manual_seed(0),
+          show_progress=False)
+    after = state(m)
+    assert all(torch.equal(after[k], theta0[k]) for k in frozen)
+    assert all(not torch.equal(after[k], theta0[k]) for k in set(keys) - frozen)
+
+
 # -- the suite: configuration, the linear pool, the λ sweep -----------------------------------------------
 
 def test_pool_linear_is_its_own_configuration_and_old_hashes_stay(host):

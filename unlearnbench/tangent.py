@@ -44,8 +44,9 @@ class Linearized(nn.Module):
         super().__init__()
         self.inner = model
         self.names = [n for n, _ in model.named_parameters()]
-        buffers = [n for n, _ in model.named_buffers()]
-        missing = [n for n in self.names + buffers if n not in theta0]
+        own = dict(model.named_buffers())
+        saved = set(model.state_dict())  # a buffer outside it is a constant of the architecture (CLIP's pixel mean)
+        missing = [n for n in self.names + list(own) if n in saved and n not in theta0]
         if missing:
             raise KeyError(f"θ_0 lacks {missing[:3]} of the model it linearises")
         # θ_0 as non-persistent buffers of a holder module: moved by .to(device), kept out of every
@@ -53,8 +54,9 @@ class Linearized(nn.Module):
         base = nn.Module()
         for i, n in enumerate(self.names):
             base.register_buffer(f"p{i}", theta0[n].detach().clone(), persistent=False)
+        buffers = list(own)
         for i, n in enumerate(buffers):
-            base.register_buffer(f"b{i}", theta0[n].detach().clone(), persistent=False)
+            base.register_buffer(f"b{i}", (theta0[n] if n in saved else own[n]).detach().clone(), persistent=False)
         self.base = base
         self.buffer_names = buffers
         self.inner.eval()
@@ -69,18 +71,32 @@ class Linearized(nn.Module):
         """f(x; ·) as a function of the parameters, with θ_0's buffers, in eval mode."""
         return lambda params: functional_call(self.inner, {**params, **buffers}, (x,))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _jvp(self, x: torch.Tensor, tangent: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
         p0, b0 = self._theta0()
+        # Attention's fused kernels (nn.MultiheadAttention's eval-mode fast path, flash / memory-efficient
+        # scaled-dot-product attention: CLIP's ViT) have no forward-AD rule in torch 2.x, so the jvp takes
+        # the unfused path and the math backend: the same function. The global switch is restored at once
+        fast = torch.backends.mha.get_fastpath_enabled()
+        torch.backends.mha.set_fastpath_enabled(False)
+        try:
+            with sdpa_kernel([SDPBackend.MATH]):
+                return jvp(self._f(x, b0), (p0,), (tangent,))
+        finally:
+            torch.backends.mha.set_fastpath_enabled(fast)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p0, _ = self._theta0()
         theta = dict(self.inner.named_parameters())
-        dp = {n: theta[n] - p0[n] for n in self.names}  # θ − θ_0: carries the gradient to θ
-        out, dout = jvp(self._f(x, b0), (p0,), (dp,))
+        out, dout = self._jvp(x, {n: theta[n] - p0[n] for n in self.names})  # θ − θ_0 carries the gradient to θ
         return out + dout
 
     def value_and_tangent(self, x: torch.Tensor, tau: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(f(x; θ_0), J_θ f(x; θ_0)·τ) in one jvp; τ's missing parameters are 0 (buffers, frozen heads)."""
-        p0, b0 = self._theta0()
-        t = {n: tau[n].to(p0[n].device, p0[n].dtype) if n in tau else torch.zeros_like(p0[n]) for n in self.names}
-        return jvp(self._f(x, b0), (p0,), (t,))
+        p0, _ = self._theta0()
+        return self._jvp(x, {n: tau[n].to(p0[n].device, p0[n].dtype) if n in tau else torch.zeros_like(p0[n])
+                             for n in self.names})
 
     # -- the plain model's surface ----------------------------------------------------------------
     def train(self, mode: bool = True) -> "Linearized":
