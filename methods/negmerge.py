@@ -27,6 +27,10 @@ Every variant streams: the extra state is S⁺, S⁻, P, N (partial consensus) a
 extreme of the positive and of the negative entries (min/max), each O(|θ|).
 [OURS] value=min/max and consensus_q are defined only with mask=consensus; other
 combinations are refused by ``check_config`` (PROTOCOL defines conflict/all with S_j/n only).
+
+``linear-negmerge`` (PROTOCOL §4.8, the paper's Linear block [P T1]) is ``negmerge`` over the linear
+pool (``pool.linear=true``): members fine-tuned as θ_0's linearised model, the merge unchanged, the
+edit evaluated as f_lin(θ_0 − λτ). ``-o pool.linear=true`` does the same for any variant.
 """
 from __future__ import annotations
 
@@ -220,14 +224,19 @@ class NegMerge(MergeMethod):
     claim_role = "consensus"  # the paper's method (report/claims.py)
 
     def __init__(self, name: str | None = None, description: str | None = None, role: str = "",
-                 **defaults: Any) -> None:
+                 suite: dict | None = None, title: str | None = None, **defaults: Any) -> None:
         """The family; with ``name`` and option defaults, a named preset of it (§4.7), whose part in the
-        paper's claims is ``role`` ([P T3]: "merge_all", "merge_conflict")."""
+        paper's claims is ``role`` ([P T3]: "merge_all", "merge_conflict"); ``suite``: the suite options
+        it sets (``linear-negmerge``: the linear pool, §4.8)."""
         if name is not None:
             self.name = name
             self.claim_role = role
         if description is not None:
             self.description = description
+        if suite is not None:
+            self.suite_defaults = suite
+        if title is not None:
+            self.title = title
         if defaults:
             self.Config = _preset_config(defaults)
 
@@ -338,3 +347,7 @@ def register_methods(register):
     roles = {"all": "merge_all", "conflict": "merge_conflict"}  # consensus < all < conflict [P T3]
     for name, (defaults, description) in PRESETS.items():
         register(NegMerge(name, description, role=roles.get(name, ""), **defaults))
+    # the paper's Linear block [P T1]: NegMerge over the linear pool, edits evaluated as f_lin (PROTOCOL §4.8);
+    # `-o pool.linear=true` on any variant or merge computes the same way
+    register(NegMerge("linear-negmerge", "NegMerge over the linear pool (fine-tuned in θ_0's tangent space), "
+                      "evaluated as the linearised model", suite={"pool": {"linear": True}}, title="Linear NegMerge"))

@@ -7,6 +7,12 @@
 Cost: n·|Λ| selection evaluations. The pool is the one every merge uses, streamed: only
 the best τ so far is held. [OURS] The score is the rule's own score ([NM] has no script
 that selects among candidates).
+
+``linear-task-arithmetic`` (PROTOCOL §4.8; Ortiz-Jiménez et al. 2023, the paper's Linear Task
+Arithmetic block [P T1]): the same steps over the linear pool (``pool.linear=true``), whose members
+are fine-tuned as θ_0's linearised model f_lin and whose edits are evaluated as f_lin(θ_0 − λτ).
+Each member's λ sweep then costs one jvp per split, not a forward per λ (the logits are affine in
+λ). Every merge runs over the linear pool the same way: ``-o pool.linear=true``.
 """
 from __future__ import annotations
 
@@ -51,6 +57,17 @@ class TaskArithmetic(Method):
                       diagnostics=[{"index": s["index"], "key": s["key"], "lambda": s["lambda"]} for s in scores])
 
 
+class LinearTaskArithmetic(TaskArithmetic):
+    name = "linear-task-arithmetic"
+    title = "Linear Task Arithmetic"
+    description = ("the single best member of the linear pool (fine-tuned in θ_0's tangent space), negated, with "
+                   "its best lambda, evaluated as the linearised model")
+    reference_url = "https://arxiv.org/abs/2305.12827"
+    claim_role = ""  # the paper's claims compare NegMerge with standard TA [P T1, T2]
+    suite_defaults = {"pool": {"linear": True}}  # PROTOCOL §4.8
+
+
 @hookimpl
 def register_methods(register):
     register(TaskArithmetic())
+    register(LinearTaskArithmetic())

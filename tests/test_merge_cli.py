@@ -250,6 +250,7 @@ def test_chunk_reducer_protocol():
             assert callable(red.update) and callable(red.result)
             fused[name] = fused_op(red)
     assert fused == {"all": "sum_mean", "conflict": "conflict_mean", "magmax": "absmax",
+                     "linear-negmerge": "consensus_mean",  # NegMerge itself; only its pool and evaluation differ
                      "negmerge": "consensus_mean", "negmerge-max": "consensus_max_mag",
                      "negmerge-min": "consensus_min_mag", "uniform": "sum_mean"}
     partial = host.methods.get("negmerge").chunk_reducer(

@@ -72,7 +72,7 @@ def run_cell(res: Any, trial: int, data_root: str | None, files: dict[str, bytes
 
 
 def prepare_trial(res: Any, trial: int, store, data_root: str | None, executor, raw_cache: dict,
-                  pools: set[tuple[str, int, str, str]]) -> list[tuple[str, str, bool]]:
+                  pools: set[tuple]) -> list[tuple[str, str, bool]]:
     """Wave 1 for one (scenario, trial): the shared stages, through ``executor``; returns the store
     entries a cell of this trial is sent."""
     from .runner import build_task
@@ -95,8 +95,8 @@ def prepare_trial(res: Any, trial: int, store, data_root: str | None, executor, 
     if store.has(LABELS_KIND, labels):
         entries.append((LABELS_KIND, labels, False))
     timings: dict = {}
-    for name, size, subset, augment in sorted(pools):
-        for member, _ in stages.pool_stream(name, size, timings, subset=subset, augment=augment):
+    for name, size, subset, augment, linear in sorted(pools):
+        for member, _ in stages.pool_stream(name, size, timings, subset=subset, augment=augment, linear=linear):
             entries.append(("pool", member["key"], False))
     return entries
 
@@ -114,8 +114,8 @@ def sweep_cells(plan: list[tuple[Any, int]], *, store, runs_dir: Path, data_root
         groups.setdefault((res.scenario.name, int(trial)), []).append(res)
     sent: dict[tuple[str, int], dict[str, bytes]] = {}
     for (scen, trial), cells in groups.items():
-        pools = {(str(r.cfg.pool.name), int(r.cfg.pool.size), str(r.cfg.pool.subset), str(r.cfg.pool.augment))
-                 for r in cells if getattr(r.method, "uses_pool", False)}
+        pools = {(str(r.cfg.pool.name), int(r.cfg.pool.size), str(r.cfg.pool.subset), str(r.cfg.pool.augment),
+                  bool(r.cfg.pool.linear)) for r in cells if getattr(r.method, "uses_pool", False)}
         try:
             entries = prepare_trial(cells[0], trial, store, data_root, executor, raw_cache, pools)
         except UnlearnbenchError as e:  # the trial's shared stages failed: its cells cannot run; the rest go on

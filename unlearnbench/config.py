@@ -43,6 +43,10 @@ class PoolConfig:
     # pool = the augmentation the pool's recipe names (PROTOCOL §6.3 v2: the CPU pools translate by ±1 /
     # ±2 px); v1 = the pool as protocol 1 trained it (the CPU pools without augmentation)
     augment: str = "pool"
+    # true: the linear pool, its members fine-tuned as θ_0's linearised model f_lin, and every edit of
+    # the run evaluated as f_lin(θ_0 − λτ) (PROTOCOL §4.8: the paper's Linear Task Arithmetic block);
+    # its own artifacts, keyed apart from the standard pool's. Only for methods that read the pool
+    linear: bool = False
 
 
 POOL_AUGMENTS = ("pool", "v1")
@@ -367,6 +371,7 @@ LEGACY: dict[str, tuple[str, int]] = {
     "method.search_grid": ("v1", 2),  # §7.3 v2: the half-decade grid, (value, epoch) jointly
     "pool.subset": ("prefix", 2),  # §9.5 v2: random subsets, not the first n
     "pool.augment": ("v1", 2),  # §6.3 v2: the CPU pools translate
+    "pool.linear": ("False", 0),  # §4.8: the standard pool, as every record before the key ran
 }
 
 
@@ -494,6 +499,10 @@ def resolve(
     if not defaults:
         defaults = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[assignment]
     check_suite(cfg, scen, device_here)
+    if cfg.pool.linear and not getattr(meth, "uses_pool", False):
+        raise ConfigError(f"pool.linear=true puts the fine-tune pool and its edits in θ_0's tangent space (PROTOCOL "
+                          f"§4.8), but method {meth.name!r} does not read the pool; drop -o pool.linear, or pick a method "
+                          "that merges the pool (`unlearnbench list methods`: Task Arithmetic and the merges)")
     also = [host.rules.get(n) for n in also_rules(cfg.selection, host.rules, has_oracle=True)]
     for sec, obj in (("scenario", scen), ("method", meth), ("selection", rule)):
         check = getattr(obj, "check_config", None)

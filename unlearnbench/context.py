@@ -56,6 +56,9 @@ class Ctx:
         self.__rule = rule
         self.__rule_cfg = rule_cfg
         self.__pool_cfg = pool_cfg
+        # pool.linear: the pool, and every model this ctx edits and selects on, live in θ_0's tangent space
+        # (PROTOCOL §4.8); getattr: a pool section from before the key holds the standard pool
+        self.__linear = bool(getattr(pool_cfg, "linear", False))
         self.trial = stages.task.trial
         self.run = run
         self.replay = replay
@@ -129,9 +132,16 @@ class Ctx:
         return {k: v.clone() for k, v in self.__stages.original().items()}
 
     def new_model(self, state: dict | None = None) -> "torch.nn.Module":
+        """A fresh model (with ``state`` loaded); with ``pool.linear`` θ_0's linearised model, whose
+        state dict has the same keys (``unlearnbench.tangent.Linearized``), so that a merge that
+        evaluates θ_0 + τ (Greedy) does so in the tangent space (PROTOCOL §4.8)."""
         m = self.__task.new_model()
         if state is not None:
             m.load_state_dict(state)
+        if self.__linear:
+            from .tangent import Linearized
+
+            m = Linearized(m, self.__stages.original())
         return m.to(self.device)
 
     def retrain(self) -> dict[str, "torch.Tensor"]:
@@ -156,7 +166,8 @@ class Ctx:
         self.touched.add("forget")
         n = size if size is not None else self.__pool_cfg.size
         yield from self.__stages.pool_stream(self.__pool_cfg.name, n, self.timings, subset=str(self.__pool_cfg.subset),
-                                             augment=str(self.__pool_cfg.augment), info=self.info)
+                                             augment=str(self.__pool_cfg.augment), info=self.info,
+                                             linear=self.__linear)
 
     def pool_size(self) -> int:
         grid_ = self.__stages.pool_grid(self.__pool_cfg.name)
@@ -188,25 +199,39 @@ class Ctx:
 
     def select(self, tau: dict, lambdas: list[float] | None = None) -> Selection:
         """Choose λ for θ_0 − λτ with the run's selection rule, on the rule's splits only, visiting
-        the grid as ``selection.strategy`` says (``unlearnbench.selection.sweep``). Replaying a
-        record (``replay``): its λ*, nothing swept."""
-        from .taskvec import InPlaceEditor
-
+        the grid as ``selection.strategy`` says (``unlearnbench.selection.sweep``). With ``pool.linear``
+        the edit is f_lin(θ_0 − λτ), whose logits are affine in λ: one jvp per split gives every λ
+        (``tangent.TangentLine``, PROTOCOL §4.8) instead of a forward per λ. Replaying a record
+        (``replay``): its λ*, nothing swept."""
         if self.replay is not None:
             return self.replay.selection()
 
         rule, rcfg, task = self.__rule, self.__rule_cfg, self.__task
-        model = self.new_model(self.__stages.original())
-        editor = InPlaceEditor(model, self.__stages.original(), tau)
+        set_lambda, measure = self._edit(tau)
         allowed = frozenset(rule.reads_for(rcfg, task))
         reference = self.__stages.reference(rule.needs(rcfg, task)) if "retrain" in allowed else None
-        sel = sweep(editor.set, lambda names, cache=None: self.__stages.evaluator.measure(model, names, cache),
+        sel = sweep(set_lambda, measure,
                     lambdas if lambdas is not None else grid(rcfg.grid, task.grids), rule, rcfg, task, reference,
                     allowed, task.scoring.metric_splits, strategy=getattr(rcfg, "strategy", "grid"),
                     also=self._also_uses())
         self.timings["select_s"] = self.timings.get("select_s", 0.0) + sel.seconds
         self.timings["select_evals"] = self.timings.get("select_evals", 0) + sel.evals
         return sel
+
+    def _edit(self, tau: dict, affine: bool = True) -> tuple[Callable[[float], None], Callable[..., dict]]:
+        """(set λ, measure(names, cache)) of θ_0 − λτ: weights set in place (``InPlaceEditor``), or for a
+        linear pool the tangent line (``affine``; False: f_lin forwarded at each λ, as a plain sweep)."""
+        evaluator = self.__stages.evaluator
+        model = self.new_model(self.__stages.original())
+        if self.__linear and affine:
+            from .tangent import TangentLine
+
+            line = TangentLine(model, tau, self.device)
+            return line.set, lambda names, cache=None: evaluator.measure(model, names, cache, logits_of=line.logits)
+        from .taskvec import InPlaceEditor
+
+        editor = InPlaceEditor(model, self.__stages.original(), tau)
+        return editor.set, lambda names, cache=None: evaluator.measure(model, names, cache)
 
     def _also_uses(self) -> list:
         """The ``selection.also`` rules as ``RuleUse``s: each with Retrain measured on its own metrics."""

@@ -6,7 +6,7 @@ which is what lets selection rules and methods be held to the splits they declar
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from .metrics import accuracy, confidence, logits, mia_efficacy
 
@@ -73,10 +73,14 @@ class Evaluator:
         return self._cache[name]
 
     def measure(self, model: "torch.nn.Module", names: list[str],
-                cache: "dict[str, torch.Tensor] | None" = None) -> dict[str, float]:
+                cache: "dict[str, torch.Tensor] | None" = None, *,
+                logits_of: "Callable[[str, torch.Tensor], torch.Tensor] | None" = None) -> dict[str, float]:
         """The metrics ``names`` of ``model``. ``cache``, when given, holds the logits of splits already
         forwarded through these same weights (the caller's promise) and receives the new ones: a λ point
-        measured in stages (``selection.sweep``'s pruned oracle rules) forwards each split once."""
+        measured in stages (``selection.sweep``'s pruned oracle rules) forwards each split once.
+        ``logits_of(split, x)``, when given, gives a split's logits in place of a forward through
+        ``model`` (which is still routed to the split first): a linear model's λ sweep computes them
+        from one jvp per split (``tangent.TangentLine``, PROTOCOL §4.8)."""
         need: list[str] = []
         for n in names:
             self.task.scoring.metric_splits(n)  # an unknown metric is an error before any forward
@@ -95,8 +99,11 @@ class Evaluator:
                     break
             else:
                 x = self.split(c)[0]
-                self.forwarded += len(x)
                 self.task.route(model, c)
+                if logits_of is not None:
+                    computed[c] = logits_of(c, x)
+                    continue
+                self.forwarded += len(x)
                 computed[c] = logits(model, x, self.device)
         self.task.route(model, None)
         lg = {s: computed[self._same.get(s, s)] for s in need}

@@ -56,7 +56,7 @@ def used_splits(method: Any, rule: Any, rule_cfg: Any, task: Any, selected: bool
     return "+".join(s for s in order if s in used)
 
 
-def diagnostic_pass(stages: "Stages", method: str, result: "Result") -> "Selection | None":
+def diagnostic_pass(stages: "Stages", method: str, result: "Result", linear: bool = False) -> "Selection | None":
     """The selection of ``result`` with the scenario's diagnostic metrics (``Scoring.diagnostic``,
     test among them) measured at every λ of its curve, for θ_0 − λτ with τ = ``result.merged``.
 
@@ -74,9 +74,7 @@ def diagnostic_pass(stages: "Stages", method: str, result: "Result") -> "Selecti
         raise ConfigError(f"selection.diagnostic=true: method {method!r} chose λ but returned no task vector; it "
                           "must return the τ it selected λ for as Result(merged=τ)")
     task = stages.task
-    model = task.new_model()
-    model.load_state_dict(stages.original())
-    model = model.to(stages.device)
+    model = stages.model_of(stages.original(), linear)  # ``linear``: f_lin(θ_0 − λτ) (PROTOCOL §4.8)
     editor = InPlaceEditor(model, stages.original(), result.merged)
     names = list(task.scoring.diagnostic)
     ref = stages.retrain_metrics() if task.scoring.has_oracle else None
@@ -91,7 +89,7 @@ def diagnostic_pass(stages: "Stages", method: str, result: "Result") -> "Selecti
 
 
 def rule_result(stages: "Stages", result: "Result", rule: Any, retr_m: dict | None, own: bool = False,
-                memo: dict | None = None, outputs: "Outputs | None" = None) -> dict:
+                memo: dict | None = None, outputs: "Outputs | None" = None, linear: bool = False) -> dict:
     """What the record holds for one ``selection.also`` rule (PROTOCOL §5(d)): its choice on the
     method's curve (``Selection.also``), the model there (θ_0 − λτ on a λ curve, the method's own
     ``Result.by_rule`` entry when it composes selections, the searched state at that point), its full
@@ -101,7 +99,8 @@ def rule_result(stages: "Stages", result: "Result", rule: Any, retr_m: dict | No
     digest to its final metrics and the logits behind them (``Evaluator.measure``'s cache): rules that choose
     the same weights (often (b) and (b''), or (b) and the run's own rule) are evaluated once, and a
     ``final_report`` forwards no split its model's metrics already forwarded. ``outputs``, when given,
-    receives the per-example outputs of the rule's model (PROTOCOL §8.7.0), under the rule's name."""
+    receives the per-example outputs of the rule's model (PROTOCOL §8.7.0), under the rule's name.
+    ``linear``: the state is evaluated as θ_0's linearised model (``pool.linear``, PROTOCOL §4.8)."""
     from .taskvec import edited_state
 
     name = rule.name
@@ -125,9 +124,7 @@ def rule_result(stages: "Stages", result: "Result", rule: Any, retr_m: dict | No
         state = sel.states[int(choice["index"])]
     if state is None:
         return {"rule": name, "selected": False, "why": "the method returned no way to rebuild this rule's choice"}
-    model = stages.task.new_model()
-    model.load_state_dict(state)
-    model = model.to(stages.device)
+    model = stages.model_of(state, linear)
     out: dict[str, Any] = {"rule": name, "selected": True, "oracle": rule.oracle,
                            **{k: v for k, v in choice.items() if k != "oracle"}}
     memo = {} if memo is None else memo
@@ -140,7 +137,7 @@ def rule_result(stages: "Stages", result: "Result", rule: Any, retr_m: dict | No
         metrics = dict(metrics)
         out["metrics"] = metrics
         if outputs is not None:
-            outputs.add(name, stages.outputs_for(state, model=model, logits=cache), group="by_rule")
+            outputs.add(name, stages.outputs_for(state, model=model, logits=cache, linear=linear), group="by_rule")
         if retr_m is not None:
             g, comps = avg_gap(metrics, retr_m)
             out["gap"] = {"avg_gap": g, "components": comps}
@@ -266,18 +263,24 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
         raise StoreError(f"method {meth.name!r} returned a state dict whose keys differ from the model's: "
                          f"{sorted(missing)[:5]}")
     model.load_state_dict(result.state)
+    linear = bool(cfg.pool.linear)
+    if linear:  # an edit of the linear pool is evaluated as f_lin, never as f(θ_0 − λτ) (PROTOCOL §4.8)
+        from .tangent import Linearized
+
+        model = Linearized(model, stages.original())
     own_logits: dict = {}
     metrics = stages.evaluator.measure(model.to(device), stages.evaluator.report_names(), own_logits)
     # what rule_result reuses when another rule chose these same weights (PROTOCOL §5(d) rows)
     memo = {tensor_digest(result.state): (metrics, own_logits)}
     timings["eval_s"] = time.perf_counter() - t0
-    outputs.add("unlearned", stages.outputs_for(result.state, model=model, logits=own_logits))  # no new forward
-    pool_points = stages.member_points(result.diagnostics) if result.diagnostics else None
+    outputs.add("unlearned", stages.outputs_for(result.state, model=model, logits=own_logits,  # no new forward
+                                                linear=linear))
+    pool_points = stages.member_points(result.diagnostics, linear) if result.diagnostics else None
     sel = result.selection
     info = {**ctx.info, **result.info}
     if cfg.selection.diagnostic:  # PROTOCOL §5: test at every λ, now that λ* is fixed; never on a board
         t0 = time.perf_counter()
-        sel = diagnostic_pass(stages, meth.name, result)
+        sel = diagnostic_pass(stages, meth.name, result, linear)
         if sel is not result.selection:
             info["diagnostic"] = True  # what keeps the record off every leaderboard
             timings["diagnostic_s"] = time.perf_counter() - t0
@@ -286,8 +289,9 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
         g, comps = avg_gap(metrics, retr_m)
         gap = {"avg_gap": g, "components": comps}
     t0 = time.perf_counter()
-    by_rule = {r.name: rule_result(stages, result, r, retr_m, memo=memo, outputs=outputs) for r, _ in also}
-    rule_report = (rule_result(stages, result, rule, retr_m, own=True, memo=memo).get("report")
+    by_rule = {r.name: rule_result(stages, result, r, retr_m, memo=memo, outputs=outputs, linear=linear)
+               for r, _ in also}
+    rule_report = (rule_result(stages, result, rule, retr_m, own=True, memo=memo, linear=linear).get("report")
                    if rule.final_report else None)
     if also:
         timings["by_rule_s"] = time.perf_counter() - t0

@@ -24,8 +24,10 @@ if TYPE_CHECKING:
 ARTIFACT_VERSION = 1
 
 
-def train_member(task: "Task", theta0: dict, recipe, seed: int, keep: list[str], device: str, desc: str) -> dict:
-    """One pool member: θ_0 fine-tuned on D_f with ``recipe`` (BN in train mode, §3), its parameters.
+def train_member(task: "Task", theta0: dict, recipe, seed: int, keep: list[str], device: str, desc: str,
+                 linear: bool = False) -> dict:
+    """One pool member: θ_0 fine-tuned on D_f with ``recipe`` (BN in train mode, §3), its parameters;
+    ``linear``: fine-tuned as θ_0's linearised model f_lin, BN frozen at θ_0 (§4.8, unlearnbench.tangent).
     Module-level, so an executor's worker runs exactly this with a task detached to D_f."""
     import torch
 
@@ -33,10 +35,15 @@ def train_member(task: "Task", theta0: dict, recipe, seed: int, keep: list[str],
 
     model = task.new_model()
     model.load_state_dict(theta0)
+    net = model
+    if linear:
+        from .tangent import Linearized
+
+        net = Linearized(model, theta0)  # the one training loop, on f_lin; θ is model's parameters
     g = torch.Generator()
     g.manual_seed(seed)
     fx, fy = task.tensors("forget")
-    train(model, fx, fy, recipe, g, device=device, desc=desc, augment=task.augment_for(recipe), show_progress=False,
+    train(net, fx, fy, recipe, g, device=device, desc=desc, augment=task.augment_for(recipe), show_progress=False,
           amp=task.amp)
     return {k: v.detach().cpu() for k, v in model.state_dict().items() if k in keep}
 
@@ -247,9 +254,10 @@ class Stages:
         return [(i, members[i]) for i in idx]
 
     def pool_stream(self, name: str, size: int, timings: dict, *, subset: str = "0", augment: str = "pool",
-                    info: dict | None = None) -> Iterator[tuple[dict, dict]]:
+                    info: dict | None = None, linear: bool = False) -> Iterator[tuple[dict, dict]]:
         """Yield (member info, τ_i) for ``pool_members``, in canonical order; ``info`` gets the pool's
-        name, n, subset and the members' indices (what the record says it merged)."""
+        name, n, subset and the members' indices (what the record says it merged). ``linear``: the
+        linear pool (PROTOCOL §4.8), the same configs and seeds fine-tuned as f_lin, stored apart."""
         from .taskvec import task_vector
 
         chosen = self.pool_members(name, size, subset, augment)
@@ -259,6 +267,8 @@ class Stages:
         if info is not None:
             info["pool"] = {"name": name, "n": len(members), "of": len(self.pool_grid(name)), "subset": subset,
                             "augment": augment, "members": [i for i, _ in chosen]}
+            if linear:  # only then: the info of standard pools is as it was
+                info["pool"]["linear"] = True
         theta0 = self.original()
         okey = self.keys["original"]
         timings.setdefault("pool_s", 0.0)
@@ -269,24 +279,27 @@ class Stages:
         for recipe in members:
             # [OURS] keyed by config, not position; run r ≠ 0 of an ensemble: (pool, r, config) (§8.7.0)
             seed = stream_seed(self.task.trial, "pool", *(() if self.run == 0 else (self.run,)), recipe.spec())
+            form = {"form": "linear"} if linear else {}  # §4.8: its own artifact; standard keys unchanged
             # a member trained in a stack is its one-at-a-time twin only up to float reordering: its own key,
             # so the members the records were made from are never mixed with stacked ones (only when on:
-            # every other key is unchanged)
-            # (train_many has no autocast: an amp=bf16 pool is trained one at a time)
-            stacked = {"stacked": True} if stack and stackable(recipe) and self.task.amp == "fp32" else {}
+            # every other key is unchanged). train_many has neither autocast nor the tangent-space model:
+            # an amp=bf16 or linear pool is trained one at a time.
+            stacked = ({"stacked": True} if stack and stackable(recipe) and self.task.amp == "fp32" and not linear
+                       else {})
             specs.append((recipe, seed, self._spec("pool-member", original=okey, recipe=recipe.spec(), data="forget",
-                                                   seed=seed, **stacked, **self._trained())))
+                                                   seed=seed, **form, **stacked, **self._trained())))
         if stack:
             self._train_pool_stacked(name, specs, theta0, timings, stack)
         if self.executor.name != "local":
-            self._train_pool_remotely(name, specs, theta0, timings)
+            self._train_pool_remotely(name, specs, theta0, timings, linear)
         with progress.bar(len(members), f"pool {name} (trial {self.task.trial})", unit="model") as pbar:
             for i, (recipe, seed, spec) in enumerate(specs):
                 def compute(recipe=recipe, seed=seed, i=i, spec=spec):
                     if spec.get("stacked"):  # stored by _train_pool_stacked unless another driver removed it
                         return train_members(self.task, theta0, [recipe], [seed], self.param_keys, self.device,
                                              f"member {i}")[0]
-                    return train_member(self.task, theta0, recipe, seed, self.param_keys, self.device, f"member {i}")
+                    return train_member(self.task, theta0, recipe, seed, self.param_keys, self.device, f"member {i}",
+                                        linear)
 
                 t0 = time.perf_counter()
                 theta, key, computed = self.store.get_or_compute("pool", spec, compute, self.task.manifest_hash)
@@ -342,7 +355,7 @@ class Stages:
             raise StoreError(f"{len(bad)} of {len(jobs)} stacks of pool members failed twice (the others are "
                              "stored): " + "; ".join(f"{o.job.label}: {o.error}" for o in bad))
 
-    def _train_pool_remotely(self, name: str, specs: list, theta0: dict, timings: dict) -> None:
+    def _train_pool_remotely(self, name: str, specs: list, theta0: dict, timings: dict, linear: bool = False) -> None:
         """Send every member the store lacks to the executor; write each one as it arrives. A member
         that failed twice is reported once the others are stored (they are kept for the next run)."""
         from .errors import StoreError
@@ -355,7 +368,8 @@ class Stages:
             return
         detached = self.task.detached(["forget"])  # a worker gets D_f and θ_0, nothing else
         jobs = [Job(self.store.key(spec), train_member,
-                    (detached, theta0, r, seed, self.param_keys, self.device, f"member {i}"), label=f"member {i}")
+                    (detached, theta0, r, seed, self.param_keys, self.device, f"member {i}", linear),
+                    label=f"member {i}")
                 for i, r, seed, spec in missing]
         # longest first (epochs x data: every member sees D_f): the last job to start is a short one, so
         # the workers finish together (list scheduling, LPT)
@@ -376,12 +390,23 @@ class Stages:
             raise StoreError(f"{len(bad)} of {len(jobs)} pool members failed twice (the other {len(jobs) - len(bad)} "
                              f"are stored): " + "; ".join(f"{o.job.label}: {o.error}" for o in bad))
 
-    def member_points(self, members: list[dict]) -> list[dict]:
+    def model_of(self, state: dict, linear: bool = False):
+        """``state`` in the task's model on the device; ``linear``: as θ_0's linearised model, which is how
+        every edit of a linear pool is evaluated, never as f(θ_0 − λτ) (PROTOCOL §4.8)."""
+        model = self.task.new_model()
+        model.load_state_dict(state)
+        if linear:
+            from .tangent import Linearized
+
+            model = Linearized(model, self.original())
+        return model.to(self.device)
+
+    def member_points(self, members: list[dict], linear: bool = False) -> list[dict]:
         """Acc D_r, D_f, D_test of θ_0 − λ_i·τ_i for stored pool members (evaluation stage only)."""
         from .taskvec import InPlaceEditor, task_vector
 
         theta0 = self.original()
-        model = self.task.new_model().to(self.device)
+        model = self.model_of(theta0, linear)
         out = []
         for m in members:
             theta, _ = self.store.get("pool", m["key"], self.task.manifest_hash)
@@ -439,7 +464,7 @@ class Stages:
         return self.outputs_for(state, digest=self.digests[kind], model=model, logits=lg)
 
     def outputs_for(self, state: dict, *, digest: str | None = None, model=None,
-                    logits: dict | None = None) -> tuple[str | None, str | None]:
+                    logits: dict | None = None, linear: bool = False) -> tuple[str | None, str | None]:
         """(store key, None) of the per-example outputs (φ, arg-max) of the model with weights ``state`` on
         every example of the manifest (``ensemble.outputs``), computed and stored where missing. ``model``:
         those weights already loaded; ``logits``: splits already forwarded through them (the final
@@ -449,16 +474,15 @@ class Stages:
         a logit is not finite (a diverged model has no φ), or a read-only store lacks them."""
         from .ensemble import outputs
 
-        spec = self._spec(outputs.KIND, weights=digest or tensor_digest(state), outputs=outputs.OUTPUTS_VERSION)
+        form = {"form": "linear"} if linear else {}  # the same weights as f_lin are another model (§4.8)
+        spec = self._spec(outputs.KIND, weights=digest or tensor_digest(state), outputs=outputs.OUTPUTS_VERSION, **form)
         key = self.store.key(spec)
         if self.store.has(outputs.KIND, key):
             return key, None
         if self.store.problem:
             return None, "the store is read-only and lacks them"
         if model is None:
-            model = self.task.new_model()
-            model.load_state_dict(state)
-            model = model.to(self.device)
+            model = self.model_of(state, linear)
         tensors = outputs.compute(self.task, model, self.device, logits)
         if tensors is None:
             return None, "the model's logits are not all finite"
