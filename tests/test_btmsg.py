@@ -60,6 +60,11 @@ class FakeCtx:
         assert split in self.method.uses, split
         return self.splits[split]
 
+    def stream(self, name, *key):  # Ctx.stream in the trial's own run (r = 0)
+        from unlearnbench.seeding import torch_gen
+
+        return torch_gen(self.trial, name, *key)
+
     def original(self):
         return {k: v.clone() for k, v in self.theta0.items()}
 

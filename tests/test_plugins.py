@@ -118,7 +118,8 @@ def test_load_subset_env(monkeypatch):
     monkeypatch.setenv("UNLEARNBENCH_LOAD_PLUGINS", "negmerge,rules,digits")
     h = PluginHost()
     h.load_entry_points()
-    assert h.methods.names() == ["all", "conflict", "negmerge", "negmerge-max", "negmerge-min"]  # one family
+    assert h.methods.names() == ["all", "conflict", "linear-negmerge", "negmerge", "negmerge-max",
+                                 "negmerge-min"]  # one family
 
 
 def _method_plugin(method: str) -> str:

@@ -43,6 +43,7 @@ def test_committed_digits_cells_reproduce_bit_for_bit(host):
     assert out["reproduced"] == len(cells)
 
 
+@pytest.mark.slow  # 21 s: retrains a record (the fast suite's 10-minute budget); CI runs -m slow
 def test_a_changed_number_is_reported_and_fails_the_command(tmp_path):
     rec = json.loads((RUNS / "retrain" / "seed-0" / "run.json").read_text())
     old = json.loads(json.dumps(rec))
