@@ -229,6 +229,8 @@ def test_the_board_table_states_n_and_resolution_and_shows_missing_methods(tmp_p
     assert not any(line.startswith("| retrain |") for line in lines)  # its row is Retrain (independent)
     assert "floor at N = 64" in md and "ε_max = 5" in md and "D_f 1.20" in md
     assert lines.index(next(x for x in lines if x.startswith("| No unlearning"))) < lines.index(row)
+    table = [x.replace("\\|", "") for x in lines if x.startswith("|")]  # header, rule, rows: one width
+    assert len({x.count("|") for x in table}) == 1, {x.split("|")[1]: x.count("|") for x in table}
     claims = claims_section(res)
     neg = next(line for line in claims.splitlines() if line.startswith("| negmerge |"))
     assert neg.count("**yes**") == 2  # 3.9 > floor 1.2 on D_f; |0.6 − 0.5| ≫ 3 SE

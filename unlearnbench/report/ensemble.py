@@ -83,7 +83,7 @@ def ensemble_section(scen: str, results: dict, board_methods: list[str]) -> str:
     for n in order:
         rows.append(f"| {n} | " + " | ".join(_cells(methods[n]["metrics"])) + " |")
     missing = [n for n in board_methods if n not in methods and n not in ("retrain",)]
-    ncols = HEADER.count("|") - 2
+    ncols = HEADER.replace("\\|", "").count("|") - 2  # cells after "Row" (an escaped \| is text, not a border)
     for n in missing:
         rows.append(f"| {n} | " + " | ".join(["missing"] + ["—"] * (ncols - 1)) + " |")
     sep = "|" + "---|" * (ncols + 1)
