@@ -231,6 +231,15 @@ def test_the_board_table_states_n_and_resolution_and_shows_missing_methods(tmp_p
     assert lines.index(next(x for x in lines if x.startswith("| No unlearning"))) < lines.index(row)
     table = [x.replace("\\|", "") for x in lines if x.startswith("|")]  # header, rule, rows: one width
     assert len({x.count("|") for x in table}) == 1, {x.split("|")[1]: x.count("|") for x in table}
+    from unlearnbench.report.page import render_html
+
+    page = render_html({}, {}, extra={SCEN: md})  # the page shows the table the .md board shows
+    assert "<h3>Ensemble metrics (PROTOCOL §8.7)</h3>" not in page  # only for a scenario on the page
+    page = render_html({SCEN: []}, {}, extra={SCEN: md})
+    assert "<h3>Ensemble metrics (PROTOCOL §8.7)</h3>" in page and "<th>|AUC−0.5|</th>" in page
+    html_table = page[page.index("<h3>Ensemble metrics"):]
+    assert html_table.count("<th>") == len(table[0].strip("|").split("|"))
+    assert '<td class="num">finetune</td><td class="num">missing</td>' in html_table
     claims = claims_section(res)
     neg = next(line for line in claims.splitlines() if line.startswith("| negmerge |"))
     assert neg.count("**yes**") == 2  # 3.9 > floor 1.2 on D_f; |0.6 − 0.5| ≫ 3 SE

@@ -77,7 +77,7 @@ def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None, *,
     titles = {n: host.methods.get(n).title or n for n in host.methods.names()} if host is not None else {}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "plots").mkdir(exist_ok=True)
-    written, plots, notes, optimism = [], {}, {}, {}
+    written, plots, notes, optimism, extra = [], {}, {}, {}, {}
     from .ensemble import claims_section, ensemble_csv, ensemble_section, load_results
 
     ensembles = load_results(runs_dir)  # PROTOCOL §8.7: only where ensemble.json results exist
@@ -96,7 +96,8 @@ def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None, *,
             optimism[scen] = optimism_rows(recs, host)
         md = render_markdown(scen, rows, plots[scen], warnings.get(scen), notes[scen], optimism.get(scen))
         if scen in ensembles:  # its own table, never mixed into Avg. Gap (issue 18 acceptance 4)
-            md = md.rstrip("\n") + "\n" + ensemble_section(scen, ensembles[scen], sorted({r.method for r in rows if r.role == "measured"}))
+            extra[scen] = ensemble_section(scen, ensembles[scen], sorted({r.method for r in rows if r.role == "measured"}))
+            md = md.rstrip("\n") + "\n" + extra[scen]
             write_atomic(out_dir / f"{scen}-ensemble.csv", ensemble_csv(ensembles[scen]))
             written.append(f"{scen}-ensemble.csv")
         write_atomic(out_dir / f"{scen}.md", md)
@@ -124,7 +125,8 @@ def build(runs_dir: str | Path, out_dir: str | Path, host: Any | None = None, *,
         forests = forest_plots(comparisons(records, host), out_dir / "plots")
         written += ["claims.md", *(f"plots/{name}" for _, name, _ in forests)]
     write_atomic(out_dir / "index.html", render_html(tables, plots, warnings, notes, optimism, records=records,
-                                                     runs=runs, forests=forests, claims=forests is not None))
+                                                     runs=runs, forests=forests, claims=forests is not None,
+                                                     extra=extra))
     # boards over a group of scenarios (``Scenario.group``: [P T1]'s mean over data sets), where one has records
     grouped = []
     for group in groups_of(host):

@@ -124,6 +124,40 @@ def _cell_html(text: str) -> str:
     return e(text)
 
 
+def _inline(text: str) -> str:
+    """Markdown bold and code, as the .md board has them, in escaped text."""
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", e(text)))
+
+
+def _md_section(md: str) -> str:
+    """A generated Markdown section (a ``## `` title, paragraphs, one pipe table: the ensemble metrics of
+    PROTOCOL §8.7, ``ensemble.ensemble_section``) as HTML, so the page shows what the .md board shows."""
+    out, table = [], []
+
+    def cells(line: str) -> list[str]:
+        return [c.strip().replace("\0", "|") for c in line.replace("\\|", "\0").strip().strip("|").split("|")]
+
+    def flush():
+        if table:
+            head, body = cells(table[0]), [cells(x) for x in table[2:]]
+            out.append("<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr></thead><tbody>"
+                       + "".join("<tr>" + "".join(f'<td class="num">{_inline(c)}</td>' for c in r) + "</tr>"
+                                 for r in body) + "</tbody></table>")
+            table.clear()
+
+    for line in md.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("## "):
+            out.append(f"<h3>{e(line[3:])}</h3>")
+        elif line.strip():
+            out.append(f"<p>{_inline(line)}</p>")
+    flush()
+    return '<div class="tw">' + "".join(out) + "</div>"
+
+
 def _table(view: str, title: str, rows: list[Row], target: Row | None, evid: dict[int, Evidence]) -> str:
     best = _column_best(rows, target, rows[0].rank if rows else "avg_gap")
     out = [f'<div class="tw" data-view="{view}"><h3>{e(title).replace("`", "")}</h3>'
@@ -179,9 +213,11 @@ def _toolbar(tables: dict[str, list[Row]]) -> str:
 def render_html(tables: dict[str, list[Row]], plots: dict[str, list[str]],
                 warnings: dict[str, list[str]] | None = None, notes: dict[str, list[str]] | None = None,
                 optimism: dict[str, list[dict]] | None = None, *, records: list[dict] | None = None,
-                runs: str = "runs", forests: list[tuple[str, str, str]] | None = None, claims: bool = False) -> str:
+                runs: str = "runs", forests: list[tuple[str, str, str]] | None = None, claims: bool = False,
+                extra: dict[str, str] | None = None) -> str:
     """``records``: the board's records (each with ``_file``), for the rows' evidence; ``runs``: the records'
-    folder as seen from the page; ``forests``: (claim, plot, title) of the claims' forest plots."""
+    folder as seen from the page; ``forests``: (claim, plot, title) of the claims' forest plots; ``extra``: a
+    scenario's further Markdown section (its ensemble metrics), shown after its plots."""
     files = {r["_file"]: r for r in records or []}
     body = []
     for scen, rows in tables.items():
@@ -210,6 +246,8 @@ def render_html(tables: dict[str, list[Row]], plots: dict[str, list[str]],
             kind = p[len(scen) + 1:].split(".")[0].split("-")[0]
             body.append(f'<figure><img src="plots/{e(p)}" alt="{e(p)}"><figcaption>{e(p)}: '
                         f"{e(PLOT_CAPTIONS.get(kind, ''))}</figcaption></figure>")
+        if (extra or {}).get(scen):
+            body.append(_md_section(extra[scen]))
         body.append("</section>")
     if claims:
         body.append('<section id="claims"><h2>The paper\'s claims at a glance</h2><p>Each row: one comparison on '
