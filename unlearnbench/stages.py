@@ -315,8 +315,7 @@ class Stages:
         the executor (the local one too); each member is written as its stack arrives. Members of one stack
         share a batch size and optimiser (``stacked.stack_key``); those with the most epochs are stacked
         together, so a stack stays full for as long as it trains."""
-        from .errors import StoreError
-        from .executor import Job, failures
+        from .executor import Job
         from .stacked import stack_key
 
         mh = self.task.manifest_hash
@@ -346,20 +345,13 @@ class Stages:
                     self.store.put_new("pool", key, theta, spec, mh)
                     timings["pool_trained"] += 1
 
-        t0 = time.perf_counter()
-        outcomes = self.executor.run(jobs, desc=f"pool {name} (trial {self.task.trial}, stacks of up to {stack})",
-                                     on_done=write, unit="stack")
-        timings["pool_s"] += time.perf_counter() - t0
-        bad = failures(outcomes)
-        if bad:
-            raise StoreError(f"{len(bad)} of {len(jobs)} stacks of pool members failed twice (the others are "
-                             "stored): " + "; ".join(f"{o.job.label}: {o.error}" for o in bad))
+        self._run_pool_jobs(jobs, f"pool {name} (trial {self.task.trial}, stacks of up to {stack})", "stack", write,
+                            timings, "stacks of pool members")
 
     def _train_pool_remotely(self, name: str, specs: list, theta0: dict, timings: dict, linear: bool = False) -> None:
         """Send every member the store lacks to the executor; write each one as it arrives. A member
         that failed twice is reported once the others are stored (they are kept for the next run)."""
-        from .errors import StoreError
-        from .executor import Job, failures
+        from .executor import Job
 
         mh = self.task.manifest_hash
         missing = [(i, r, seed, spec) for i, (r, seed, spec) in enumerate(specs)
@@ -381,14 +373,22 @@ class Stages:
                 self.store.put_new("pool", o.job.key, o.value, spec_of[o.job.key], mh)  # a member another driver stored meanwhile is kept
                 timings["pool_trained"] += 1
 
+        self._run_pool_jobs(jobs, f"pool {name} (trial {self.task.trial}, {self.executor.name})", "model", write,
+                            timings, "pool members")
+
+    def _run_pool_jobs(self, jobs: list, desc: str, unit: str, write, timings: dict, what: str) -> None:
+        """Run pool-training ``jobs`` on the executor, ``write`` storing each as it arrives; the jobs that
+        failed twice are reported once the others are stored (they are kept for the next run)."""
+        from .errors import StoreError
+        from .executor import failures
+
         t0 = time.perf_counter()
-        outcomes = self.executor.run(jobs, desc=f"pool {name} (trial {self.task.trial}, {self.executor.name})",
-                                     on_done=write, unit="model")
+        outcomes = self.executor.run(jobs, desc=desc, on_done=write, unit=unit)
         timings["pool_s"] += time.perf_counter() - t0
         bad = failures(outcomes)
         if bad:
-            raise StoreError(f"{len(bad)} of {len(jobs)} pool members failed twice (the other {len(jobs) - len(bad)} "
-                             f"are stored): " + "; ".join(f"{o.job.label}: {o.error}" for o in bad))
+            raise StoreError(f"{len(bad)} of {len(jobs)} {what} failed twice (the other {len(jobs) - len(bad)} "
+                             "are stored): " + "; ".join(f"{o.job.label}: {o.error}" for o in bad))
 
     def model_of(self, state: dict, linear: bool = False):
         """``state`` in the task's model on the device; ``linear``: as θ_0's linearised model, which is how
