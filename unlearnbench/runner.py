@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import progress
 from .config import Resolved, check_device
-from .errors import ConfigError, StoreError
+from .errors import ConfigError
 from .metrics import GAP_METRICS, avg_gap, sparsity, sparsity_breakdown
 from .seeding import deterministic_kernels
 from .selection import grid
@@ -257,19 +257,10 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
 
     # Evaluate once, on the selected model (test is first read here).
     t0 = time.perf_counter()
-    model = task.new_model()
-    missing = set(model.state_dict()) ^ set(result.state)
-    if missing:
-        raise StoreError(f"method {meth.name!r} returned a state dict whose keys differ from the model's: "
-                         f"{sorted(missing)[:5]}")
-    model.load_state_dict(result.state)
-    linear = bool(cfg.pool.linear)
-    if linear:  # an edit of the linear pool is evaluated as f_lin, never as f(θ_0 − λτ) (PROTOCOL §4.8)
-        from .tangent import Linearized
-
-        model = Linearized(model, stages.original())
+    linear = bool(cfg.pool.linear)  # an edit of the linear pool is evaluated as f_lin (PROTOCOL §4.8)
+    model = stages.model_of(result.state, linear, method=meth.name)
     own_logits: dict = {}
-    metrics = stages.evaluator.measure(model.to(device), stages.evaluator.report_names(), own_logits)
+    metrics = stages.evaluator.measure(model, stages.evaluator.report_names(), own_logits)
     # what rule_result reuses when another rule chose these same weights (PROTOCOL §5(d) rows)
     memo = {tensor_digest(result.state): (metrics, own_logits)}
     timings["eval_s"] = time.perf_counter() - t0

@@ -390,10 +390,18 @@ class Stages:
             raise StoreError(f"{len(bad)} of {len(jobs)} {what} failed twice (the other {len(jobs) - len(bad)} "
                              "are stored): " + "; ".join(f"{o.job.label}: {o.error}" for o in bad))
 
-    def model_of(self, state: dict, linear: bool = False):
+    def model_of(self, state: dict, linear: bool = False, method: str | None = None):
         """``state`` in the task's model on the device; ``linear``: as θ_0's linearised model, which is how
-        every edit of a linear pool is evaluated, never as f(θ_0 − λτ) (PROTOCOL §4.8)."""
+        every edit of a linear pool is evaluated, never as f(θ_0 − λτ) (PROTOCOL §4.8). ``method``: the
+        plugin that returned ``state``, named when its keys are not the model's."""
         model = self.task.new_model()
+        if method is not None:
+            from .errors import StoreError
+
+            missing = set(model.state_dict()) ^ set(state)
+            if missing:
+                raise StoreError(f"method {method!r} returned a state dict whose keys differ from the model's: "
+                                 f"{sorted(missing)[:5]}")
         model.load_state_dict(state)
         if linear:
             from .tangent import Linearized

@@ -151,12 +151,8 @@ def run_members(task: "Task", runs: list[tuple[str, "Resolved", Any]], theta0: d
             ctx = Ctx(stages, res.method, res.cfg.method, res.rule, res.cfg.selection, res.cfg.pool, (),
                       run=run, replay=replay)
             result = res.method.unlearn(ctx)
-            model = task.new_model()
-            missing = set(model.state_dict()) ^ set(result.state)
-            if missing:
-                raise StoreError(f"method {name!r} returned a state dict whose keys differ from the model's: "
-                                 f"{sorted(missing)[:5]}")
-            model.load_state_dict(result.state)
+            # as the trial's own record evaluated it (a linear pool's edit as f_lin, PROTOCOL §4.8)
+            model = stages.model_of(result.state, bool(getattr(res.cfg.pool, "linear", False)), method=name)
             out[name] = {"outputs": _outputs(task, model, device, f"{name} run {run}"),
                          "digest": tensor_digest(result.state)}
     return out
