@@ -128,7 +128,7 @@ def test_each_selection_also_rule_model_has_its_outputs(host, tmp_path, monkeypa
 
     _fake_training(monkeypatch)
 
-    def train_member(task, theta0, recipe, seed, keep, device, desc):
+    def train_member(task, theta0, recipe, seed, keep, device, desc, linear=False):
         g = torch.Generator().manual_seed(seed % (1 << 31))
         return {k: theta0[k] + 0.1 * torch.randn(theta0[k].shape, generator=g) for k in keep}
 
