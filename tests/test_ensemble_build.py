@@ -248,6 +248,24 @@ def test_the_board_table_states_n_and_resolution_and_shows_missing_methods(tmp_p
     assert "**yes**" not in neg and "PROTOCOL §8.7.1" in claims_section(res)
 
 
+def test_the_board_says_when_ensembles_come_from_another_machine_than_each_other_or_the_records():
+    """Weights depend on the CPU's kernels as well as the seeds: an ensemble built on another machine than its
+    record cannot replay the record's own model (replay check), and two machines' ensembles share no Retrain."""
+    amd = {"cpu": "AMD EPYC", "torch": "2.14.1"}
+    xeon = {"cpu": "Intel Xeon", "torch": "2.14.1"}
+    ref = {"scenario": SCEN, "sizes": {}, "provenance": amd, "rows": {"Retrain (independent)": _result("r", 0, 0.5)["metrics"]}}
+    same = {**_result("negmerge", 3.9, 0.6), "provenance": amd, "replay_check": {"same": True}}
+    res = {"reference": ref, "methods": {"negmerge": same}}
+    md = ensemble_section(SCEN, res, ["negmerge"])
+    assert "Not like for like" not in md and "†" not in md
+    res["methods"]["finetune"] = {**_result("finetune", 2.0, 0.55), "provenance": xeon, "replay_check": {"same": False}}
+    md = ensemble_section(SCEN, res, ["negmerge", "finetune"])
+    lines = md.splitlines()
+    assert "built on 2 machines" in md and "1 from CPU Intel Xeon, torch 2.14.1 (finetune)" in md
+    assert any(x.startswith("| finetune † |") for x in lines) and any(x.startswith("| negmerge |") for x in lines)
+    assert "**†**" in md and "(CPU Intel Xeon, torch 2.14.1)" in md
+
+
 def test_eval_ensembles_is_an_option_of_how_a_run_is_evaluated_not_of_what_it_computes(host):
     a = resolve(host, scenario=SCEN, method="negmerge")
     b = resolve(host, scenario=SCEN, method="negmerge", overrides=["eval.ensembles=on", "eval.preset=smoke"])

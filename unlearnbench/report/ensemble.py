@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..ensemble.build import RESULT_FILE
+from ..provenance import where
 
 REFERENCE_ROWS = ("No unlearning", "Retrain (independent)")
 SPLIT_HEADERS = (("retain", "D_r"), ("forget", "D_f"), ("test", "D_test′"))
@@ -80,8 +81,12 @@ def ensemble_section(scen: str, results: dict, board_methods: list[str]) -> str:
             rows.append(f"| {name} | " + " | ".join(_cells(floors[name])) + " |")
     order = sorted(methods, key=lambda n: ((methods[n]["metrics"].get("klom") or {}).get("splits", {})
                                            .get("forget", {}).get("p95", math.inf), n))
+    # A replayed trial-0 run that did not give the record's weights ran from another original: the ensemble
+    # was built on another machine than the record (weights depend on the CPU's kernels, not only the seeds).
+    unreplayed = [n for n in order if (methods[n].get("replay_check") or {}).get("same") is False]
     for n in order:
-        rows.append(f"| {n} | " + " | ".join(_cells(methods[n]["metrics"])) + " |")
+        mark = " †" if n in unreplayed else ""
+        rows.append(f"| {n}{mark} | " + " | ".join(_cells(methods[n]["metrics"])) + " |")
     missing = [n for n in board_methods if n not in methods and n not in ("retrain",)]
     ncols = HEADER.replace("\\|", "").count("|") - 2  # cells after "Row" (an escaped \| is text, not a border)
     for n in missing:
@@ -95,6 +100,22 @@ def ensemble_section(scen: str, results: dict, board_methods: list[str]) -> str:
              "These values never enter Avg. Gap or the ranking above.", "", HEADER, sep, *rows, ""]
     rr = floors.get("Retrain (independent)", {})
     notes = []
+    built: dict[str, list[str]] = {}
+    for name, doc in ([("No unlearning, Retrain (independent)", ref)] if ref else []) + sorted(methods.items()):
+        built.setdefault(where(doc), []).append(name)
+    if len(built) > 1:
+        parts = "; ".join(f"{len(v)} from {k} ({', '.join(v[:4])}{', ...' if len(v) > 4 else ''})"
+                          for k, v in sorted(built.items(), key=lambda kv: -len(kv[1])))
+        lines[3:3] = [f"> **Not like for like.** The ensemble results were built on {len(built)} machines: {parts}. "
+                        "Each result is internally sound, but their originals and oracles differ, so rows from "
+                        "different machines are not compared against the same Retrain ensemble.", ""]
+    if unreplayed:
+        at = sorted({where(methods[n]) for n in unreplayed})
+        notes.append(f"**†** Trial 0's replayed run did not reproduce the record's unlearned weights (the replay "
+                     f"check): these ensembles were built on another machine ({', '.join(at)}) than their accuracy "
+                     "records, from that machine's own O_0 with the record's chosen setting, epoch and λ*. Their "
+                     "originals, oracles and runs all come from one machine, so each row is sound; it is not the "
+                     "record's own model that the runs replay.")
     if rr.get("klom"):
         fl = rr["klom"]["floor"]
         notes.append(f"**KLOM** (KL(unlearned ‖ oracle) of binned margins, P95 over each split; lower is better): "
