@@ -59,10 +59,12 @@ def test_a_changed_number_is_reported_and_fails_the_command(tmp_path):
     dst.mkdir(parents=True)
     edited = json.loads((RUNS / "retrain" / "seed-0" / "run.json").read_text())
     edited["metrics"]["acc_test"] = 12.5
+    edited["provenance"]["cpu"] = "Another CPU"  # a record from another machine: the message says what bit for bit needs
     (dst / "run.json").write_text(json.dumps(edited))
     r = CliRunner().invoke(main, ["reproduce", "-q", str(tmp_path / "runs")])
     assert r.exit_code == 1, r.output
     assert "DIFFERS digits-10pct / retrain / seed 0" in r.output and "metrics.acc_test: recorded 12.5" in r.output
+    assert "recorded on CPU Another CPU" in r.output and "needs the recorded CPU kind" in r.output
 
 
 def test_filters_and_bad_input(tmp_path, host):

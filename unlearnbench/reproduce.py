@@ -163,6 +163,8 @@ def reproduce(host, records: list[Path], *, store_root: str | None = None, out_d
             if diffs:
                 counts["differs"] += 1
                 echo(f"DIFFERS {tag} (recorded on {_where(old)}; now {_where(new)}):")
+                if _where(old) != _where(new):  # other kernels (CPU kind, threads) sum in another order
+                    echo("    (another machine or thread count: bit for bit needs the recorded CPU kind and threads)")
                 for d in diffs:
                     echo(f"    {d}")
             else:
