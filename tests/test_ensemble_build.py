@@ -272,3 +272,40 @@ def test_eval_ensembles_is_an_option_of_how_a_run_is_evaluated_not_of_what_it_co
     assert str(b.cfg.eval.ensembles) == "on" and (a.hash, a.run_name) == (b.hash, b.run_name)
     assert build.sizes_for(b.scenario, "auto") == build.PRESETS["faithful"]
     assert build.sizes_for(b.scenario, "smoke", klom=5).klom == 5
+
+
+@pytest.mark.slow  # 34 one-epoch models, ~5 s: the fast suite's budget
+def test_ulira_measure_retrain_trains_the_k_m_retrains_and_measures_the_retrain_row(host, tmp_path, fast):
+    """``--ulira-measure-retrain`` (§8.7.3): Retrain scored as a method, from K·M models trained from scratch
+    on H_k ∖ D_f^{k,m} with `lira`-stream seeds, instead of the row's stated expectation."""
+    from unlearnbench.seeding import sha256_hex
+
+    store, runs = Store(tmp_path / "store"), tmp_path / "runs"
+    off = build.Sizes(challenge=0, klom=0, lira_k=8, lira_m=3)  # IN ≈ K·M·ρ/2 ≈ 1 per example
+    build.build_and_score(host, SCEN, [], store=store, runs_dir=runs, echo=lambda s: None, sizes=off)
+    doc = json.loads((runs / SCEN / "ensemble.json").read_text())
+    assert doc["rows"]["Retrain (independent)"]["ulira"]["expected"] is True
+    assert "retrains" not in store.get_json(build.ENSEMBLE_KIND, doc["ensembles"]["lira"])  # off: nothing more trained
+    assert "not measured" in ensemble_section(SCEN, load_results(runs)[SCEN], [])
+    out = CliRunner().invoke(main, ["ensemble", "-s", SCEN, "--challenge-n", "0", "--klom-n", "0", "--lira-k", "8",
+                                    "--lira-m", "3", "--ulira-measure-retrain", "--store", str(store.root),
+                                    "--runs-dir", str(runs), "-q"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads((runs / SCEN / "ensemble.json").read_text())
+    u = doc["rows"]["Retrain (independent)"]["ulira"]
+    assert u["measured"] is True and "expected" not in u and (u["K"], u["M"]) == (8, 3) and 0 <= u["auc"] <= 1
+    assert u["n_pos"] > 0 and u["n_neg"] > 0
+    lira = store.get_json(build.ENSEMBLE_KIND, doc["ensembles"]["lira"])
+    keys = [key for row in lira["retrains"] for key in row]
+    assert len(set(keys)) == 24
+    for k, row in enumerate(lira["retrains"]):
+        for m, key in enumerate(row):
+            spec = _spec(store, key)
+            assert spec["role"] == "lira-retrain" and spec["id"] == [k, m]
+            assert spec["init_seed"] == stream_seed(0, "lira", "retrain", k, m, "init")
+            assert spec["rows"] == sha256_hex(sorted(set(lira["halves"][k]) - set(lira["forget"][k][m])))
+    md = ensemble_section(SCEN, load_results(runs)[SCEN], [])
+    row = next(x for x in md.splitlines() if x.startswith("| Retrain (independent)"))
+    assert "(expected)" not in row and "measured from the 8×3 retrains" in md
+    with pytest.raises(Exception, match="needs U-LiRA on"):
+        build.Sizes(challenge=3, klom=3, lira_k=0, lira_m=0, lira_retrain=True).check()

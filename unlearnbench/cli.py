@@ -345,10 +345,13 @@ def evaluate(spec, store, overrides, out_file, as_json):
 @click.option("--klom-n", type=click.IntRange(min=0), help="originals, runs and oracles of KLOM (0: off)")
 @click.option("--lira-k", type=click.IntRange(min=0), help="U-LiRA halves K (0: off, with --lira-m 0)")
 @click.option("--lira-m", type=click.IntRange(min=0), help="U-LiRA forget sets per half M")
+@click.option("--ulira-measure-retrain", is_flag=True,
+              help="train U-LiRA's K x M retrains and measure its Retrain row (else its expectation, AUC 0.5)")
 @_override_option("how the members run (-o executor=processes, -o executor.workers=2, -o threads=1) or a metric "
                   "option (binning=inclusive|reference, utility=unclipped|capped, variance=per_example|fixed)")
 @store_options()
-def ensemble(scenario, methods, preset, challenge_n, klom_n, lira_k, lira_m, overrides, store, runs_dir, data_root):
+def ensemble(scenario, methods, preset, challenge_n, klom_n, lira_k, lira_m, ulira_measure_retrain, overrides, store,
+             runs_dir, data_root):
     """Build the ensembles of PROTOCOL §8.7.0 for the trial-0 records of METHODS and score them under KLOM,
     the NeurIPS 2023 forgetting quality and U-LiRA; write <runs-dir>/<scenario>/<method>/ensemble.json
     (and <scenario>/ensemble.json: No unlearning, Retrain (independent)), which `leaderboard` shows.
@@ -367,7 +370,7 @@ def ensemble(scenario, methods, preset, challenge_n, klom_n, lira_k, lira_m, ove
     host = _host()
     sizes = sizes_for(host.scenarios.get(scenario), preset, challenge=challenge_n, klom=klom_n, lira_k=lira_k,
                       lira_m=lira_m, variance=opts["variance"] if any(o.startswith("variance=") for o in metric)
-                      else None)
+                      else None, lira_retrain=ulira_measure_retrain or None)
     results = build_and_score(host, scenario, names, store=Store(store), runs_dir=Path(runs_dir),
                               data_root=data_root, sizes=sizes, overrides=config, options=opts, echo=click.echo)
     for line in summary_lines(results):

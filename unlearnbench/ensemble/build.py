@@ -50,6 +50,9 @@ class Sizes:
     lira_k: int  # halves
     lira_m: int  # forget sets per half
     variance: str = "per_example"  # U-LiRA's σ (§8.7.3): per_example, or fixed with few shadow models
+    # ulira_measure_retrain (§8.7.3): train U-LiRA's K·M retrains on H_k ∖ D_f^{k,m} and measure the Retrain
+    # row, instead of stating its expectation (AUC 0.5, TPR@1%FPR 1%)
+    lira_retrain: bool = False
 
     @property
     def oracles(self) -> int:
@@ -65,6 +68,8 @@ class Sizes:
                               "the others, §8.7.3) and M ≥ 1, or both 0 to leave U-LiRA out")
         if min(self.challenge, self.klom, self.lira_k, self.lira_m) < 0:
             raise ConfigError("ensemble sizes are counts ≥ 0")
+        if self.lira_retrain and not self.lira_k:
+            raise ConfigError("measuring U-LiRA's Retrain row needs U-LiRA on (K ≥ 2, M ≥ 1)")
         if self.variance not in ("per_example", "fixed"):
             raise ConfigError(f"variance={self.variance}: per_example or fixed")
         return self
@@ -82,7 +87,7 @@ PRESETS = {
 
 def sizes_for(scenario: Any, preset: str = "auto", **over: int | str | None) -> Sizes:
     """The sizes of ``preset`` (auto: the scenario's ``ensemble_preset``, §8.7.4's per-scenario defaults),
-    with any of ``over`` (challenge, klom, lira_k, lira_m, variance) replacing its value."""
+    with any of ``over`` (challenge, klom, lira_k, lira_m, variance, lira_retrain) replacing its value."""
     name = getattr(scenario, "ensemble_preset", "faithful") if preset == "auto" else preset
     if name not in PRESETS:
         from ..errors import unknown
@@ -219,6 +224,9 @@ class Builder:
             thetas = [model("lira", k, f"lira-half-{k}", h, True) for k, h in enumerate(halves)]
             lira = {"K": self.sizes.lira_k, "M": self.sizes.lira_m, "halves": [h.tolist() for h in halves],
                     "forget": [[f.tolist() for f in fs] for fs in forgets], "originals": thetas}
+            if self.sizes.lira_retrain:  # Retrain as method A: a model from scratch on H_k ∖ D_f^{k,m}
+                lira["retrains"] = [[model("lira-retrain", (k, j), f"lira-retain-{k}-{j}", np.setdiff1d(h, f), False)
+                                     for j, f in enumerate(forgets[k])] for k, h in enumerate(halves)]
         self._send_models(jobs)
         man = {"originals": self._manifest("originals", orig, o0_weights=st.keys["original"]),
                "oracles": self._manifest("oracles", oracle, r0_weights=st.keys["retrain"]),
@@ -411,10 +419,17 @@ def score(store: "Store", mh: str, man: dict, sizes: Sizes, rows: dict[str, dict
         for name, r in got.items():
             out[name]["ulira"] = {**r["ulira"], "K": K, "M": M, "floor": "AUC 0.5, TPR@1%FPR 0.01 (expected)",
                                   "ensembles": {"splits": man["lira"], "runs": runs_of(name, "lira_runs")}}
-        # Retrain: IN and OUT are both "never trained on x" models, so AUC = 0.5 and TPR@1%FPR = 1% in
-        # expectation without training them (§8.7.3; ``ulira_measure_retrain`` is not built)
-        out["Retrain (independent)"]["ulira"] = {"auc": 0.5, "auc_dev": 0.0, "tpr_at_0.01_fpr": 0.01, "K": K, "M": M,
-                                                 "expected": True, "floor": "by construction (§8.7.3)"}
+        if lira.get("retrains"):  # ulira_measure_retrain: the K·M retrains scored as any method's runs
+            got = evaluate(store, {"manifest": mh, "lira": {"Retrain": _lira_spec(lira, lira["retrains"])}},
+                           options=opts)["rows"]["Retrain"]["ulira"]
+            out["Retrain (independent)"]["ulira"] = {**got, "K": K, "M": M, "measured": True,
+                                                     "floor": "AUC 0.5, TPR@1%FPR 0.01 (expected)",
+                                                     "ensembles": {"splits": man["lira"], "runs": man["lira"]}}
+        else:
+            # Retrain: IN and OUT are both "never trained on x" models, so AUC = 0.5 and TPR@1%FPR = 1% in
+            # expectation without training them (§8.7.3)
+            out["Retrain (independent)"]["ulira"] = {"auc": 0.5, "auc_dev": 0.0, "tpr_at_0.01_fpr": 0.01, "K": K,
+                                                     "M": M, "expected": True, "floor": "by construction (§8.7.3)"}
     return out
 
 

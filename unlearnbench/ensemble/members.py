@@ -34,11 +34,14 @@ ENSEMBLE_VERSION = 1  # bump when a member's meaning changes: stored members are
 LIRA_FORGET_RATIO = 0.1  # ρ: |D_f^{k,m}| = ρ|H_k| [DU] --forget_ratio 0.1 (§8.7.3)
 
 
-def model_seeds(trial: int, role: str, i: int) -> tuple[int, int]:
+def model_seeds(trial: int, role: str, i) -> tuple[int, int]:
     """(θ_init seed, data-order seed) of member i ≥ 1 of O ("original"), R ("oracle") or R′ ("independent"),
-    or of LiRA half k ("lira")."""
+    of LiRA half k ("lira"), or of the retrain (k, m) of U-LiRA's measured Retrain row ("lira-retrain")."""
     if role == "lira":
         return stream_seed(trial, "lira", "original", i, "init"), stream_seed(trial, "lira", "original", i, "order")
+    if role == "lira-retrain":  # i = (k, m): the Retrain of half k without its forget set m (§8.7.3)
+        k, m = i
+        return stream_seed(trial, "lira", "retrain", k, m, "init"), stream_seed(trial, "lira", "retrain", k, m, "order")
     return stream_seed(trial, "ensemble", role, i, "init"), stream_seed(trial, "ensemble", role, i, "order")
 
 

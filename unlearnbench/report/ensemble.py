@@ -128,8 +128,12 @@ def ensemble_section(scen: str, results: dict, board_methods: list[str]) -> str:
                      f"the ceiling is Retrain (independent)'s FQ {_f(c['fq'], 3)}, not 1; No unlearning is N copies of "
                      "O_0, FQ = 0 by construction; the utility ratios are unclipped and shown beside the score (§8.7.2).")
     if rr.get("ulira"):
+        u = rr["ulira"]
         notes.append("**U-LiRA** (cross-fitted Gaussian LiRA after unlearning; closer to Retrain is better): Retrain's "
-                     "AUC 0.5 and TPR@1%FPR 1% hold in expectation by construction, not measured (§8.7.3).")
+                     "AUC 0.5 and TPR@1%FPR 1% hold in expectation by construction" +
+                     (f"; its row is measured from the {u['K']}×{u['M']} retrains on H_k ∖ D_f^{{k,m}} "
+                      "(`--ulira-measure-retrain`), the finite-sample spread of that expectation (§8.7.3)."
+                      if u.get("measured") else ", not measured (§8.7.3; `--ulira-measure-retrain` measures it)."))
     if missing:
         notes.append(f"**Missing** (no ensemble result yet): {', '.join(missing)}; build one with `unlearnbench "
                      f"ensemble -s {scen} --methods NAME`, or `-o eval.ensembles=on` on run/sweep.")
