@@ -264,6 +264,9 @@ def test_the_board_says_when_ensembles_come_from_another_machine_than_each_other
     assert "built on 2 machines" in md and "1 from CPU Intel Xeon, torch 2.14.1 (finetune)" in md
     assert any(x.startswith("| finetune † |") for x in lines) and any(x.startswith("| negmerge |") for x in lines)
     assert "**†**" in md and "(CPU Intel Xeon, torch 2.14.1)" in md
+    assert "Built on CPU Intel Xeon, torch 2.14.1, not the machine of the accuracy records" in claims_section({SCEN: res})
+    res["methods"].pop("finetune")
+    assert "Built on" not in claims_section({SCEN: res})
 
 
 def test_eval_ensembles_is_an_option_of_how_a_run_is_evaluated_not_of_what_it_computes(host):

@@ -201,7 +201,13 @@ def claims_section(all_results: dict[str, dict]) -> str:
         methods = all_results[scen].get("methods", {})
         if not methods:
             continue
-        lines += [f"### {scen}", "", "| Method | KLOM D_f P95 vs floor (N) | KLOM: told apart on D_f? | KLOM damage on "
+        lines += [f"### {scen}", ""]
+        unreplayed = sorted({where(d) for d in methods.values() if (d.get("replay_check") or {}).get("same") is False})
+        if unreplayed:
+            lines += [f"Built on {', '.join(unreplayed)}, not the machine of the accuracy records (the board's † rows): "
+                      "each ensemble is sound on its own, and replays the records' chosen settings from that "
+                      "machine's own O_0.", ""]
+        lines += ["| Method | KLOM D_f P95 vs floor (N) | KLOM: told apart on D_f? | KLOM damage on "
                   "| U-LiRA AUC ± SE (K×M) | U-LiRA: told apart? |", "|---|---|---|---|---|---|"]
         for name in sorted(methods):
             d = distinguishable(methods[name])
