@@ -223,3 +223,23 @@ def test_stage_times_survive_a_method_reading_the_stage(host, tmp_path):
     t = rec["timings"]
     assert t["retrain_s"] > 0.05 and t["original_s"] > 0.05
     assert t["original_s"] + t["retrain_s"] <= t["total_s"]
+
+
+def test_a_run_beside_records_of_another_original_warns_before_it_computes(host, session_store, tmp_path, capsys):
+    """Another machine's kernels train the same store key to other weights: a run into a runs dir whose records of
+    that trial started from another original says so up front (once per process per trial), not only the board."""
+    from pathlib import Path
+
+    rec = run(host, session_store, tmp_path, method="retrain")
+    assert "like for like" not in capsys.readouterr().err
+    doc = json.loads(Path(rec["_path"]).read_text())
+    doc["weights_digest"]["original"], doc["provenance"]["cpu"] = "f" * 64, "Another CPU"
+    other = tmp_path / "runs" / "digits-10pct" / "finetune" / "seed-0"
+    other.mkdir(parents=True)
+    (other / "run.json").write_text(json.dumps(doc))
+    run(host, session_store, tmp_path, method="retrain")
+    err = capsys.readouterr().err
+    assert "digits-10pct trial 0" in err and "1 record(s)" in err and "CPU Another CPU" in err
+    assert "not be like for like" in err and rec["weights_digest"]["original"][:12] in err
+    run(host, session_store, tmp_path, method="retrain")
+    assert "like for like" not in capsys.readouterr().err  # said once

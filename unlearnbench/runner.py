@@ -46,6 +46,43 @@ def run_dir(runs_dir: Path, scenario: str, method: str, trial: int) -> Path:
     return Path(runs_dir) / scenario / method / f"seed-{trial}"
 
 
+_WARNED_ORIGINS: set[tuple] = set()  # (runs dir, scenario, trial, digest): one warning per process each
+
+
+def other_originals(runs_dir: Path, scenario: str, trial: int, digest: str) -> list[dict]:
+    """The records already in ``runs_dir`` for (``scenario``, ``trial``) whose original had other weights than
+    ``digest``: the same trial number and store key, another machine's kernels (CPU kind, threads, device)."""
+    out = []
+    for path in sorted(Path(runs_dir).glob(f"{scenario}/*/seed-{trial}/run.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # an unreadable record is the board's and the sweep's to report, not this check's
+        theirs = (rec.get("weights_digest") or {}).get("original") if isinstance(rec, dict) else None
+        if theirs and theirs != digest:
+            out.append(rec)
+    return out
+
+
+def warn_other_originals(runs_dir: Path, scenario: str, trial: int, digest: str | None) -> str | None:
+    """Say before anything else is computed that this trial's new records will not be like for like with the
+    ones already beside them (the board's check would say so only afterwards); once per process per trial."""
+    from .provenance import where
+
+    tag = (str(runs_dir), scenario, trial, digest)
+    if digest is None or tag in _WARNED_ORIGINS:
+        return None
+    others = other_originals(runs_dir, scenario, trial, digest)
+    if not others:
+        return None
+    _WARNED_ORIGINS.add(tag)
+    machines = ", ".join(sorted({where(r) for r in others}))
+    return (f"warning: {scenario} trial {trial}: this machine's original has other weights ({digest[:12]}) than the "
+            f"{len(others)} record(s) already in {runs_dir} for that trial (made on {machines}); the new records "
+            "will not be like for like with them (other CPU kinds or thread counts sum in another order). Use "
+            "another --runs-dir, or run on the machine and thread count the records name.")
+
+
 def used_splits(method: Any, rule: Any, rule_cfg: Any, task: Any, selected: bool = True) -> str:
     """The union of data the method and its selection rule read (PROTOCOL §1.4); the rule's
     splits count only when a selection actually ran."""
@@ -234,6 +271,11 @@ def run_trial(res: Resolved, trial: int, *, store, runs_dir: Path, data_root: st
     executor = executor if executor is not None else executor_for(cfg.executor, device)
     stages = Stages(task, store, device, executor=executor)
     stages.original()
+    message = warn_other_originals(runs_dir, scen.name, trial, stages.digests.get("original"))
+    if message:
+        import sys
+
+        print(message, file=sys.stderr)  # shown even with --quiet: it is not progress
     if task.scoring.has_oracle:
         stages.retrain()
     orig_m = stages.metrics_of("original")
