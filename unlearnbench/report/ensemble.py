@@ -43,6 +43,13 @@ def load_results(runs_dir: str | Path) -> dict[str, dict]:
     return out
 
 
+def unreplayed(doc: dict) -> bool:
+    """Whether an ensemble's trial-0 replayed run failed to give its record's weights (the replay check): it
+    ran from another original, i.e. the ensemble was built on another machine than the record (weights depend
+    on the CPU's kernels, not only the seeds)."""
+    return (doc.get("replay_check") or {}).get("same") is False
+
+
 def _f(v: Any, d: int = 2) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "—"
@@ -81,11 +88,9 @@ def ensemble_section(scen: str, results: dict, board_methods: list[str]) -> str:
             rows.append(f"| {name} | " + " | ".join(_cells(floors[name])) + " |")
     order = sorted(methods, key=lambda n: ((methods[n]["metrics"].get("klom") or {}).get("splits", {})
                                            .get("forget", {}).get("p95", math.inf), n))
-    # A replayed trial-0 run that did not give the record's weights ran from another original: the ensemble
-    # was built on another machine than the record (weights depend on the CPU's kernels, not only the seeds).
-    unreplayed = [n for n in order if (methods[n].get("replay_check") or {}).get("same") is False]
+    others = [n for n in order if unreplayed(methods[n])]
     for n in order:
-        mark = " †" if n in unreplayed else ""
+        mark = " †" if n in others else ""
         rows.append(f"| {n}{mark} | " + " | ".join(_cells(methods[n]["metrics"])) + " |")
     missing = [n for n in board_methods if n not in methods and n not in ("retrain",)]
     ncols = HEADER.replace("\\|", "").count("|") - 2  # cells after "Row" (an escaped \| is text, not a border)
@@ -109,8 +114,8 @@ def ensemble_section(scen: str, results: dict, board_methods: list[str]) -> str:
         lines[3:3] = [f"> **Not like for like.** The ensemble results were built on {len(built)} machines: {parts}. "
                         "Each result is internally sound, but their originals and oracles differ, so rows from "
                         "different machines are not compared against the same Retrain ensemble.", ""]
-    if unreplayed:
-        at = sorted({where(methods[n]) for n in unreplayed})
+    if others:
+        at = sorted({where(methods[n]) for n in others})
         notes.append(f"**†** Trial 0's replayed run did not reproduce the record's unlearned weights (the replay "
                      f"check): these ensembles were built on another machine ({', '.join(at)}) than their accuracy "
                      "records, from that machine's own O_0 with the record's chosen setting, epoch and λ*. Their "
@@ -202,9 +207,9 @@ def claims_section(all_results: dict[str, dict]) -> str:
         if not methods:
             continue
         lines += [f"### {scen}", ""]
-        unreplayed = sorted({where(d) for d in methods.values() if (d.get("replay_check") or {}).get("same") is False})
-        if unreplayed:
-            lines += [f"Built on {', '.join(unreplayed)}, not the machine of the accuracy records (the board's † rows): "
+        elsewhere = sorted({where(d) for d in methods.values() if unreplayed(d)})
+        if elsewhere:
+            lines += [f"Built on {', '.join(elsewhere)}, not the machine of the accuracy records (the board's † rows): "
                       "each ensemble is sound on its own, and replays the records' chosen settings from that "
                       "machine's own O_0.", ""]
         lines += ["| Method | KLOM D_f P95 vs floor (N) | KLOM: told apart on D_f? | KLOM damage on "
