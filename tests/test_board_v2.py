@@ -72,6 +72,15 @@ def test_a_board_where_nothing_beats_no_unlearning_says_so(tmp_path):
     assert "0 method(s)" in md and "no method can be told apart from leaving the model as it was" in md
 
 
+def test_a_one_trial_board_says_the_noise_test_is_not_testable_rather_than_that_nothing_beats_it(tmp_path):
+    # one trial has no seed noise: "no method can be told apart" would read as a finding about the methods
+    recs = [_v2("good", 0, m(100, 95, 95, 10)), _v2("noop", 0, m(100, 100, 95, 0))]
+    build(_write(tmp_path, recs), tmp_path / "lb", allow_dirty=True)
+    md = (tmp_path / "lb" / "digits-10pct.md").read_text()
+    assert "**Against no unlearning:** not testable yet: the board has 1 trial" in md
+    assert "told apart" not in md and "0 method(s)" not in md
+
+
 def test_the_index_sets_each_methods_gap_under_both_protocols_side_by_side(tmp_path):
     """Issue 16 acceptance 5: leaderboards/README.md shows each method's Avg. Gap under v1 and v2, generated
     from both versions' records (the v1 ones in their own folder)."""
