@@ -234,12 +234,15 @@ def optimism_rows(records: list[dict], host: Any | None = None) -> list[dict]:
     return out
 
 
-def beats_original(rows: list[Row]) -> tuple[list[str], Row | None]:
+def beats_original(rows: list[Row]) -> tuple[list[str] | None, Row | None]:
     """The ranked default-configuration rows whose Avg. Gap is below the Original row's beyond seed noise (the board's rule:
-    NOISE_Z standard errors of the difference of the paired per-trial gaps), and that Original row."""
+    NOISE_Z standard errors of the difference of the paired per-trial gaps), and that Original row; None instead of
+    the list where the Original row has no per-trial spread (one trial): the test cannot be made there."""
     orig = next((r for r in rows if r.role == "reference" and r.method == "original"), None)
-    if orig is None or orig.gap is None or not orig.gap_paired or orig.gap_paired[1] is None:
+    if orig is None or orig.gap is None or not orig.gap_paired:
         return [], orig
+    if orig.gap_paired[1] is None:
+        return None, orig
     out = []
     for r in rows:  # default configurations only: a variant (an n-ablation point) is not a method of its own
         if r.role != "measured" or r.oracle or r.none_feasible or r.gap is None or not r.gap_paired \
