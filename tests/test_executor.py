@@ -307,3 +307,84 @@ def test_nothing_the_store_holds_is_sent_again(local_records, tmp_path, monkeypa
     rec = json.loads(p.read_text())
     assert sent == [] and rec["timings"]["pool_trained"] == 0  # every member was stored: no job dispatched
     _same(local_records["negmerge"], rec)
+
+
+# -- a driver that dies: its workers must not run on unattended ---------------------------------------
+DRIVER = """
+import sys, time
+from pathlib import Path
+from unlearnbench.executor import Job, ProcessExecutor
+
+def sleeper(pidfile):
+    import os
+    Path(pidfile).write_text(str(os.getpid()))
+    time.sleep(120)  # a long job: the worker is busy when its driver goes
+    return "finished"
+
+ex = ProcessExecutor(workers=1, threads=1)
+ex.run([Job("long", sleeper, (sys.argv[1],))])
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie no one has reaped yet counts as ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _driver_with_a_busy_worker(tmp_path):
+    import subprocess
+    import time
+
+    pidfile = tmp_path / "worker.pid"
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(pidfile)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, env={**os.environ, "UNLEARNBENCH_QUIET": "1"})
+    deadline = time.monotonic() + 120
+    while not (pidfile.exists() and pidfile.read_text()):
+        assert driver.poll() is None, driver.stdout.read().decode()
+        assert time.monotonic() < deadline, "the worker never started its job"
+        time.sleep(0.2)
+    return driver, int(pidfile.read_text())
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_sigterm_to_the_driver_stops_its_workers_and_exits_143(tmp_path):
+    import signal
+
+    driver, worker = _driver_with_a_busy_worker(tmp_path)
+    try:
+        driver.send_signal(signal.SIGTERM)
+        assert driver.wait(timeout=30) == 143  # the clean-up ran (the default action would give -15)
+        assert _gone_within(worker, 5), "the driver ended, its worker runs on"
+    finally:
+        if _alive(worker):
+            os.kill(worker, signal.SIGKILL)
+        driver.kill()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_a_worker_whose_driver_was_killed_outright_ends_itself(tmp_path):
+    import signal
+
+    driver, worker = _driver_with_a_busy_worker(tmp_path)
+    try:
+        driver.kill()  # SIGKILL: no handler, no clean-up in the driver
+        driver.wait(timeout=30)
+        assert _gone_within(worker, 10), "an orphaned worker ran on with its 120 s job"
+    finally:
+        if _alive(worker):
+            os.kill(worker, signal.SIGKILL)

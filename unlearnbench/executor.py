@@ -14,7 +14,8 @@ outputs. Three executors:
 Whatever runs a job, it runs it with the same code and the same per-job thread count, so the
 results are bit-identical to ``local`` (CPU kernels here are deterministic for a given thread count;
 tests/test_executor.py checks pools, searches and sweeps). A job that raises is run once more and
-then reported; the other jobs go on. Ctrl-C stops the workers; what the driver already wrote stays.
+then reported; the other jobs go on. Ctrl-C or SIGTERM stops the workers; what the driver already
+wrote stays. A worker whose driver died without clean-up (SIGKILL) ends itself within a second.
 """
 from __future__ import annotations
 
@@ -102,6 +103,63 @@ def _worker_init(threads: int, device: str) -> None:
 
     progress.set_quiet(True)
     _set_threads(threads, device)
+    _exit_with_parent()
+
+
+def _exit_with_parent(every_s: float = 1.0) -> None:
+    """End this worker when its driver is gone. A driver killed outright (SIGKILL, the OOM killer)
+    runs no clean-up, and a worker in a 40-minute job would otherwise go on to the end with nobody to
+    take its result, holding a core the next run needs. A daemon thread polls the parent's pid: when
+    the worker is re-parented, the driver has died."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(every_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="unlearnbench-exit-with-parent", daemon=True).start()
+
+
+class _Terminated(SystemExit):
+    """SIGTERM while remote jobs run: raised in the driver's main thread, so the executor's clean-up
+    (stop the workers, keep what was written) runs as it does for Ctrl-C. Exit status 143 (128 + 15),
+    what a shell reports for a command ended by SIGTERM."""
+
+    def __init__(self):
+        super().__init__(128 + 15)
+
+
+class _stop_on_sigterm:
+    """While remote jobs run, turn SIGTERM into ``_Terminated`` (the default action ends the driver at
+    once, so its spawned workers would run on unattended). Only in the main thread, the one Python
+    delivers signals to, and never where SIGTERM was ignored on purpose; the old handler comes back."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            old = signal.getsignal(signal.SIGTERM)
+            if old is not signal.SIG_IGN:
+                self._old = old
+                signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise _Terminated()
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+        return False
 
 
 # -- the executors -------------------------------------------------------------------------------
@@ -218,7 +276,7 @@ class _Remote(Executor):
         payloads = [_payload(j) for j in jobs]
         queue = list(range(len(jobs)))
         running: dict[Any, int] = {}
-        with self._bar(len(jobs), desc, unit) as bar:
+        with self._bar(len(jobs), desc, unit) as bar, _stop_on_sigterm():
             try:
                 while queue or running:
                     # keep every worker busy, no more: the rest wait here, so a dead pool loses little
