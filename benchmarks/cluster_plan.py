@@ -343,8 +343,13 @@ def cpu_stages(runs: Path, scenario: str) -> tuple[dict[str, Stage], dict[str, d
                 plan[m] = {"type": "merge"}
         elif "search_s" in t0:
             n = int(t0["search_evals"])
-            grid = ((rs[0].get("selection") or {}).get("params") or {}).get("grid") or []
-            if grid and len(grid) != n:
+            params = (rs[0].get("selection") or {}).get("params") or {}
+            grid = params.get("grid") or []
+            if params.get("search") == "v2":
+                # §7.3: a candidate trains once and is evaluated after each of its epochs (and θ_0 once), so
+                # search_evals counts evaluations; the jobs are the grid's values and its extensions
+                n = len(grid) + len(params.get("extended") or [])
+            elif grid and len(grid) != n:
                 notes.append(f"{m}: {len(grid)} grid points but {n} search evaluations; candidates = evaluations")
             s = _median(rs, "search_s")
             prep = max((_median(rs, "unlearn_s") or s) - s, 0.0)

@@ -153,6 +153,24 @@ def test_the_grid_graph_from_records(cp, tmp_path):
     assert cp.simulate(jobs, 1).wall == pytest.approx(sum(j.seconds for j in jobs))
 
 
+def test_a_v2_search_counts_its_trained_settings_not_its_per_epoch_evaluations(cp, tmp_path):
+    """Under the v2 search (§7.3) search_evals is 7 values x 10 epochs + θ_0 = 71 evaluations of 7 (+1
+    extension) training runs: the plan's jobs are the 8 runs, each an eighth of the search time."""
+    d = tmp_path / "toy-10pct" / "finetune" / "seed-0"
+    d.mkdir(parents=True)
+    grid = [{"lr": 10 ** (-4 + i / 2)} for i in range(7)]
+    d.joinpath("run.json").write_text(json.dumps({
+        "method": "finetune", "trial": 0, "provenance": {"cpu": "toy", "threads": 2, "torch": "x"},
+        "timings": {"search_s": 800.0, "search_evals": 81, "unlearn_s": 800.0, "eval_s": 10.0, "total_s": 820.0},
+        "selection": {"params": {"search": "v2", "grid": grid, "extended": [{"lr": 0.316228}]}}}))
+    _record(tmp_path, "retrain", 0, {"original_s": 30.0, "retrain_s": 27.0, "eval_s": 10.0, "total_s": 70.0})
+    _record(tmp_path, "negmerge", 0, {"pool_s": 270.0, "pool_trained": 27, "pool_n": 27, "merge_wall_s": 0.1,
+                                      "select_s": 41.0, "select_evals": 41, "eval_s": 10.0, "total_s": 330.0})
+    stages, plan, notes = cp.cpu_stages(tmp_path, "toy-10pct")
+    assert notes == [] and plan["finetune"] == {"type": "search", "n": 8}
+    assert stages["finetune:cand"].count == 8 and stages["finetune:cand"].fmnist_s == pytest.approx(100.0)
+
+
 def test_committed_report_names_its_command_and_date(cp):
     """The committed output names its command, its date, and all three worker counts."""
     text = (SCRIPT.parent / "results" / "cluster_plan.txt").read_text()
