@@ -310,5 +310,10 @@ def test_ulira_measure_retrain_trains_the_k_m_retrains_and_measures_the_retrain_
     md = ensemble_section(SCEN, load_results(runs)[SCEN], [])
     row = next(x for x in md.splitlines() if x.startswith("| Retrain (independent)"))
     assert "(expected)" not in row and "measured from the 8×3 retrains" in md
+    # a later call without the flag trains nothing and keeps the measured row (the store holds the retrains)
+    before = sorted(p.name for p in store.root.rglob("*"))
+    build.build_and_score(host, SCEN, [], store=store, runs_dir=runs, echo=lambda s: None, sizes=off)
+    assert json.loads((runs / SCEN / "ensemble.json").read_text())["rows"]["Retrain (independent)"]["ulira"] == u
+    assert sorted(p.name for p in store.root.rglob("*")) == before
     with pytest.raises(Exception, match="needs U-LiRA on"):
         build.Sizes(challenge=3, klom=3, lira_k=0, lira_m=0, lira_retrain=True).check()

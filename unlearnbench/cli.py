@@ -346,7 +346,8 @@ def evaluate(spec, store, overrides, out_file, as_json):
 @click.option("--lira-k", type=click.IntRange(min=0), help="U-LiRA halves K (0: off, with --lira-m 0)")
 @click.option("--lira-m", type=click.IntRange(min=0), help="U-LiRA forget sets per half M")
 @click.option("--ulira-measure-retrain", is_flag=True,
-              help="train U-LiRA's K x M retrains and measure its Retrain row (else its expectation, AUC 0.5)")
+              help="train U-LiRA's K x M retrains and measure its Retrain row (without it: measured if the store "
+                   "already holds them, else its expectation, AUC 0.5)")
 @_override_option("how the members run (-o executor=processes, -o executor.workers=2, -o threads=1) or a metric "
                   "option (binning=inclusive|reference, utility=unclipped|capped, variance=per_example|fixed)")
 @store_options()

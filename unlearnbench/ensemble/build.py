@@ -224,9 +224,13 @@ class Builder:
             thetas = [model("lira", k, f"lira-half-{k}", h, True) for k, h in enumerate(halves)]
             lira = {"K": self.sizes.lira_k, "M": self.sizes.lira_m, "halves": [h.tolist() for h in halves],
                     "forget": [[f.tolist() for f in fs] for fs in forgets], "originals": thetas}
-            if self.sizes.lira_retrain:  # Retrain as method A: a model from scratch on H_k ∖ D_f^{k,m}
-                lira["retrains"] = [[model("lira-retrain", (k, j), f"lira-retain-{k}-{j}", np.setdiff1d(h, f), False)
-                                     for j, f in enumerate(forgets[k])] for k, h in enumerate(halves)]
+            # Retrain as method A: a model from scratch on H_k ∖ D_f^{k,m}. Trained when asked; also used when
+            # an earlier call stored them all, so a later call without the flag keeps the measured row
+            retrains = [[("lira-retrain", (k, j), f"lira-retain-{k}-{j}", np.setdiff1d(h, f), False)
+                         for j, f in enumerate(forgets[k])] for k, h in enumerate(halves)]
+            if self.sizes.lira_retrain or all(self._done(self.store.key(self._model_spec(*a[:4])), False)
+                                              for row in retrains for a in row):
+                lira["retrains"] = [[model(*a) for a in row] for row in retrains]
         self._send_models(jobs)
         man = {"originals": self._manifest("originals", orig, o0_weights=st.keys["original"]),
                "oracles": self._manifest("oracles", oracle, r0_weights=st.keys["retrain"]),
