@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -25,8 +26,6 @@ DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 @pytest.fixture(scope="module")
 def browser():
-    import os
-
     if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
         if os.environ.get("CI"):  # .ci/run installs them: missing there is a failure, not a skip
             pytest.fail("Chromium or chromedriver is missing in CI")
@@ -190,8 +189,6 @@ def test_the_committed_pages_links_resolve_and_each_section_is_shot(browser, boa
     for img in browser.find_elements(By.TAG_NAME, "img"):
         assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) > 0, \
             img.get_attribute("src")
-    import os
-
     shots = Path(os.environ.get(SHOTS_ENV) or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     taken = 0

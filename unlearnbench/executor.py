@@ -22,8 +22,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from .config import ExecutorName
 from .errors import ConfigError, UnlearnbenchError
@@ -133,33 +134,28 @@ class _Terminated(SystemExit):
         super().__init__(128 + 15)
 
 
-class _stop_on_sigterm:
+@contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
     """While remote jobs run, turn SIGTERM into ``_Terminated`` (the default action ends the driver at
     once, so its spawned workers would run on unattended). Only in the main thread, the one Python
-    delivers signals to, and never where SIGTERM was ignored on purpose; the old handler comes back."""
+    delivers signals to, and never where SIGTERM was ignored on purpose; the old handler comes back
+    (the default one where the old was not set from Python)."""
+    import signal
+    import threading
 
-    def __enter__(self):
-        import signal
-        import threading
+    old = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or old is signal.SIG_IGN:
+        yield
+        return
 
-        self._old = None
-        if threading.current_thread() is threading.main_thread():
-            old = signal.getsignal(signal.SIGTERM)
-            if old is not signal.SIG_IGN:
-                self._old = old
-                signal.signal(signal.SIGTERM, self._raise)
-        return self
-
-    @staticmethod
     def _raise(signum, frame):
         raise _Terminated()
 
-    def __exit__(self, *exc):
-        import signal
-
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
-        return False
+    signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if old is None else old)
 
 
 # -- the executors -------------------------------------------------------------------------------

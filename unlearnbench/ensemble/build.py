@@ -226,11 +226,11 @@ class Builder:
                     "forget": [[f.tolist() for f in fs] for fs in forgets], "originals": thetas}
             # Retrain as method A: a model from scratch on H_k ∖ D_f^{k,m}. Trained when asked; also used when
             # an earlier call stored them all, so a later call without the flag keeps the measured row
-            retrains = [[("lira-retrain", (k, j), f"lira-retain-{k}-{j}", np.setdiff1d(h, f), False)
+            retrains = [[("lira-retrain", (k, j), f"lira-retain-{k}-{j}", np.setdiff1d(h, f))
                          for j, f in enumerate(forgets[k])] for k, h in enumerate(halves)]
-            if self.sizes.lira_retrain or all(self._done(self.store.key(self._model_spec(*a[:4])), False)
+            if self.sizes.lira_retrain or all(self._done(self.store.key(self._model_spec(*a)), False)
                                               for row in retrains for a in row):
-                lira["retrains"] = [[model(*a) for a in row] for row in retrains]
+                lira["retrains"] = [[model(*a, False) for a in row] for row in retrains]
         self._send_models(jobs)
         man = {"originals": self._manifest("originals", orig, o0_weights=st.keys["original"]),
                "oracles": self._manifest("oracles", oracle, r0_weights=st.keys["retrain"]),
