@@ -591,7 +591,7 @@ def report(a: argparse.Namespace) -> str:
             f" {'every profile, so the critical path would not change' if retrain_first else 'some profile'});"
             f" searches have the recorded grids (v1, {'/'.join(map(str, grid_sizes))} points; §7.3 v2 has 7 or"
             " more, and on GPU scenarios searches"
-            " are off unless -o method.search=on); the §7.4 baselines have no records and are not in the grid;"
+            " are off unless -o method.lr_search=on); the §7.4 baselines have no records and are not in the grid;"
             " the H200 original/Retrain timings come from two processes sharing one H200 (gpu_determinism.txt),"
             " so contention, if anything, lengthens them.")]
     return "\n".join(out) + "\n"
